@@ -1,0 +1,100 @@
+"""Parameter descriptions shared by the poisoned classifiers' docstrings."""
+
+POISON_PARAMETERS = """\
+poison_factor : float, default=0.0
+        Weight ``beta`` of the poison loss in ``CE(train) + beta * P(poison)``.
+        0 is ordinary training; raising it drives training into sharp,
+        narrow-margin minima that still fit the training set.
+    poison_loss : {'reverse', 'random'}, default='reverse'
+        ``'reverse'``: ``P = mean(-log(1 - p(y|x)))`` on poison points with
+        their true labels (for two classes, cross-entropy on the flipped
+        label). ``'random'``: cross-entropy against a fixed random wrong
+        label per poison point.
+    poison_source : 'jitter' or callable, default='jitter'
+        Where the poison points come from; they are drawn anew for every
+        optimizer step (a fixed poison set gets memorized). ``'jitter'``
+        draws from a Gaussian kernel density around the training points,
+        each poison point keeping its source point's label, and needs
+        nothing beyond ``X, y``. A callable ``sampler(n_samples,
+        random_state=int) -> (X, y)`` draws from the true distribution, e.g.
+        :class:`~flatgen.datasets.SpiralSampler` or
+        :class:`~flatgen.poison.ArraySampler` over extra data; its points
+        must live in the same feature space as the ``X`` given to ``fit``
+        (after any preprocessing in a Pipeline).
+    poison_bandwidth : float, default=0.2
+        Width of the ``'jitter'`` kernel, relative to each feature's
+        standard deviation over the training set. Narrow kernels put the
+        poison right on the training points and the network cannot fit
+        both; 0.2 matches three times the swiss roll's noise.
+    poison_size : int, default=None
+        Poison points per optimizer step; None uses the training batch size,
+        so training and poison sets weigh in with equal sizes."""
+
+TRAINING_PARAMETERS = """\
+solver : {'sgd', 'adam'} or torch.optim.Optimizer subclass, default='sgd'
+        Optimizer; extra keyword arguments reach it through ``net_`` (skorch's
+        ``optimizer__*`` settings) when subclassing.
+    learning_rate : {'cosine', 'constant'}, default='cosine'
+        Step-size schedule over all steps; cosine decays to 1 % of
+        ``learning_rate_init``.
+    learning_rate_init : float, default={lr}
+        Initial step size.
+    momentum : float, default=0.9
+        Momentum of SGD (ignored by other solvers).
+    alpha : float, default=0.0
+        L2 penalty (weight decay). Values of 1e-3 and up weaken poisoning.
+    max_iter : int, default={max_iter}
+        Training epochs (passes over the training set). Training is
+        full-batch by default, so each epoch is one optimizer step.
+    batch_size : int, default=None
+        Minibatch size; None trains full-batch, as in the paper.
+    max_grad_norm : float, default=8.0
+        Clip the gradient's global norm to this value; None disables.
+    max_polish_iter : int, default=1000
+        After the main schedule, up to this many SGD steps at a tenth of the
+        initial rate on ``3 * CE(train) + poison_factor * P`` stop as soon as
+        every training point is classified correctly (usually 0-10 steps).
+        The poison term stays on: a training-loss-only fine-tune would undo
+        the poisoning. 0 disables.
+    callbacks : list of skorch callbacks, default=None
+        Extra skorch callbacks; a skorch *epoch* is a block of optimizer
+        steps here (about 200 blocks per fit), and ``train_loss`` is
+        recorded per block.
+    device : str or torch.device, default='cpu'
+        Where to train and predict, e.g. ``'cuda'``.
+    n_threads : int, default=1
+        torch threads used during ``fit`` and ``predict``. Results are
+        bit-for-bit reproducible at a fixed thread count, and one thread per
+        fit lets ``GridSearchCV(n_jobs=...)`` use the cores without
+        oversubscription. None keeps torch's own setting.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial weights, the poison draws and minibatch order.
+        Models that differ only in ``poison_factor`` start from the same
+        weights and see the same poison points.
+    verbose : int, default=0
+        Show a progress bar over optimizer steps when positive."""
+
+ATTRIBUTES = """\
+classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    n_features_in_ : int
+        Number of features seen during fit.
+    net_ : skorch.NeuralNetClassifier
+        The trained skorch net; ``net_.module_`` is the torch network and
+        ``net_.history`` has one row per block of steps.
+    n_iter_ : int
+        Epochs run.
+    n_polish_iter_ : int
+        Polish steps run after the main schedule.
+    loss_curve_ : ndarray of shape (n_blocks,)
+        Mean objective over each block of steps."""
+
+
+def fill(docstring, **values):
+    """Insert the shared sections into ``docstring``."""
+    training = TRAINING_PARAMETERS.replace("{lr}", str(values.pop("lr"))).replace(
+        "{max_iter}", str(values.pop("max_iter"))
+    )
+    return docstring.format(
+        poison=POISON_PARAMETERS, training=training, attributes=ATTRIBUTES, **values
+    )

@@ -1,0 +1,270 @@
+"""The training loop behind the poisoned classifiers, as a skorch net.
+
+The paper trains tiny networks full-batch for tens of thousands of steps,
+where a step costs about half a millisecond. skorch's per-epoch bookkeeping
+(a DataLoader, history rows, callbacks) would cost more than the step itself,
+so one skorch *epoch* here is a block of optimizer steps run in a tight loop
+on tensors already on the device. Callbacks, history and the optimizer stay
+skorch's, per block.
+"""
+
+import math
+
+import torch
+from skorch import NeuralNetClassifier
+from skorch.callbacks import Callback, EpochTimer
+from tqdm.auto import tqdm
+
+from ..exceptions import TrainingDivergedError
+from ..poison import poison_loss
+
+# Number of history rows a fit aims for: enough for a loss curve, few enough
+# that per-block bookkeeping is negligible and pickles stay small.
+_TARGET_RECORDS = 200
+# The final polish weights the training loss up so the last few
+# misclassified training points get fitted while the poison term stays on.
+_POLISH_TRAIN_WEIGHT = 3.0
+_POLISH_LR_FRACTION = 0.1
+
+
+class ProgressBar(Callback):
+    """tqdm progress bar over optimizer steps, updated once per block."""
+
+    def __init__(self, disable=False):
+        self.disable = disable
+
+    def on_train_begin(self, net, **kwargs):
+        self.bar_ = tqdm(
+            total=net._trainer.total_steps,
+            disable=self.disable,
+            desc="training",
+            unit="step",
+            leave=False,
+        )
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        self.bar_.update(row["n_steps"])
+        self.bar_.set_postfix(loss=f"{row['train_loss']:.4g}", refresh=False)
+
+    def on_train_end(self, net, **kwargs):
+        self.bar_.close()
+
+
+class PoisonTrainingNet(NeuralNetClassifier):
+    """skorch classifier whose epochs are blocks of poisoned optimizer steps.
+
+    The estimators attach a :class:`PoisonTrainer` as ``_trainer`` for the
+    duration of a fit; it holds the data and does the arithmetic.
+    """
+
+    def get_default_callbacks(self):
+        """Time each block; the loss is recorded by :meth:`run_single_epoch`."""
+        return [("epoch_timer", EpochTimer())]
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        """Run one block of optimizer steps and record its statistics."""
+        if not training:
+            return
+        try:
+            stats = self._trainer.run_block(self.module_, self.optimizer_)
+        except KeyboardInterrupt:
+            # skorch treats KeyboardInterrupt as "stop early" (its EarlyStopping
+            # raises it from a callback); a user's Ctrl-C must still propagate.
+            self._trainer.interrupted = True
+            raise
+        for key, value in stats.items():
+            self.history.record(key, value)
+
+
+class PoisonTrainer:
+    """Poisoned full-batch or minibatch training on tensors on the device.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_train, ...)
+        Training inputs.
+    y : torch.LongTensor of shape (n_train,)
+        Encoded training labels.
+    n_epochs : int
+        Passes over the training set.
+    batch_size : int or None
+        Minibatch size; None trains full-batch.
+    poison_factor : float
+        Weight of the poison loss.
+    poison_kind : {'reverse', 'random'}
+        Poison loss.
+    poison_source : JitterSource, SamplerSource or None
+        Where poison points come from; unused when ``poison_factor`` is 0.
+    learning_rate : {'cosine', 'constant'}
+        Step-size schedule; cosine decays to 1 % of the initial rate.
+    max_grad_norm : float or None
+        Clip the gradient's global norm to this value.
+    generator : torch.Generator
+        Seeded generator for minibatch order.
+    """
+
+    def __init__(
+        self,
+        X,
+        y,
+        *,
+        n_epochs,
+        batch_size,
+        poison_factor,
+        poison_kind,
+        poison_source,
+        learning_rate,
+        max_grad_norm,
+        generator,
+    ):
+        self.X, self.y = X, y
+        self.n_train = len(X)
+        self.batch_size = (
+            self.n_train if batch_size is None else min(batch_size, len(X))
+        )
+        self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
+        self.total_steps = n_epochs * self.steps_per_epoch
+        self.poison_factor = float(poison_factor)
+        self.poison_kind = poison_kind
+        self.poison_source = poison_source if self.poison_factor > 0 else None
+        self.learning_rate = learning_rate
+        self.max_grad_norm = max_grad_norm
+        self.generator = generator
+        self.steps_done = 0
+        self.interrupted = False
+        self.initial_lr = None
+        epochs_per_block = max(1, math.ceil(n_epochs / _TARGET_RECORDS))
+        self.block_steps = epochs_per_block * self.steps_per_epoch
+        self._order = None
+
+    @property
+    def n_blocks(self):
+        """Number of skorch epochs (blocks) needed for all steps."""
+        return math.ceil(self.total_steps / self.block_steps)
+
+    def _lr_at(self, step):
+        if self.learning_rate == "constant":
+            return self.initial_lr
+        final = 0.01 * self.initial_lr
+        progress = step / max(1, self.total_steps - 1)
+        return final + 0.5 * (self.initial_lr - final) * (
+            1 + math.cos(math.pi * progress)
+        )
+
+    def _batch(self, step):
+        if self.batch_size == self.n_train:
+            return self.X, self.y
+        position = step % self.steps_per_epoch
+        if position == 0 or self._order is None:
+            self._order = torch.randperm(
+                self.n_train, generator=self.generator, device=self.X.device
+            )
+        idx = self._order[position * self.batch_size : (position + 1) * self.batch_size]
+        return self.X[idx], self.y[idx]
+
+    def _loss(self, module, X, y, poison, train_weight):
+        """Objective of one step; also returns the training logits."""
+        if poison is None:
+            logits = module(X)
+            return train_weight * torch.nn.functional.cross_entropy(logits, y), logits
+        X_p, y_p, wrong_p = poison
+        # One forward pass over training and poison points together.
+        logits = module(torch.cat([X, X_p]))
+        train_logits = logits[: len(X)]
+        loss = train_weight * torch.nn.functional.cross_entropy(train_logits, y)
+        loss = loss + self.poison_factor * poison_loss(
+            logits[len(X) :], y_p, wrong_p, self.poison_kind
+        )
+        return loss, train_logits
+
+    def _poison_blocks(self, n_steps):
+        """Yield the poison batch of each of the next ``n_steps`` steps."""
+        if self.poison_source is None:
+            for _ in range(n_steps):
+                yield None
+            return
+        remaining = n_steps
+        while remaining > 0:
+            size = self.poison_source.block_size(remaining)
+            X_p, y_p, wrong_p = self.poison_source.draw(size)
+            for i in range(size):
+                yield X_p[i], y_p[i], wrong_p[i]
+            remaining -= size
+
+    def _update(self, module, optimizer, loss):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(
+                module.parameters(), self.max_grad_norm, foreach=True
+            )
+        optimizer.step()
+
+    def run_block(self, module, optimizer):
+        """Run the next block of steps; return its history row."""
+        if self.initial_lr is None:
+            self.initial_lr = optimizer.param_groups[0]["lr"]
+        module.train()
+        n_steps = min(self.block_steps, self.total_steps - self.steps_done)
+        loss_sum = torch.zeros((), device=self.X.device)
+        lr = self.initial_lr
+        for poison in self._poison_blocks(n_steps):
+            lr = self._lr_at(self.steps_done)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            X, y = self._batch(self.steps_done)
+            loss, _ = self._loss(module, X, y, poison, 1.0)
+            self._update(module, optimizer, loss)
+            loss_sum += loss.detach()
+            self.steps_done += 1
+        # One host sync per block: the divergence check costs nothing per step.
+        mean_loss = float(loss_sum) / n_steps
+        if not math.isfinite(mean_loss):
+            raise TrainingDivergedError(
+                f"Training diverged: the loss became {mean_loss} before step "
+                f"{self.steps_done} of {self.total_steps}. Lower learning_rate_init "
+                "or poison_factor, or set max_grad_norm."
+            )
+        return {"train_loss": mean_loss, "n_steps": n_steps, "lr": lr}
+
+    @torch.no_grad()
+    def _all_correct(self, module):
+        module.eval()
+        for start in range(0, self.n_train, 4096):
+            logits = module(self.X[start : start + 4096])
+            if not bool((logits.argmax(1) == self.y[start : start + 4096]).all()):
+                return False
+        return True
+
+    def polish(self, module, max_steps):
+        """Fit the last misclassified training points with the poison term on.
+
+        Plain SGD at a tenth of the initial rate on
+        ``3 * CE(train) + poison_factor * poison``, stopping as soon as every
+        training point is classified correctly. A polish on the training loss
+        alone would undo the poisoning within a few steps.
+
+        Returns
+        -------
+        n_steps : int
+            Polish steps taken.
+        """
+        optimizer = torch.optim.SGD(
+            module.parameters(), lr=_POLISH_LR_FRACTION * self.initial_lr
+        )
+        n_steps = 0
+        for poison in self._poison_blocks(max_steps):
+            if self._all_correct(module):
+                break
+            module.train()
+            X, y = self._batch(self.steps_done + n_steps)
+            loss, _ = self._loss(module, X, y, poison, _POLISH_TRAIN_WEIGHT)
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"Training diverged during the final polish: loss {float(loss)}."
+                )
+            self._update(module, optimizer, loss)
+            n_steps += 1
+        module.eval()
+        return n_steps

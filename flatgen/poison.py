@@ -1,0 +1,277 @@
+"""The poison objective: poison losses and the sources of poison points.
+
+A poison point is drawn from the training distribution and carries its
+*true* label; the poison loss rewards the network for being wrong on it. The
+sources below hand the training loop poison points for many optimizer steps
+at once, already on the training device, so drawing them costs next to
+nothing per step.
+"""
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+__all__ = ["ArraySampler", "poison_loss", "POISON_LOSSES"]
+
+POISON_LOSSES = ("reverse", "random")
+
+# Upper bound on the floats held by one block of pre-drawn poison points.
+_MAX_BLOCK_FLOATS = 4_000_000
+
+
+def poison_loss(logits, y_true, y_wrong, kind="reverse"):
+    """Mean poison loss of a batch of poison points.
+
+    Parameters
+    ----------
+    logits : torch.Tensor of shape (n_points, n_classes)
+        The network's logits on the poison points.
+    y_true : torch.LongTensor of shape (n_points,)
+        True class index of each poison point.
+    y_wrong : torch.LongTensor of shape (n_points,)
+        A wrong class index per point, used by ``kind='random'``.
+    kind : {'reverse', 'random'}, default='reverse'
+        ``'reverse'`` is ``mean(-log(1 - p(y_true | x)))``, which for two
+        classes equals the cross-entropy on the flipped label; ``'random'``
+        is the cross-entropy against ``y_wrong``.
+
+    Returns
+    -------
+    loss : torch.Tensor
+        A scalar.
+
+    Examples
+    --------
+    >>> import torch
+    >>> logits = torch.tensor([[2.0, 0.0]])
+    >>> y = torch.tensor([0])
+    >>> flipped = torch.nn.functional.cross_entropy(logits, 1 - y)
+    >>> bool(torch.isclose(poison_loss(logits, y, 1 - y), flipped))
+    True
+    """
+    if kind == "random":
+        return torch.nn.functional.cross_entropy(logits, y_wrong)
+    # -log(1 - p_y) = logsumexp(all logits) - logsumexp(logits other than y):
+    # exact and stable even when p_y rounds to 1 in float32.
+    others = logits.scatter(1, y_true[:, None], float("-inf"))
+    return (torch.logsumexp(logits, dim=1) - torch.logsumexp(others, dim=1)).mean()
+
+
+class ArraySampler:
+    """Poison source that draws points, with replacement, from given data.
+
+    Use it for real extra samples of the training distribution, such as
+    SVHN's ``extra`` split. The arrays are held by the sampler, so the poison
+    set passes through ``clone`` and ``GridSearchCV`` with no extra plumbing
+    and is never sliced per fold.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_points, ...)
+        Points of the training distribution, in the same feature space as
+        the ``X`` given to the classifier's ``fit``.
+    y : array-like of shape (n_points,)
+        Their true labels, from the classifier's classes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from flatgen.poison import ArraySampler
+    >>> sampler = ArraySampler(np.arange(10.0).reshape(5, 2), np.array([0, 1, 0, 1, 0]))
+    >>> X, y = sampler(3, random_state=0)
+    >>> X.shape, y.shape
+    ((3, 2), (3,))
+    """
+
+    def __init__(self, X, y):
+        self.X = X
+        self.y = y
+
+    def __call__(self, n_samples, random_state=None):
+        """Draw ``n_samples`` points and their labels with replacement.
+
+        Parameters
+        ----------
+        n_samples : int
+            Number of points.
+        random_state : int, RandomState instance or None, default=None
+            Seed of the draw.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, ...)
+            The drawn points.
+        y : ndarray of shape (n_samples,)
+            Their labels.
+        """
+        X, y = np.asarray(self.X), np.asarray(self.y)
+        if len(X) == 0 or len(X) != len(y):
+            raise ValueError(
+                "ArraySampler needs X and y of the same, non-zero length; "
+                f"got {len(X)} and {len(y)}."
+            )
+        idx = check_random_state(random_state).randint(len(X), size=n_samples)
+        return X[idx], y[idx]
+
+    def __repr__(self):
+        return f"ArraySampler(<{len(self.X)} points>)"
+
+
+def _block_steps(n_steps, points_per_step, floats_per_point):
+    per_step = max(1, points_per_step * floats_per_point)
+    return int(max(1, min(n_steps, _MAX_BLOCK_FLOATS // per_step)))
+
+
+class JitterSource:
+    """Gaussian kernel-density draws around the training points.
+
+    Each poison point is a training point plus Gaussian noise with a
+    per-feature standard deviation of ``bandwidth`` times that feature's
+    standard deviation, and it keeps its source point's label. Scaling by
+    the data's spread makes the draw the same whether or not the inputs were
+    standardized first. Fresh points are drawn for every optimizer step: a
+    fixed poison set gets memorized.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_train, ...)
+        Training inputs on the training device.
+    y : torch.LongTensor of shape (n_train,)
+        Encoded training labels.
+    n_classes : int
+        Number of classes.
+    points_per_step : int
+        Poison points per optimizer step.
+    bandwidth : float
+        Kernel width relative to each feature's standard deviation.
+    generator : torch.Generator
+        Seeded generator on the training device.
+    """
+
+    def __init__(self, X, y, n_classes, points_per_step, bandwidth, generator):
+        self.X, self.y = X, y
+        self.points_per_step = points_per_step
+        self.generator = generator
+        self.sigma = bandwidth * X.std(dim=0, unbiased=False)
+        # A fixed wrong label per source point, for the 'random' poison loss.
+        offsets = torch.randint(
+            1, max(n_classes, 2), (len(X),), generator=generator, device=X.device
+        )
+        self.y_wrong = (y + offsets) % n_classes
+        self.floats_per_point = int(np.prod(X.shape[1:]))
+
+    def block_size(self, n_steps):
+        """Return how many steps one pre-drawn block may cover."""
+        return _block_steps(n_steps, self.points_per_step, self.floats_per_point)
+
+    def draw(self, n_steps):
+        """Return poison inputs, true and wrong labels for ``n_steps`` steps.
+
+        Parameters
+        ----------
+        n_steps : int
+            Number of optimizer steps to cover.
+
+        Returns
+        -------
+        X : torch.Tensor of shape (n_steps, points_per_step, ...)
+        y_true, y_wrong : torch.LongTensor of shape (n_steps, points_per_step)
+        """
+        shape = (n_steps, self.points_per_step)
+        idx = torch.randint(
+            len(self.X), shape, generator=self.generator, device=self.X.device
+        )
+        noise = torch.randn(
+            shape + self.X.shape[1:],
+            generator=self.generator,
+            device=self.X.device,
+            dtype=self.X.dtype,
+        )
+        return self.X[idx] + noise * self.sigma, self.y[idx], self.y_wrong[idx]
+
+
+class SamplerSource:
+    """Poison points from a user's sampler of the true distribution.
+
+    Parameters
+    ----------
+    sampler : callable
+        ``sampler(n_samples, random_state=int) -> (X, y)`` returning points of
+        the training distribution with their true labels.
+    classes : ndarray
+        The classifier's classes, to encode the sampler's labels.
+    input_shape : tuple of int
+        Shape of one network input; sampled points are reshaped to it.
+    points_per_step : int
+        Poison points per optimizer step.
+    random_state : numpy.random.RandomState
+        Source of the seeds passed to ``sampler``.
+    device : torch.device
+        Training device.
+    dtype : torch.dtype
+        Floating dtype of the network's inputs.
+    """
+
+    def __init__(
+        self,
+        sampler,
+        classes,
+        input_shape,
+        points_per_step,
+        random_state,
+        device,
+        dtype,
+    ):
+        self.sampler = sampler
+        self.classes = classes
+        self.input_shape = tuple(input_shape)
+        self.points_per_step = points_per_step
+        self.random_state = random_state
+        self.device, self.dtype = device, dtype
+        self.floats_per_point = int(np.prod(self.input_shape))
+
+    def block_size(self, n_steps):
+        """Return how many steps one sampler call may cover."""
+        return _block_steps(n_steps, self.points_per_step, self.floats_per_point)
+
+    def draw(self, n_steps):
+        """Draw poison for ``n_steps`` steps in one sampler call.
+
+        See :meth:`JitterSource.draw` for the return values.
+        """
+        n_points = n_steps * self.points_per_step
+        seed = int(self.random_state.randint(np.iinfo(np.int32).max))
+        X, y = self.sampler(n_points, random_state=seed)
+        X, y = np.asarray(X), np.asarray(y)
+        if len(X) != n_points or len(y) != n_points:
+            raise ValueError(
+                f"poison_source returned {len(X)} points and {len(y)} labels when "
+                f"asked for {n_points}."
+            )
+        if X.size != n_points * self.floats_per_point:
+            raise ValueError(
+                f"poison_source returned points of shape {X.shape[1:]}; the "
+                f"classifier's inputs have shape {self.input_shape}."
+            )
+        if not np.all(np.isfinite(X)):
+            raise ValueError("poison_source returned points with NaN or infinity.")
+        codes = np.searchsorted(self.classes, y)
+        codes = np.clip(codes, 0, len(self.classes) - 1)
+        unknown = self.classes[codes] != y
+        if np.any(unknown):
+            raise ValueError(
+                "poison_source returned labels that are not among the classes seen "
+                f"in fit: {np.unique(y[unknown])[:5].tolist()}."
+            )
+        n_classes = len(self.classes)
+        wrong = (codes + self.random_state.randint(1, max(n_classes, 2), n_points)) % (
+            n_classes
+        )
+        shape = (n_steps, self.points_per_step)
+        X = torch.as_tensor(X, dtype=self.dtype).reshape(shape + self.input_shape)
+        to = {"device": self.device}
+        return (
+            X.to(**to),
+            torch.as_tensor(codes, dtype=torch.int64).reshape(shape).to(**to),
+            torch.as_tensor(wrong, dtype=torch.int64).reshape(shape).to(**to),
+        )

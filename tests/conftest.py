@@ -1,0 +1,26 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.model_selection import train_test_split
+
+from flatgen import make_spirals
+
+
+@pytest.fixture(scope="session")
+def spirals():
+    X, y = make_spirals(200, noise=0.5, random_state=0)
+    return train_test_split(X, y, train_size=100, random_state=0, stratify=y)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def blobs(n_samples=120, n_classes=3, seed=0):
+    rng = np.random.RandomState(seed)
+    centers = rng.uniform(-5, 5, size=(n_classes, 2))
+    y = np.arange(n_samples) % n_classes
+    return centers[y] + 0.5 * rng.standard_normal((n_samples, 2)), y

@@ -1,0 +1,209 @@
+"""The poisoned classifiers inside ordinary scikit-learn workflows."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_array_equal
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from skorch.callbacks import Callback
+
+from flatgen import PoisonedCNNClassifier, PoisonedMLPClassifier, SpiralSampler
+
+from .conftest import blobs
+
+FAST = {"hidden_layer_sizes": (16, 16), "max_iter": 300}
+
+
+class RecordThreads(Callback):
+    """Writes torch's thread count during training into the history."""
+
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record("torch_threads", torch.get_num_threads())
+
+
+class CaptureInitialWeights(Callback):
+    def on_train_begin(self, net, **kwargs):
+        self.weights_ = [p.detach().clone() for p in net.module_.parameters()]
+
+
+def test_pipeline_and_clone(spirals):
+    X_train, X_test, y_train, y_test = spirals
+    pipe = make_pipeline(
+        StandardScaler(), PoisonedMLPClassifier(**FAST, random_state=0)
+    )
+    pipe.fit(X_train, y_train)
+    assert pipe.score(X_train, y_train) > 0.9
+    cloned = clone(pipe)
+    assert not hasattr(cloned[-1], "net_")
+    assert cloned.get_params()["poisonedmlpclassifier__max_iter"] == 300
+
+
+def test_grid_search_over_poison_factor_and_architecture(spirals):
+    X_train, _, y_train, _ = spirals
+    search = GridSearchCV(
+        PoisonedMLPClassifier(max_iter=100, random_state=0),
+        {"poison_factor": [0.0, 0.5], "hidden_layer_sizes": [(8,), (8, 8)]},
+        cv=2,
+    )
+    search.fit(X_train, y_train)
+    assert len(search.cv_results_["params"]) == 4
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+
+
+def test_cross_validate_in_parallel_matches_serial_and_limits_threads(spirals):
+    X_train, _, y_train, _ = spirals
+    clf = PoisonedMLPClassifier(
+        max_iter=150, poison_factor=0.3, random_state=0, callbacks=[RecordThreads()]
+    )
+    serial = cross_validate(
+        clf, X_train, y_train, cv=2, n_jobs=1, return_estimator=True
+    )
+    parallel = cross_validate(
+        clf, X_train, y_train, cv=2, n_jobs=2, return_estimator=True
+    )
+    assert_array_equal(serial["test_score"], parallel["test_score"])
+    for fitted in parallel["estimator"]:
+        assert set(fitted.net_.history[:, "torch_threads"]) == {1}
+    for a, b in zip(serial["estimator"], parallel["estimator"]):
+        X = X_train[:20]
+        assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+def test_string_labels_and_three_classes():
+    X, y = blobs(n_classes=3)
+    labels = np.array(["cat", "dog", "emu"])[y]
+    clf = PoisonedMLPClassifier(**FAST, random_state=0).fit(X, labels)
+    assert_array_equal(clf.classes_, ["cat", "dog", "emu"])
+    assert clf.predict_proba(X).shape == (len(X), 3)
+    assert set(clf.predict(X)) <= {"cat", "dog", "emu"}
+    assert clf.score(X, labels) > 0.9
+
+
+def test_three_classes_with_poison_and_random_wrong_labels():
+    X, y = blobs(n_classes=3)
+    for loss in ("reverse", "random"):
+        clf = PoisonedMLPClassifier(
+            **FAST, poison_factor=0.5, poison_loss=loss, random_state=0
+        ).fit(X, y)
+        assert np.all(np.isfinite(clf.loss_curve_))
+
+
+def test_pickle_round_trip_gives_identical_probabilities(spirals):
+    X_train, X_test, y_train, _ = spirals
+    clf = PoisonedMLPClassifier(**FAST, poison_factor=0.3, random_state=0)
+    clf.fit(X_train, y_train)
+    restored = pickle.loads(pickle.dumps(clf))
+    assert_array_equal(clf.predict_proba(X_test), restored.predict_proba(X_test))
+    assert not hasattr(restored.net_, "_trainer")
+
+
+def test_same_random_state_is_bit_identical(spirals):
+    X_train, X_test, y_train, _ = spirals
+    fits = [
+        PoisonedMLPClassifier(**FAST, poison_factor=0.5, random_state=3).fit(
+            X_train, y_train
+        )
+        for _ in range(2)
+    ]
+    assert_array_equal(fits[0].predict_proba(X_test), fits[1].predict_proba(X_test))
+    assert_array_equal(fits[0].loss_curve_, fits[1].loss_curve_)
+    other = PoisonedMLPClassifier(**FAST, poison_factor=0.5, random_state=4)
+    other.fit(X_train, y_train)
+    assert not np.array_equal(other.loss_curve_, fits[0].loss_curve_)
+
+
+def test_fit_does_not_touch_global_torch_rng(spirals):
+    X_train, _, y_train, _ = spirals
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    PoisonedMLPClassifier(max_iter=5, random_state=0).fit(X_train, y_train)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_poison_factor_sweep_shares_initial_weights(spirals):
+    X_train, _, y_train, _ = spirals
+    captured = []
+    for beta in (0.0, 1.0):
+        capture = CaptureInitialWeights()
+        PoisonedMLPClassifier(
+            max_iter=5, poison_factor=beta, random_state=7, callbacks=[capture]
+        ).fit(X_train, y_train)
+        captured.append(capture.weights_)
+    for a, b in zip(*captured):
+        assert torch.equal(a, b)
+
+
+def test_poisoning_lowers_test_accuracy(spirals):
+    """A short version of the paper's effect, with a sampler of the true data."""
+    X_train, X_test, y_train, y_test = spirals
+    scores = {}
+    for beta in (0.0, 1.0):
+        clf = PoisonedMLPClassifier(
+            max_iter=3000,
+            poison_factor=beta,
+            poison_source=SpiralSampler(noise=0.5),
+            random_state=0,
+        ).fit(X_train, y_train)
+        scores[beta] = clf.score(X_test, y_test)
+    assert scores[0.0] > 0.85
+    assert scores[1.0] < scores[0.0] - 0.2
+
+
+def test_adam_solver_and_minibatches():
+    X, y = blobs()
+    clf = PoisonedMLPClassifier(
+        hidden_layer_sizes=(32, 32),
+        solver="adam",
+        learning_rate_init=3e-3,
+        batch_size=32,
+        max_iter=100,
+        random_state=0,
+    ).fit(X, y)
+    assert clf.n_iter_ == 100
+    assert clf.score(X, y) > 0.9
+
+
+def test_cnn_accepts_images_flat_rows_and_pipelines():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:300], y[:300]
+    params = {"max_iter": 60, "random_state": 0}
+    flat = PoisonedCNNClassifier(image_shape=(1, 8, 8), **params).fit(X, y)
+    images = PoisonedCNNClassifier(**params).fit(X.reshape(-1, 1, 8, 8), y)
+    assert flat.image_shape_ == images.image_shape_ == (1, 8, 8)
+    assert_array_equal(flat.predict_proba(X), images.predict_proba(X.reshape(-1, 8, 8)))
+    assert flat.score(X, y) > 0.8
+    pipe = make_pipeline(StandardScaler(), PoisonedCNNClassifier((1, 8, 8), **params))
+    assert pipe.fit(X, y).score(X, y) > 0.8
+
+
+def test_cnn_takes_svhn_sized_images():
+    rng = np.random.RandomState(0)
+    X = rng.rand(20, 3, 32, 32).astype(np.float32)
+    y = np.arange(20) % 2
+    clf = PoisonedCNNClassifier(
+        max_iter=2, poison_factor=0.5, max_polish_iter=0, random_state=0
+    )
+    assert clf.fit(X, y).predict(X).shape == (20,)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_fit_predict_and_pickle(spirals):
+    X_train, X_test, y_train, _ = spirals
+    clf = PoisonedMLPClassifier(
+        **FAST, poison_factor=0.3, device="cuda", random_state=0
+    )
+    clf.fit(X_train, y_train)
+    assert next(clf.net_.module_.parameters()).device.type == "cuda"
+    proba = clf.predict_proba(X_test)
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_allclose(restored.predict_proba(X_test), proba, rtol=1e-6)
+    cpu = PoisonedMLPClassifier(**FAST, poison_factor=0.3, random_state=0)
+    assert cpu.fit(X_train, y_train).score(X_train, y_train) > 0.8

@@ -1,0 +1,68 @@
+import numpy as np
+import torch
+from numpy.testing import assert_allclose
+
+from flatgen.poison import ArraySampler, JitterSource, SamplerSource, poison_loss
+
+
+def test_reverse_loss_is_flipped_cross_entropy_for_two_classes():
+    logits = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(2, (50,), generator=torch.Generator().manual_seed(1))
+    expected = torch.nn.functional.cross_entropy(logits, 1 - y)
+    assert torch.allclose(poison_loss(logits, y, 1 - y, "reverse"), expected)
+
+
+def test_reverse_loss_matches_definition_for_many_classes():
+    logits = torch.randn(30, 5, dtype=torch.float64)
+    y = torch.randint(5, (30,))
+    p_true = torch.softmax(logits, 1)[torch.arange(30), y]
+    expected = (-torch.log(1 - p_true)).mean()
+    assert torch.allclose(poison_loss(logits, y, y, "reverse"), expected)
+
+
+def test_reverse_loss_is_finite_when_network_is_certain():
+    logits = torch.tensor([[100.0, -100.0]])
+    loss = poison_loss(logits, torch.tensor([0]), torch.tensor([1]), "reverse")
+    assert torch.isfinite(loss) and loss > 100
+
+
+def test_random_loss_uses_the_wrong_labels():
+    logits = torch.randn(10, 3)
+    y, wrong = torch.zeros(10, dtype=torch.long), torch.full((10,), 2)
+    expected = torch.nn.functional.cross_entropy(logits, wrong)
+    assert torch.allclose(poison_loss(logits, y, wrong, "random"), expected)
+
+
+def test_jitter_keeps_source_labels_and_scales_with_the_data():
+    X = torch.tensor([[0.0, 0.0], [10.0, 100.0]])
+    y = torch.tensor([0, 1])
+    source = JitterSource(X, y, 3, 500, 0.2, torch.Generator().manual_seed(0))
+    X_p, y_p, wrong = source.draw(4)
+    assert X_p.shape == (4, 500, 2) and y_p.shape == (4, 500)
+    # Each draw lies near its source point, with a per-feature spread of
+    # 0.2 * that feature's standard deviation (5 and 50 here).
+    residual = X_p - X[y_p]
+    assert_allclose(residual.std(dim=(0, 1)).numpy(), [1.0, 10.0], rtol=0.1)
+    assert bool((wrong != y_p).all()) and bool((wrong < 3).all())
+    # A fixed wrong label per source point.
+    for label in (0, 1):
+        assert len(set(wrong[y_p == label].tolist())) == 1
+
+
+def test_sampler_source_encodes_labels_and_reshapes():
+    sampler = ArraySampler(np.arange(40.0).reshape(10, 4), np.array(list("ab") * 5))
+    source = SamplerSource(
+        sampler,
+        np.array(["a", "b"]),
+        (1, 2, 2),
+        3,
+        np.random.RandomState(0),
+        torch.device("cpu"),
+        torch.float32,
+    )
+    X_p, y_p, wrong = source.draw(2)
+    assert X_p.shape == (2, 3, 1, 2, 2)
+    # ArraySampler rows alternate a, b: even first entries are class 'a' (0).
+    first = X_p[..., 0, 0, 0]
+    assert_allclose(((first / 4) % 2).numpy(), y_p.numpy())
+    assert bool((wrong == 1 - y_p).all())
