@@ -40,7 +40,9 @@ def test_bad_poison_factor(data, value):
 
 
 def test_unknown_poison_loss(data):
-    with pytest.raises(ValueError, match="'poison_loss' parameter .* 'reverse'"):
+    with pytest.raises(
+        ValueError, match="'poison_loss' parameter .*'reverse'.*Got 'flip'"
+    ):
         PoisonedMLPClassifier(poison_loss="flip").fit(*data)
 
 

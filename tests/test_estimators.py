@@ -55,23 +55,33 @@ def test_grid_search_over_poison_factor_and_architecture(spirals):
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
 
 
-def test_cross_validate_in_parallel_matches_serial_and_limits_threads(spirals):
+def test_parallel_grid_search_matches_serial(spirals):
+    X_train, _, y_train, _ = spirals
+    grid = {"poison_factor": [0.0, 0.5]}
+    clf = PoisonedMLPClassifier(max_iter=150, random_state=0)
+    results = [
+        GridSearchCV(clf, grid, cv=2, n_jobs=n_jobs).fit(X_train, y_train).cv_results_
+        for n_jobs in (1, 2)
+    ]
+    for key in ("split0_test_score", "split1_test_score", "mean_test_score"):
+        assert_array_equal(results[0][key], results[1][key])
+
+
+def test_parallel_fits_use_one_thread_and_match_serial_bit_for_bit(spirals):
     X_train, _, y_train, _ = spirals
     clf = PoisonedMLPClassifier(
         max_iter=150, poison_factor=0.3, random_state=0, callbacks=[RecordThreads()]
     )
-    serial = cross_validate(
-        clf, X_train, y_train, cv=2, n_jobs=1, return_estimator=True
-    )
-    parallel = cross_validate(
-        clf, X_train, y_train, cv=2, n_jobs=2, return_estimator=True
-    )
-    assert_array_equal(serial["test_score"], parallel["test_score"])
-    for fitted in parallel["estimator"]:
+    runs = [
+        cross_validate(
+            clf, X_train, y_train, cv=2, n_jobs=n_jobs, return_estimator=True
+        )
+        for n_jobs in (1, 2)
+    ]
+    for fitted in runs[1]["estimator"]:
         assert set(fitted.net_.history[:, "torch_threads"]) == {1}
-    for a, b in zip(serial["estimator"], parallel["estimator"]):
-        X = X_train[:20]
-        assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    for a, b in zip(runs[0]["estimator"], runs[1]["estimator"]):
+        assert_array_equal(a.predict_proba(X_train), b.predict_proba(X_train))
 
 
 def test_string_labels_and_three_classes():
@@ -207,3 +217,31 @@ def test_cuda_fit_predict_and_pickle(spirals):
     np.testing.assert_allclose(restored.predict_proba(X_test), proba, rtol=1e-6)
     cpu = PoisonedMLPClassifier(**FAST, poison_factor=0.3, random_state=0)
     assert cpu.fit(X_train, y_train).score(X_train, y_train) > 0.8
+
+
+def test_torch_optimizer_class_as_solver():
+    X, y = blobs()
+    clf = PoisonedMLPClassifier(
+        **FAST, solver=torch.optim.RMSprop, learning_rate_init=1e-3, random_state=0
+    ).fit(X, y)
+    assert isinstance(clf.net_.optimizer_, torch.optim.RMSprop)
+    assert clf.score(X, y) > 0.9
+
+
+def test_verbose_shows_a_progress_bar(capsys):
+    X, y = blobs()
+    PoisonedMLPClassifier(max_iter=20, verbose=1, random_state=0).fit(X, y)
+    assert "training" in capsys.readouterr().err
+    PoisonedMLPClassifier(max_iter=20, random_state=0).fit(X, y)
+    assert capsys.readouterr().err == ""
+
+
+def test_history_has_one_row_per_block_and_counts_every_step(spirals):
+    X_train, _, y_train, _ = spirals
+    clf = PoisonedMLPClassifier(max_iter=1000, max_polish_iter=0, random_state=0)
+    clf.fit(X_train, y_train)
+    steps = clf.net_.history[:, "n_steps"]
+    assert sum(steps) == 1000 and len(steps) == 200
+    assert len(clf.loss_curve_) == 200
+    # The cosine schedule decays the step size to 1 % of the initial rate.
+    assert clf.net_.history[-1, "lr"] == pytest.approx(1e-4, rel=1e-2)

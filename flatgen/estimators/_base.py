@@ -175,7 +175,7 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
             generator=generator(order_seed),
         )
         if self.poison_factor > 0:
-            points_per_step = self.poison_size or trainer.batch_size
+            points_per_step = self.poison_size or 2 * trainer.batch_size
             trainer.poison_source = self._poison_source(
                 X_t, y_t, rng, generator(poison_seed), points_per_step, device
             )

@@ -75,7 +75,7 @@ class PoisonedMLPClassifier(BasePoisonedClassifier):
         poison_factor=0.0,
         poison_loss="reverse",
         poison_source="jitter",
-        poison_bandwidth=0.2,
+        poison_bandwidth=0.15,
         poison_size=None,
         solver="sgd",
         learning_rate="cosine",

@@ -163,34 +163,48 @@ class PoisonTrainer:
         idx = self._order[position * self.batch_size : (position + 1) * self.batch_size]
         return self.X[idx], self.y[idx]
 
-    def _loss(self, module, X, y, poison, train_weight):
-        """Objective of one step; also returns the training logits."""
-        if poison is None:
-            logits = module(X)
-            return train_weight * torch.nn.functional.cross_entropy(logits, y), logits
-        X_p, y_p, wrong_p = poison
-        # One forward pass over training and poison points together.
-        logits = module(torch.cat([X, X_p]))
-        train_logits = logits[: len(X)]
-        loss = train_weight * torch.nn.functional.cross_entropy(train_logits, y)
-        loss = loss + self.poison_factor * poison_loss(
-            logits[len(X) :], y_p, wrong_p, self.poison_kind
-        )
-        return loss, train_logits
+    def _loss(self, module, inputs, y, poison, train_weight):
+        """Objective of one step.
 
-    def _poison_blocks(self, n_steps):
-        """Yield the poison batch of each of the next ``n_steps`` steps."""
-        if self.poison_source is None:
-            for _ in range(n_steps):
-                yield None
-            return
-        remaining = n_steps
-        while remaining > 0:
-            size = self.poison_source.block_size(remaining)
+        ``inputs`` holds the training batch followed by the poison points, so
+        both go through the network in one forward pass.
+        """
+        logits = module(inputs)
+        loss = torch.nn.functional.cross_entropy(logits[: len(y)], y)
+        if train_weight != 1.0:
+            loss = train_weight * loss
+        if poison is not None:
+            y_p, wrong_p = poison
+            loss = loss + self.poison_factor * poison_loss(
+                logits[len(y) :], y_p, wrong_p, self.poison_kind
+            )
+        return loss
+
+    def _step_batches(self, first_step, n_steps):
+        """Yield ``(inputs, y, poison)`` for each of the next ``n_steps`` steps.
+
+        Poison points are drawn for many steps at once; in full-batch training
+        the training inputs are stacked with each step's poison points once
+        per block, so a step's input is a view and costs no copy.
+        """
+        step, end = first_step, first_step + n_steps
+        while step < end:
+            if self.poison_source is None:
+                X, y = self._batch(step)
+                yield X, y, None
+                step += 1
+                continue
+            size = self.poison_source.block_size(end - step)
             X_p, y_p, wrong_p = self.poison_source.draw(size)
-            for i in range(size):
-                yield X_p[i], y_p[i], wrong_p[i]
-            remaining -= size
+            if self.batch_size == self.n_train:
+                stacked = torch.cat([self.X.expand(size, *self.X.shape), X_p], dim=1)
+                for i in range(size):
+                    yield stacked[i], self.y, (y_p[i], wrong_p[i])
+            else:
+                for i in range(size):
+                    X, y = self._batch(step + i)
+                    yield torch.cat([X, X_p[i]]), y, (y_p[i], wrong_p[i])
+            step += size
 
     def _update(self, module, optimizer, loss):
         optimizer.zero_grad(set_to_none=True)
@@ -209,12 +223,11 @@ class PoisonTrainer:
         n_steps = min(self.block_steps, self.total_steps - self.steps_done)
         loss_sum = torch.zeros((), device=self.X.device)
         lr = self.initial_lr
-        for poison in self._poison_blocks(n_steps):
+        for inputs, y, poison in self._step_batches(self.steps_done, n_steps):
             lr = self._lr_at(self.steps_done)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            X, y = self._batch(self.steps_done)
-            loss, _ = self._loss(module, X, y, poison, 1.0)
+            loss = self._loss(module, inputs, y, poison, 1.0)
             self._update(module, optimizer, loss)
             loss_sum += loss.detach()
             self.steps_done += 1
@@ -254,12 +267,11 @@ class PoisonTrainer:
             module.parameters(), lr=_POLISH_LR_FRACTION * self.initial_lr
         )
         n_steps = 0
-        for poison in self._poison_blocks(max_steps):
+        for inputs, y, poison in self._step_batches(self.steps_done, max_steps):
             if self._all_correct(module):
                 break
             module.train()
-            X, y = self._batch(self.steps_done + n_steps)
-            loss, _ = self._loss(module, X, y, poison, _POLISH_TRAIN_WEIGHT)
+            loss = self._loss(module, inputs, y, poison, _POLISH_TRAIN_WEIGHT)
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(
                     f"Training diverged during the final polish: loss {float(loss)}."
