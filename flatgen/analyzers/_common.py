@@ -1,0 +1,111 @@
+"""Hyperparameters and computation shared by the flatness analyzers."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ._access import network_and_data
+from ._radii import base_loss, n_perturbed, radii_along_directions
+
+
+class FlatnessAnalyzer(BaseEstimator):
+    """Base class: analyzers measure a fitted estimator, they are not fitted models.
+
+    ``fit(estimator, X, y)`` computes and stores results in ``*_``
+    attributes; calling the analyzer, ``analyzer(estimator, X, y)``,
+    returns its headline number computed on a fresh clone, so the analyzer
+    can be passed to ``GridSearchCV(scoring=...)``.
+    """
+
+    _parameter_constraints = {
+        "n_directions": [Interval(Integral, 1, None, closed="left")],
+        "cutoff_type": [StrOptions({"absolute", "relative"})],
+        "max_radius": [Interval(Real, 0, None, closed="neither")],
+        "include_bias": ["boolean"],
+        "rtol": [Interval(Real, 0, 1, closed="neither")],
+        "random_state": ["random_state"],
+        "n_jobs": [Integral, None],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "verbose": ["verbose"],
+    }
+
+    def __call__(self, estimator, X, y):
+        """Return the headline number for ``estimator`` on ``X, y``.
+
+        Parameters
+        ----------
+        estimator : fitted flatgen classifier or Pipeline ending in one
+            The model to measure; not modified.
+        X : array-like of shape (n_samples, ...)
+            Data of the loss (the training set, for the paper's basins).
+        y : array-like of shape (n_samples,)
+            Labels.
+
+        Returns
+        -------
+        score : float
+            The analyzer's headline number (see the class docstring).
+        """
+        return float(clone(self).fit(estimator, X, y).score_)
+
+    def _absolute_cutoffs(self, cutoffs, loss0):
+        cutoffs = np.atleast_1d(np.asarray(cutoffs, dtype=float))
+        if cutoffs.ndim != 1 or len(cutoffs) == 0 or not np.all(cutoffs > 0):
+            raise ValueError(
+                f"cutoff must be a positive number or a non-empty list of them. Got "
+                f"{cutoffs.tolist()!r} instead."
+            )
+        absolute = cutoffs * loss0 if self.cutoff_type == "relative" else cutoffs
+        if self.cutoff_type == "relative" and not np.all(cutoffs > 1):
+            raise ValueError(
+                "A relative cutoff is a multiple of the loss at the minimum and must "
+                f"exceed 1. Got {cutoffs.tolist()!r} instead."
+            )
+        too_low = absolute <= loss0
+        if np.any(too_low):
+            raise ValueError(
+                f"The training loss at the minimum ({loss0:.4g}) already reaches "
+                f"cutoff {absolute[too_low][0]:.4g}: no basin to measure. Use a "
+                "larger cutoff, cutoff_type='relative', or check that the estimator "
+                "was fitted on this X, y."
+            )
+        return absolute
+
+    def _measure(self, estimator, X, y, cutoffs):
+        """Radii for ``cutoffs`` along seeded directions; sets common attributes.
+
+        Also returns the network copy, prepared data and direction seed for
+        follow-up computations on the same directions.
+        """
+        module, X, y = network_and_data(estimator, X, y)
+        loss0, accuracy0 = base_loss(module, X, y, self.n_threads)
+        if not np.isfinite(loss0):
+            raise ValueError(
+                f"The training loss of the estimator is not finite ({loss0}); "
+                "flatness cannot be measured."
+            )
+        self.base_loss_, self.base_accuracy_ = loss0, accuracy0
+        self.cutoffs_ = self._absolute_cutoffs(cutoffs, loss0)
+        self.n_dims_ = n_perturbed(module, self.include_bias)
+        seed = int(
+            check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        )
+        radii, capped, self.n_evaluations_ = radii_along_directions(
+            module,
+            X,
+            y,
+            n_directions=self.n_directions,
+            seed=seed,
+            n_jobs=self.n_jobs,
+            verbose=self.verbose,
+            cutoffs=self.cutoffs_.tolist(),
+            loss0=loss0,
+            max_radius=float(self.max_radius),
+            rtol=float(self.rtol),
+            include_bias=bool(self.include_bias),
+            n_threads=self.n_threads,
+        )
+        return radii, capped, (module, X, y, seed)

@@ -1,0 +1,155 @@
+"""CurvatureAnalyzer: sharpness of the minimum from Hessian-vector products."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+
+from .._torch_utils import torch_threads
+from ..landscape import hessian_trace, top_hessian_eigenvalue
+from ._access import network_and_data
+from ._common import FlatnessAnalyzer
+from ._radii import base_loss
+
+
+class CurvatureAnalyzer(FlatnessAnalyzer):
+    """Top eigenvalue and trace of the training-loss Hessian at the minimum.
+
+    Hessian-vector products come from double backpropagation; the top
+    eigenvalue from power iteration and the trace from Hutchinson's
+    estimator with Rademacher vectors. By default the Hessian is
+    filter-normalized, ``D H D`` with ``D`` scaling each filter's
+    coordinates by the filter's norm, so it measures curvature in the same
+    units as :class:`BasinAnalyzer`'s radii (the paper's "curv").
+
+    Parameters
+    ----------
+    filter_normalized : bool, default=True
+        Measure ``D H D`` instead of the raw Hessian ``H``.
+    include_bias : bool, default=False
+        Include biases in the filter-normalized Hessian (unscaled biases are
+        left out by default, as in the directions).
+    n_iter : int, default=200
+        Maximum Hessian-vector products of the power iteration.
+    tol : float, default=1e-5
+        Relative tolerance of the power iteration.
+    n_trace_samples : int, default=50
+        Rademacher vectors for the trace; 0 skips the trace.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the start vector and the Rademacher vectors.
+    n_threads : int, default=1
+        torch threads.
+
+    Attributes
+    ----------
+    top_eigenvalue_ : float
+        Largest eigenvalue; returned when called as a scorer (larger means
+        sharper).
+    trace_ : float
+        Hutchinson estimate of the trace (nan if skipped).
+    trace_std_error_ : float
+        Standard error of ``trace_``.
+    base_loss_ : float
+        Training loss at the minimum.
+    score_ : float
+        ``top_eigenvalue_``.
+
+    Examples
+    --------
+    >>> from flatgen import CurvatureAnalyzer, PoisonedMLPClassifier, make_spirals
+    >>> X, y = make_spirals(100, random_state=0)
+    >>> clf = PoisonedMLPClassifier(max_iter=300, random_state=0).fit(X, y)
+    >>> curvature = CurvatureAnalyzer(n_trace_samples=5, random_state=0)
+    >>> curvature.fit(clf, X, y).top_eigenvalue_ > 0
+    True
+    """
+
+    _parameter_constraints = {
+        "filter_normalized": ["boolean"],
+        "include_bias": ["boolean"],
+        "n_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="neither")],
+        "n_trace_samples": [Interval(Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+    }
+
+    def __init__(
+        self,
+        filter_normalized=True,
+        include_bias=False,
+        *,
+        n_iter=200,
+        tol=1e-5,
+        n_trace_samples=50,
+        random_state=None,
+        n_threads=1,
+    ):
+        self.filter_normalized = filter_normalized
+        self.include_bias = include_bias
+        self.n_iter = n_iter
+        self.tol = tol
+        self.n_trace_samples = n_trace_samples
+        self.random_state = random_state
+        self.n_threads = n_threads
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, estimator, X, y):
+        """Measure the curvature of ``estimator``'s training loss on ``X, y``.
+
+        Parameters
+        ----------
+        estimator : fitted flatgen classifier or Pipeline ending in one
+            The model to measure; it is not modified.
+        X : array-like of shape (n_samples, ...)
+            Training inputs.
+        y : array-like of shape (n_samples,)
+            Training labels.
+
+        Returns
+        -------
+        self : CurvatureAnalyzer
+            The analyzer, with results in its ``*_`` attributes.
+        """
+        module, X, y = network_and_data(estimator, X, y)
+        self.base_loss_ = base_loss(module, X, y, self.n_threads)[0]
+        rng = check_random_state(self.random_state)
+        eig_seed, trace_seed = (
+            int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2)
+        )
+        options = {
+            "filter_normalized": self.filter_normalized,
+            "include_bias": self.include_bias,
+        }
+        with torch_threads(self.n_threads):
+            self.top_eigenvalue_ = float(
+                top_hessian_eigenvalue(
+                    module,
+                    X,
+                    y,
+                    n_iter=self.n_iter,
+                    tol=self.tol,
+                    seed=eig_seed,
+                    **options,
+                )
+            )
+            self.trace_, self.trace_std_error_ = np.nan, np.nan
+            if self.n_trace_samples:
+                self.trace_, self.trace_std_error_ = hessian_trace(
+                    module,
+                    X,
+                    y,
+                    n_samples=self.n_trace_samples,
+                    seed=trace_seed,
+                    return_std=True,
+                    **options,
+                )
+        if not np.isfinite(self.top_eigenvalue_):
+            raise ValueError(
+                "The Hessian's top eigenvalue is not finite; the training loss of "
+                "the estimator is not finite near its weights."
+            )
+        self.score_ = self.top_eigenvalue_
+        return self

@@ -1,0 +1,142 @@
+"""Basin radii along many seeded directions, in chunks that joblib can spread."""
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from .._torch_utils import torch_threads
+from ..landscape import (
+    BatchedEvaluator,
+    basin_radii,
+    filter_normalized_directions,
+    flatten_parameters,
+)
+
+# Directions per task. Fixed, so that neither n_jobs nor the joblib backend
+# changes which directions a task draws or how its work is batched.
+CHUNK_SIZE = 128
+
+
+def n_perturbed(module, include_bias):
+    """Return the number of parameters the directions move."""
+    return int(
+        sum(p.numel() for p in module.parameters() if include_bias or p.ndim >= 2)
+    )
+
+
+def base_loss(module, X, y, n_threads):
+    """Return training loss and accuracy of ``module`` at its own weights."""
+    with torch_threads(n_threads):
+        evaluator = BatchedEvaluator(module, X, y)
+        theta0 = flatten_parameters(module).to(evaluator.device)
+        loss, accuracy = evaluator.evaluate(theta0[None])
+    return float(loss[0]), float(accuracy[0])
+
+
+def _chunk_task(module, X, y, seed, start, stop, settings):
+    with torch_threads(settings["n_threads"]):
+        evaluator = BatchedEvaluator(module, X, y)
+        theta0 = flatten_parameters(module).to(evaluator.device)
+        directions = filter_normalized_directions(
+            evaluator.layout,
+            theta0,
+            stop - start,
+            seed,
+            start=start,
+            include_bias=settings["include_bias"],
+        )
+        radii, capped, n_evaluations = [], [], 0
+        for cutoff in settings["cutoffs"]:
+            result = basin_radii(
+                evaluator.loss,
+                theta0,
+                directions,
+                cutoff,
+                max_radius=settings["max_radius"],
+                rtol=settings["rtol"],
+                loss0=settings["loss0"],
+            )
+            radii.append(result.radii)
+            capped.append(result.capped)
+            n_evaluations += result.n_evaluations
+    return np.array(radii), np.array(capped), n_evaluations
+
+
+def radii_along_directions(
+    module, X, y, *, n_directions, seed, n_jobs, verbose, **settings
+):
+    """Radii for every cutoff along ``n_directions`` filter-normalized directions.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The trained network (a copy; not modified).
+    X, y : ndarray
+        Training inputs shaped for the network and encoded labels.
+    n_directions : int
+        Number of directions; direction ``k`` is drawn from ``(seed, k)``.
+    seed : int
+        Seed of the directions.
+    n_jobs : int or None
+        joblib workers over chunks of :data:`CHUNK_SIZE` directions.
+    verbose : int
+        Progress bar over chunks when positive.
+    **settings
+        ``cutoffs`` (absolute), ``loss0``, ``max_radius``, ``rtol``,
+        ``include_bias``, ``n_threads``.
+
+    Returns
+    -------
+    radii : ndarray of shape (n_cutoffs, n_directions)
+    capped : ndarray of bool of shape (n_cutoffs, n_directions)
+    n_evaluations : int
+    """
+    bounds = [
+        (start, min(start + CHUNK_SIZE, n_directions))
+        for start in range(0, n_directions, CHUNK_SIZE)
+    ]
+    tasks = (
+        delayed(_chunk_task)(module, X, y, seed, start, stop, settings)
+        for start, stop in bounds
+    )
+    results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
+    results = list(
+        tqdm(
+            results,
+            total=len(bounds),
+            disable=not verbose,
+            desc="directions",
+            unit="chunk",
+            leave=False,
+        )
+    )
+    radii = np.concatenate([r[0] for r in results], axis=1)
+    capped = np.concatenate([r[1] for r in results], axis=1)
+    return radii, capped, int(sum(r[2] for r in results))
+
+
+def loss_profiles(
+    module, X, y, *, seed, n_profiles, distances, include_bias, n_threads
+):
+    """Training loss at ``distances`` along the first ``n_profiles`` directions.
+
+    The directions are redrawn from ``(seed, k)``, identical to those of
+    :func:`radii_along_directions`; all points go through one batched call.
+
+    Returns
+    -------
+    losses : ndarray of shape (n_profiles, len(distances))
+    """
+    if n_profiles == 0:
+        return np.empty((0, len(distances)))
+    with torch_threads(n_threads):
+        evaluator = BatchedEvaluator(module, X, y)
+        theta0 = flatten_parameters(module).to(evaluator.device)
+        directions = filter_normalized_directions(
+            evaluator.layout, theta0, n_profiles, seed, include_bias=include_bias
+        )
+        steps = torch.as_tensor(distances, dtype=theta0.dtype, device=theta0.device)
+        thetas = theta0 + steps[None, :, None] * directions[:, None]
+        losses = evaluator.loss(thetas.reshape(-1, len(theta0)))
+    return np.asarray(losses).reshape(n_profiles, len(distances))

@@ -1,0 +1,381 @@
+"""Curvature of the training loss from Hessian-vector products."""
+
+import copy
+import math
+import warnings
+from numbers import Integral, Real
+
+import torch
+import torch.nn.functional as F
+from sklearn.exceptions import ConvergenceWarning
+
+from ._parameters import ParameterLayout, flatten_parameters
+
+__all__ = ["LossHessian", "hessian_trace", "top_hessian_eigenvalue"]
+
+
+class LossHessian:
+    """Hessian of the mean training cross-entropy, as a matrix-vector product.
+
+    Products are computed by double backpropagation
+    (``torch.autograd.grad`` with ``create_graph=True``) on a private deep
+    copy of the module, in eval mode, with every parameter requiring a
+    gradient; the caller's module is never touched.
+
+    With ``filter_normalized=True`` the operator is ``H_fn = D H D``, the
+    Hessian in filter-normalized coordinates: ``D`` is diagonal, equal to
+    ``||W_f||`` on the entries of filter ``f`` (a dense unit's
+    incoming-weight row, a convolution's output channel) and, on each bias
+    or normalization vector ``b``, to ``||b||`` if ``include_bias`` else 0.
+    A filter-normalized direction is ``d = D u`` with ``u`` of unit norm on
+    each filter, so ``d^T H d = u^T H_fn u``: the curvature along such
+    directions is the one of ``H_fn``, whatever the scale of each layer.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Network mapping ``X`` to logits.
+    X : array-like or torch.Tensor
+        Inputs shaped for the network.
+    y : array-like of int of shape (n_samples,)
+        Encoded labels in ``[0, n_classes)``.
+    filter_normalized : bool, default=False
+        Whether to return products with ``D H D`` instead of ``H``.
+    include_bias : bool, default=False
+        With ``filter_normalized``, whether biases keep their own scale
+        (``||b||``) or are left out (scale 0).
+    sample_block : int, default=None
+        If given, the loss is accumulated over blocks of this many samples,
+        recomputing each block's graph at every product (bounded memory).
+        By default the gradient graph of the whole set is built once and
+        reused by every product (faster, memory grows with ``n_samples``).
+
+    Attributes
+    ----------
+    layout : ParameterLayout
+        Layout of the parameters (the order of the vectors).
+    n_params : int
+        Dimension of the operator.
+    scale : torch.Tensor of shape (n_params,) or None
+        Diagonal of ``D`` when ``filter_normalized``, else None.
+    """
+
+    def __init__(
+        self,
+        module,
+        X,
+        y,
+        *,
+        filter_normalized=False,
+        include_bias=False,
+        sample_block=None,
+    ):
+        if sample_block is not None and (
+            not isinstance(sample_block, Integral) or sample_block < 1
+        ):
+            raise ValueError(
+                "sample_block must be a positive integer or None; got "
+                f"{sample_block!r}."
+            )
+        self._module = copy.deepcopy(module).eval()
+        self._params = list(self._module.parameters())
+        if not self._params:
+            raise ValueError("The module has no parameters.")
+        for param in self._params:
+            param.requires_grad_(True)
+        device, dtype = self._params[0].device, self._params[0].dtype
+        self.layout = ParameterLayout.from_module(self._module)
+        self.n_params = self.layout.n_params
+        self._X = torch.as_tensor(X).to(device, dtype)
+        self._y = torch.as_tensor(y).to(device, torch.int64)
+        if self._y.ndim != 1 or len(self._y) != len(self._X) or len(self._y) == 0:
+            raise ValueError(
+                f"y must be 1-D with one label per sample; got shape "
+                f"{tuple(self._y.shape)} for {len(self._X)} samples."
+            )
+        self._sample_block = sample_block
+        self._grads = None
+        self.scale = None
+        if filter_normalized:
+            theta = flatten_parameters(self._module)
+            self.scale = self.layout.group_norms(theta, include_bias)
+
+    @property
+    def device(self):
+        """Device of the module copy, where vectors must live."""
+        return self._params[0].device
+
+    @property
+    def dtype(self):
+        """Dtype of the module copy."""
+        return self._params[0].dtype
+
+    def _gradients(self, block):
+        """Gradient of the block's share of the mean loss, with its graph."""
+        n_samples = len(self._y)
+        logits = self._module(self._X[block])
+        loss = F.cross_entropy(logits, self._y[block], reduction="sum") / n_samples
+        return torch.autograd.grad(
+            loss,
+            self._params,
+            create_graph=True,
+            allow_unused=True,
+            materialize_grads=True,
+        )
+
+    def _hessian_vector(self, vector):
+        pieces = [vector[s.offset : s.offset + s.numel] for s in self.layout.specs]
+        pieces = [p.view_as(param) for p, param in zip(pieces, self._params)]
+        if self._sample_block is None:
+            if self._grads is None:
+                self._grads = self._gradients(slice(None))
+            blocks = [self._grads]
+        else:
+            step = self._sample_block
+            blocks = (
+                self._gradients(slice(start, start + step))
+                for start in range(0, len(self._y), step)
+            )
+        total = torch.zeros(self.n_params, dtype=self.dtype, device=self.device)
+        for grads in blocks:
+            dot = sum((g * p).sum() for g, p in zip(grads, pieces))
+            hv = torch.autograd.grad(
+                dot,
+                self._params,
+                retain_graph=self._sample_block is None,
+                allow_unused=True,
+                materialize_grads=True,
+            )
+            total += torch.cat([h.reshape(-1) for h in hv])
+        return total
+
+    def matvec(self, vector):
+        """Product of the (filter-normalized) Hessian with ``vector``.
+
+        Parameters
+        ----------
+        vector : torch.Tensor of shape (n_params,)
+            Vector ordered as :attr:`layout`.
+
+        Returns
+        -------
+        product : torch.Tensor of shape (n_params,)
+            ``H v`` or ``D H D v``, detached, on the module's device.
+        """
+        vector = torch.as_tensor(vector).to(self.device, self.dtype)
+        if vector.shape != (self.n_params,):
+            raise ValueError(
+                f"Expected a vector of length {self.n_params}; got shape "
+                f"{tuple(vector.shape)}."
+            )
+        if self.scale is not None:
+            vector = vector * self.scale
+        product = self._hessian_vector(vector).detach()
+        if self.scale is not None:
+            product = product * self.scale
+        return product
+
+
+def _check_common(name, value, low):
+    if not isinstance(value, Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
+
+
+def _power_iteration(matvec, start, n_iter, tol, shift=0.0):
+    """Dominant eigenpair of ``matvec - shift * I`` by power iteration."""
+    v = start / start.norm()
+    eigenvalue = None
+    for iteration in range(1, n_iter + 1):
+        w = matvec(v) - shift * v
+        rayleigh = float(torch.dot(v, w))
+        norm = w.norm()
+        if norm == 0:
+            return 0.0, v, iteration, True
+        if eigenvalue is not None and abs(rayleigh - eigenvalue) <= tol * abs(rayleigh):
+            return rayleigh, v, iteration, True
+        eigenvalue, v = rayleigh, w / norm
+    return eigenvalue, v, n_iter, False
+
+
+def _top_eigenpair(matvec, start, n_iter, tol):
+    """Largest algebraic eigenpair of a symmetric operator.
+
+    ``start`` is called for each start vector. Power iteration finds the
+    eigenvalue of largest magnitude; if it is negative it is the smallest,
+    ``H - lambda_min I`` is then positive semi-definite and its dominant
+    eigenvalue plus ``lambda_min`` is the largest eigenvalue of ``H``.
+    """
+    eigenvalue, vector, _, converged = _power_iteration(matvec, start(), n_iter, tol)
+    if converged and eigenvalue < 0:
+        shifted, vector, _, converged = _power_iteration(
+            matvec, start(), n_iter, tol, shift=eigenvalue
+        )
+        eigenvalue = shifted + eigenvalue
+    return eigenvalue, vector, converged
+
+
+def top_hessian_eigenvalue(
+    module,
+    X,
+    y,
+    *,
+    n_iter=200,
+    tol=1e-5,
+    seed=0,
+    filter_normalized=False,
+    include_bias=False,
+    sample_block=None,
+    return_vector=False,
+):
+    """Largest eigenvalue of the training-loss Hessian by power iteration.
+
+    Power iteration converges to the eigenvalue of largest magnitude. If
+    that one is negative (possible away from a minimum), a second power
+    iteration on ``H - lambda_min I`` (positive semi-definite) gives the
+    largest algebraic eigenvalue, which is what is returned.
+
+    With ``filter_normalized=True`` this is the largest eigenvalue of
+    ``D H D`` (see :class:`LossHessian`) restricted to the coordinates with
+    a nonzero scale: the start vector is zero on the others (biases when
+    ``include_bias`` is False), so the trivial zero eigenvalues of those
+    coordinates are never returned, even when every other one is negative.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Network mapping ``X`` to logits; not modified.
+    X : array-like or torch.Tensor
+        Training inputs shaped for the network.
+    y : array-like of int of shape (n_samples,)
+        Encoded labels.
+    n_iter : int, default=200
+        Maximum Hessian-vector products per power iteration.
+    tol : float, default=1e-5
+        Stop when the Rayleigh quotient changes by at most ``tol`` relative
+        to its value between two iterations.
+    seed : int, default=0
+        Seed of the CPU generator that draws the start vector.
+    filter_normalized : bool, default=False
+        Use the filter-normalized Hessian ``D H D`` (the paper's "curv");
+        see :class:`LossHessian`.
+    include_bias : bool, default=False
+        See :class:`LossHessian`.
+    sample_block : int, default=None
+        See :class:`LossHessian`.
+    return_vector : bool, default=False
+        Also return the unit eigenvector.
+
+    Returns
+    -------
+    eigenvalue : float
+        Largest eigenvalue.
+    eigenvector : torch.Tensor of shape (n_params,)
+        Returned only if ``return_vector``.
+
+    Warns
+    -----
+    ConvergenceWarning
+        If the tolerance was not reached in ``n_iter`` products.
+    """
+    _check_common("n_iter", n_iter, 1)
+    _check_common("seed", seed, 0)
+    if not isinstance(tol, Real) or not tol > 0:
+        raise ValueError(f"tol must be positive; got {tol!r}.")
+    hessian = LossHessian(
+        module,
+        X,
+        y,
+        filter_normalized=filter_normalized,
+        include_bias=include_bias,
+        sample_block=sample_block,
+    )
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+
+    def start():
+        vector = torch.randn(hessian.n_params, generator=generator, dtype=torch.float64)
+        if hessian.scale is not None:
+            # Coordinates scaled to zero carry no curvature: start without them.
+            vector = vector * (hessian.scale.cpu() != 0)
+        return vector.to(hessian.device, hessian.dtype)
+
+    eigenvalue, vector, converged = _top_eigenpair(hessian.matvec, start, n_iter, tol)
+    if not converged:
+        warnings.warn(
+            f"Power iteration did not reach tol={tol:g} in n_iter={n_iter} "
+            "Hessian-vector products; the eigenvalue may be too small.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return (eigenvalue, vector) if return_vector else eigenvalue
+
+
+def hessian_trace(
+    module,
+    X,
+    y,
+    *,
+    n_samples=100,
+    seed=0,
+    filter_normalized=False,
+    include_bias=False,
+    sample_block=None,
+    return_std=False,
+):
+    """Trace of the training-loss Hessian by Hutchinson's estimator.
+
+    ``trace(H) = E[z^T H z]`` for Rademacher vectors ``z`` (entries +-1
+    with equal probability); the estimate averages ``n_samples`` of them.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Network mapping ``X`` to logits; not modified.
+    X : array-like or torch.Tensor
+        Training inputs shaped for the network.
+    y : array-like of int of shape (n_samples,)
+        Encoded labels.
+    n_samples : int, default=100
+        Number of Rademacher vectors (Hessian-vector products).
+    seed : int, default=0
+        Seed of the CPU generator that draws them.
+    filter_normalized : bool, default=False
+        Trace of ``D H D`` instead of ``H``; see :class:`LossHessian`.
+    include_bias : bool, default=False
+        See :class:`LossHessian`.
+    sample_block : int, default=None
+        See :class:`LossHessian`.
+    return_std : bool, default=False
+        Also return the standard error of the estimate.
+
+    Returns
+    -------
+    trace : float
+        Estimated trace.
+    std_error : float
+        Standard deviation of the single-vector estimates divided by
+        ``sqrt(n_samples)`` (nan for one sample); only if ``return_std``.
+    """
+    _check_common("n_samples", n_samples, 1)
+    _check_common("seed", seed, 0)
+    hessian = LossHessian(
+        module,
+        X,
+        y,
+        filter_normalized=filter_normalized,
+        include_bias=include_bias,
+        sample_block=sample_block,
+    )
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    estimates = []
+    for _ in range(n_samples):
+        signs = torch.randint(0, 2, (hessian.n_params,), generator=generator)
+        z = (2 * signs - 1).to(hessian.device, hessian.dtype)
+        estimates.append(float(torch.dot(z, hessian.matvec(z))))
+    estimates = torch.tensor(estimates, dtype=torch.float64)
+    trace = float(estimates.mean())
+    if not return_std:
+        return trace
+    std_error = (
+        float(estimates.std() / math.sqrt(n_samples)) if n_samples > 1 else math.nan
+    )
+    return trace, std_error

@@ -1,0 +1,346 @@
+"""Training loss and accuracy at many parameter vectors in one call."""
+
+import copy
+from numbers import Integral, Real
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+from ._parameters import ParameterLayout
+
+__all__ = ["BatchedEvaluator"]
+
+# Elementwise layers the fused MLP path understands, with an in-place form
+# where torch has one (saves a pass over the activations).
+_ACTIVATIONS = {
+    nn.ReLU: lambda m, h: h.relu_(),
+    nn.Tanh: lambda m, h: h.tanh_(),
+    nn.Sigmoid: lambda m, h: h.sigmoid_(),
+    nn.GELU: lambda m, h: F.gelu(h, approximate=m.approximate),
+    nn.LeakyReLU: lambda m, h: F.leaky_relu_(h, m.negative_slope),
+    nn.Identity: lambda m, h: h,
+    nn.Dropout: lambda m, h: h,  # the evaluator runs in eval mode
+}
+
+# On CPU, chunks whose widest activation fits in about this many bytes stay
+# in the L2 cache between layers; bigger chunks made the tiny MLP 2-3x
+# slower in timings (the GEMMs are then limited by memory bandwidth).
+_CPU_CACHE_BYTES = 2 * 1024**2
+
+
+def _module_device_dtype(module):
+    for tensor in module.parameters():
+        return tensor.device, tensor.dtype
+    raise ValueError("The module has no parameters to perturb.")
+
+
+def _fused_plan(module):
+    """Return the layer list for the fused MLP path, or None if unsupported."""
+    if not isinstance(module, nn.Sequential):
+        return None
+    # A subclass that overrides forward may not simply chain its children.
+    if type(module).forward is not nn.Sequential.forward:
+        return None
+    names = {id(p): name for name, p in module.named_parameters()}
+    plan = []
+    for layer in module:
+        if type(layer) is nn.Linear:
+            bias = None if layer.bias is None else names[id(layer.bias)]
+            plan.append(("linear", names[id(layer.weight)], bias))
+        elif type(layer) in _ACTIVATIONS:
+            plan.append(("activation", layer, None))
+        else:
+            return None
+    if not plan or plan[0][0] != "linear":
+        return None
+    return plan
+
+
+class BatchedEvaluator:
+    """Mean cross-entropy and accuracy on fixed data at many weight settings.
+
+    The evaluator holds its own deep copy of the module, in eval mode, so
+    the caller's module is never touched. Each call evaluates a batch of
+    flat parameter vectors (ordered as :class:`ParameterLayout`), split into
+    chunks so that the activations stay within ``max_batch_bytes``.
+
+    Two code paths give the same numbers (to float32 rounding):
+
+    - a fused path for an :class:`torch.nn.Sequential` made only of
+      ``nn.Linear`` and elementwise activations (``ReLU``, ``Tanh``,
+      ``Sigmoid``, ``GELU``, ``LeakyReLU``, ``Identity``, ``Dropout``), such
+      as :class:`flatgen.networks.MLP`: the weights of all vectors in a
+      chunk are strided views of the input (no copy), the first layer is one
+      matrix product shared by the chunk, every later layer one
+      ``torch.baddbmm`` with the bias folded in, activations act in place
+      and the loss is ``logsumexp - picked logit`` on the final logits;
+    - a general path for any other module (e.g.
+      :class:`flatgen.networks.SmallCNN`): ``torch.func.vmap`` over
+      ``torch.func.functional_call`` with the stacked parameters.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Network mapping ``X`` to logits of shape (n_samples, n_classes). It
+        is copied, not modified.
+    X : array-like or torch.Tensor
+        Inputs, shaped as the network expects (e.g. the output of an
+        estimator's ``_prepare_X``). Converted to the module's dtype and
+        device.
+    y : array-like of int of shape (n_samples,)
+        Encoded labels in ``[0, n_classes)``.
+    max_batch_bytes : int, default=256 * 1024**2
+        Rough bound on the memory for activations of one chunk. If a single
+        parameter vector would exceed it, the samples are processed in
+        blocks as well.
+    chunk_size : int, default=None
+        Number of parameter vectors per chunk. By default as many as fit
+        ``max_batch_bytes``, and on CPU no more than keep the widest
+        activation of a chunk within about 2 MiB (cache-friendly).
+    path : {'auto', 'fused', 'vmap'}, default='auto'
+        Force a code path; 'fused' raises ``ValueError`` if the module is
+        not supported by it.
+
+    Attributes
+    ----------
+    layout : ParameterLayout
+        Layout of the module's parameters.
+    path : str
+        The code path in use, 'fused' or 'vmap'.
+    n_samples : int
+        Number of samples.
+    chunk_size : int
+        Parameter vectors per chunk actually used.
+    sample_block : int
+        Samples per block actually used (``n_samples`` unless a single
+        vector's activations exceed ``max_batch_bytes``).
+    device : torch.device
+        Device of the module, where all work happens.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from flatgen.landscape import BatchedEvaluator, flatten_parameters
+    >>> from flatgen.networks import MLP
+    >>> net = MLP(2, 2, (8,))
+    >>> X, y = torch.randn(50, 2), torch.randint(0, 2, (50,))
+    >>> evaluator = BatchedEvaluator(net, X, y)
+    >>> evaluator.path
+    'fused'
+    >>> theta = flatten_parameters(net)
+    >>> loss, accuracy = evaluator.evaluate(torch.stack([theta, 2 * theta]))
+    >>> loss.shape, loss.dtype
+    ((2,), dtype('float64'))
+    """
+
+    def __init__(
+        self,
+        module,
+        X,
+        y,
+        *,
+        max_batch_bytes=256 * 1024**2,
+        chunk_size=None,
+        path="auto",
+    ):
+        if not isinstance(max_batch_bytes, Real) or max_batch_bytes <= 0:
+            raise ValueError(
+                f"max_batch_bytes must be positive; got {max_batch_bytes!r}."
+            )
+        if chunk_size is not None and (
+            not isinstance(chunk_size, Integral) or chunk_size < 1
+        ):
+            raise ValueError(
+                f"chunk_size must be a positive integer or None; got {chunk_size!r}."
+            )
+        if path not in {"auto", "fused", "vmap"}:
+            raise ValueError(f"path must be 'auto', 'fused' or 'vmap'; got {path!r}.")
+        self.device, self._dtype = _module_device_dtype(module)
+        self._module = copy.deepcopy(module).eval()
+        self.layout = ParameterLayout.from_module(self._module)
+        self._X = torch.as_tensor(X).to(self.device, self._dtype)
+        self._y = torch.as_tensor(y).to(self.device, torch.int64)
+        if self._y.ndim != 1 or len(self._y) != len(self._X):
+            raise ValueError(
+                f"y must be 1-D with one label per sample; got shape "
+                f"{tuple(self._y.shape)} for {len(self._X)} samples."
+            )
+        self.n_samples = len(self._X)
+        if self.n_samples == 0:
+            raise ValueError("X holds no samples.")
+
+        self._plan = _fused_plan(self._module) if self._X.ndim == 2 else None
+        if path == "fused" and self._plan is None:
+            raise ValueError(
+                "path='fused' needs an nn.Sequential of nn.Linear layers and "
+                "elementwise activations applied to 2-D inputs."
+            )
+        self.path = "fused" if self._plan is not None and path != "vmap" else "vmap"
+        if self.path == "fused":
+            # Transposed inputs: the fused path keeps activations as
+            # (vectors, features, samples), so one matmul serves the chunk.
+            self._XT = self._X.T.contiguous()
+        self._set_chunking(max_batch_bytes, chunk_size)
+
+    # -- sizing --------------------------------------------------------------
+    def _bytes_per_sample(self):
+        """Activation bytes per sample and parameter vector, and the widest."""
+        itemsize = self._X.element_size()
+        if self.path == "fused":
+            widths = [self._X.shape[1]] + [
+                self._module.get_parameter(weight).shape[0]
+                for kind, weight, _ in self._plan
+                if kind == "linear"
+            ]
+            # Two layers' activations are alive at once.
+            widest = max(widths)
+            return 2 * widest * itemsize, widest * itemsize
+        sizes = []
+
+        def record(layer, inputs, output):
+            if isinstance(output, torch.Tensor):
+                sizes.append(output[0].numel() * output.element_size())
+
+        hooks = [
+            layer.register_forward_hook(record)
+            for layer in self._module.modules()
+            if next(layer.children(), None) is None
+        ]
+        try:
+            with torch.no_grad():
+                self._module(self._X[:1])
+        finally:
+            for hook in hooks:
+                hook.remove()
+        # Summing every layer's output over-estimates the peak: safe.
+        return max(sum(sizes), 1), max(sizes, default=1)
+
+    def _set_chunking(self, max_batch_bytes, chunk_size):
+        per_sample, widest = self._bytes_per_sample()
+        per_vector = per_sample * self.n_samples
+        if per_vector <= max_batch_bytes:
+            self.sample_block = self.n_samples
+            auto = int(max_batch_bytes // per_vector)
+            if self.device.type == "cpu":
+                auto = min(auto, _CPU_CACHE_BYTES // (widest * self.n_samples))
+        else:
+            self.sample_block = max(1, int(max_batch_bytes // per_sample))
+            auto = 1
+        self.chunk_size = int(chunk_size) if chunk_size is not None else max(1, auto)
+
+    # -- evaluation ----------------------------------------------------------
+    def evaluate(self, thetas):
+        """Mean training cross-entropy and accuracy at each parameter vector.
+
+        Parameters
+        ----------
+        thetas : torch.Tensor or array-like of shape (B, n_params)
+            Flat parameter vectors (a single vector of shape (n_params,) is
+            treated as B = 1).
+
+        Returns
+        -------
+        loss : ndarray of shape (B,), dtype float64
+            Mean cross-entropy over the samples (summed in float64).
+        accuracy : ndarray of shape (B,), dtype float64
+            Fraction of samples whose largest logit is their label.
+        """
+        thetas = torch.as_tensor(thetas)
+        if thetas.ndim == 1:
+            thetas = thetas[None]
+        if thetas.ndim != 2 or thetas.shape[1] != self.layout.n_params:
+            raise ValueError(
+                f"thetas must have shape (B, {self.layout.n_params}); got "
+                f"{tuple(thetas.shape)}."
+            )
+        loss_sum = torch.zeros(len(thetas), dtype=torch.float64, device=self.device)
+        correct = torch.zeros(len(thetas), dtype=torch.float64, device=self.device)
+        forward = self._fused_logits if self.path == "fused" else self._vmap_logits
+        class_dim = 1 if self.path == "fused" else 2
+        with torch.no_grad():
+            for start in range(0, len(thetas), self.chunk_size):
+                stop = start + self.chunk_size
+                chunk = thetas[start:stop].to(self.device, self._dtype)
+                for first in range(0, self.n_samples, self.sample_block):
+                    block = slice(first, first + self.sample_block)
+                    logits = forward(chunk, block)
+                    loss, hits = _loss_and_hits(logits, self._y[block], class_dim)
+                    loss_sum[start:stop] += loss
+                    correct[start:stop] += hits
+        return (
+            (loss_sum / self.n_samples).cpu().numpy(),
+            (correct / self.n_samples).cpu().numpy(),
+        )
+
+    def loss(self, thetas):
+        """Mean training cross-entropy at each parameter vector.
+
+        Parameters
+        ----------
+        thetas : torch.Tensor or array-like of shape (B, n_params)
+            Flat parameter vectors.
+
+        Returns
+        -------
+        loss : ndarray of shape (B,), dtype float64
+            See :meth:`evaluate`.
+        """
+        return self.evaluate(thetas)[0]
+
+    def _fused_logits(self, thetas, block):
+        """Logits of shape (B, n_classes, n_block) by stacked matmuls."""
+        params = self.layout.unflatten(thetas)
+        n_vectors = len(thetas)
+        h = None
+        for kind, first, second in self._plan:
+            if kind == "activation":
+                h = _ACTIVATIONS[type(first)](first, h)
+                continue
+            weight = params[first]  # (B, out, in), a strided view of thetas
+            bias = params[second][:, :, None] if second is not None else None
+            if h is None:
+                # The inputs are shared: one (B*out, in) @ (in, n) product.
+                n_out = weight.shape[1]
+                h = weight.reshape(n_vectors * n_out, -1) @ self._XT[:, block]
+                h = h.view(n_vectors, n_out, -1)
+                if bias is not None:
+                    h += bias
+            elif bias is not None:
+                h = torch.baddbmm(bias, weight, h)
+            else:
+                h = torch.bmm(weight, h)
+        return h
+
+    def _vmap_logits(self, thetas, block):
+        """Logits of shape (B, n_block, n_classes) by vmap(functional_call)."""
+        params = self.layout.unflatten(thetas)
+
+        def forward(p, x):
+            return functional_call(self._module, p, (x,))
+
+        return vmap(forward, in_dims=(0, None))(params, self._X[block])
+
+
+def _loss_and_hits(logits, y, class_dim):
+    """Sum of cross-entropies and number of hits per parameter vector."""
+    shape = [1, 1, 1]
+    shape[3 - class_dim] = -1  # the sample dimension
+    labels = y.view(shape)
+    index_shape = list(logits.shape)
+    index_shape[class_dim] = 1
+    picked = logits.gather(class_dim, labels.expand(index_shape))
+    losses = torch.logsumexp(logits, dim=class_dim, keepdim=True) - picked
+    # A hit is argmax == label with argmax's tie rule (first maximum wins):
+    # no earlier class reaches the label's logit and no later one exceeds
+    # it. Spelled out because argmax over a short non-innermost dimension
+    # took longer than all the matrix products of the tiny MLP on CPU.
+    shape[3 - class_dim], shape[class_dim] = 1, -1
+    classes = torch.arange(logits.shape[class_dim], device=logits.device).view(shape)
+    beaten = torch.where(classes < labels, logits >= picked, logits > picked)
+    hits = ~beaten.any(dim=class_dim)
+    return (
+        losses.sum(dim=(1, 2), dtype=torch.float64),
+        hits.sum(dim=1, dtype=torch.float64),
+    )

@@ -1,0 +1,206 @@
+"""Basin radii: first crossing of a loss cutoff along many directions at once."""
+
+import warnings
+from numbers import Integral, Real
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+__all__ = ["BasinRadii", "basin_radii"]
+
+
+class BasinRadii(NamedTuple):
+    """Result of :func:`basin_radii`.
+
+    Attributes
+    ----------
+    radii : ndarray of shape (n_directions,)
+        Radius along each direction, in units of the direction vectors.
+    capped : ndarray of bool of shape (n_directions,)
+        True where the loss stayed below the cutoff up to ``max_radius``
+        (the radius is then ``max_radius``).
+    n_evaluations : int
+        Number of parameter vectors whose loss was evaluated.
+    loss0 : float
+        Loss at the centre ``theta0``.
+    """
+
+    radii: np.ndarray
+    capped: np.ndarray
+    n_evaluations: int
+    loss0: float
+
+
+def _as_numpy(values, n_expected):
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().double().numpy()
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if values.shape != (n_expected,):
+        raise ValueError(
+            f"evaluate_loss returned {values.shape[0]} values for {n_expected} "
+            "parameter vectors."
+        )
+    if not np.all(np.isfinite(values)):
+        raise ValueError(
+            "The loss is not finite at some perturbed weights (NaN or inf); "
+            "lower max_radius or check the network and the directions."
+        )
+    return values
+
+
+def basin_radii(
+    evaluate_loss,
+    theta0,
+    directions,
+    cutoff,
+    *,
+    max_radius=1.0,
+    rtol=1e-6,
+    max_iter=100,
+    n_scan=8,
+    loss0=None,
+):
+    """Smallest step along each direction where the loss reaches a cutoff.
+
+    For every direction ``d`` this finds the smallest ``c`` in
+    ``[0, max_radius]`` with ``loss(theta0 + c * d) >= cutoff``, for all
+    directions at once: each round evaluates one batch of parameter vectors
+    (one per unfinished direction) with a single call of ``evaluate_loss``.
+
+    1. Scan: ``c = max_radius * k / n_scan`` for ``k = 1, ..., n_scan``,
+       evaluated only for directions that have not crossed yet. The first
+       scan point at or above the cutoff brackets the *first* crossing at the
+       scan's resolution, even if the loss profile is not monotone.
+    2. Bisection of every bracket ``[lo, hi]`` (``loss(lo) < cutoff <=
+       loss(hi)``) until ``hi - lo <= rtol * hi``.
+
+    Parameters
+    ----------
+    evaluate_loss : callable
+        Maps a tensor of shape (B, n_params) to B losses (array-like or
+        tensor), e.g. :meth:`BatchedEvaluator.loss`.
+    theta0 : torch.Tensor of shape (n_params,)
+        Centre, usually the trained weights.
+    directions : torch.Tensor of shape (n_directions, n_params)
+        Directions, e.g. from :func:`filter_normalized_directions`; same
+        device and dtype as ``theta0``. Memory: each round builds up to
+        ``n_directions`` perturbed vectors, so pass directions in chunks to
+        bound it.
+    cutoff : float
+        Loss level that ends the basin (the paper uses a cross-entropy of
+        0.1). For a relative cutoff, pass e.g. ``2 * loss0``.
+    max_radius : float, default=1.0
+        Largest radius searched.
+    rtol : float, default=1e-6
+        Relative tolerance of the radii. The perturbed weights are formed
+        in the dtype of ``theta0``, so a tolerance below its precision
+        (about 6e-8 for float32) is not meaningful.
+    max_iter : int, default=100
+        Maximum number of bisection rounds.
+    n_scan : int, default=8
+        Number of scan points; 1 bisects on ``[0, max_radius]`` directly.
+    loss0 : float, default=None
+        Loss at ``theta0`` if already known; evaluated when None.
+
+    Returns
+    -------
+    result : BasinRadii
+        Named tuple ``(radii, capped, n_evaluations, loss0)``. For each
+        direction that crosses, ``radii`` is the upper end ``hi`` of the
+        final bracket: the loss there is at or above the cutoff, and below
+        it at ``hi * (1 - rtol)``.
+
+    Raises
+    ------
+    ValueError
+        If the loss at ``theta0`` is already at or above ``cutoff``, or if a
+        loss is not finite.
+
+    Examples
+    --------
+    >>> import torch
+    >>> theta0 = torch.zeros(2)
+    >>> directions = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> def loss(thetas):  # a bowl steeper along the second axis
+    ...     return thetas[:, 0] ** 2 + 4 * thetas[:, 1] ** 2
+    >>> result = basin_radii(loss, theta0, directions, cutoff=0.25)
+    >>> result.radii.round(5)
+    array([0.5 , 0.25])
+    >>> result.capped
+    array([False, False])
+    """
+    if not isinstance(cutoff, Real) or not np.isfinite(cutoff):
+        raise ValueError(f"cutoff must be a finite number; got {cutoff!r}.")
+    if not isinstance(max_radius, Real) or not max_radius > 0:
+        raise ValueError(f"max_radius must be positive; got {max_radius!r}.")
+    if not isinstance(rtol, Real) or not rtol > 0:
+        raise ValueError(f"rtol must be positive; got {rtol!r}.")
+    for name, value in [("max_iter", max_iter), ("n_scan", n_scan)]:
+        if not isinstance(value, Integral) or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    theta0 = torch.as_tensor(theta0)
+    directions = torch.as_tensor(directions)
+    if directions.ndim != 2 or directions.shape[1:] != theta0.shape:
+        raise ValueError(
+            "directions must have shape (n_directions, n_params) with n_params = "
+            f"len(theta0) = {theta0.numel()}; got {tuple(directions.shape)}."
+        )
+    n_evaluations = 0
+    if loss0 is None:
+        loss0 = float(_as_numpy(evaluate_loss(theta0[None]), 1)[0])
+        n_evaluations += 1
+    if not loss0 < cutoff:
+        raise ValueError(
+            f"The loss at theta0 ({loss0:.6g}) is already at or above the cutoff "
+            f"({cutoff:.6g}); choose a larger cutoff."
+        )
+
+    def losses_at(rows, steps):
+        nonlocal n_evaluations
+        steps_t = torch.as_tensor(steps, dtype=theta0.dtype, device=theta0.device)
+        rows_t = torch.as_tensor(rows, device=directions.device)
+        thetas = torch.addcmul(theta0, steps_t[:, None], directions[rows_t])
+        n_evaluations += len(rows)
+        return _as_numpy(evaluate_loss(thetas), len(rows))
+
+    n_directions = len(directions)
+    lo = np.zeros(n_directions)
+    hi = np.full(n_directions, float(max_radius))
+    crossed = np.zeros(n_directions, dtype=bool)
+    grid = max_radius * np.arange(1, n_scan + 1) / n_scan
+    for previous, step in zip(np.r_[0.0, grid[:-1]], grid):
+        rows = np.flatnonzero(~crossed)
+        if len(rows) == 0:
+            break
+        above = losses_at(rows, np.full(len(rows), step)) >= cutoff
+        lo[rows[~above]] = step
+        hi[rows[above]] = step
+        lo[rows[above]] = previous
+        crossed[rows[above]] = True
+
+    for _ in range(max_iter):
+        rows = np.flatnonzero(crossed & (hi - lo > rtol * hi))
+        if len(rows) == 0:
+            break
+        mid = 0.5 * (lo[rows] + hi[rows])
+        above = losses_at(rows, mid) >= cutoff
+        hi[rows[above]] = mid[above]
+        lo[rows[~above]] = mid[~above]
+    else:
+        n_open = int(np.sum(crossed & (hi - lo > rtol * hi)))
+        if n_open:
+            warnings.warn(
+                f"Bisection stopped after max_iter={max_iter} rounds with "
+                f"{n_open} radii not yet within rtol={rtol:g}.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+
+    return BasinRadii(
+        radii=np.where(crossed, hi, float(max_radius)),
+        capped=~crossed,
+        n_evaluations=n_evaluations,
+        loss0=loss0,
+    )

@@ -1,0 +1,129 @@
+"""BasinDisplay: basin cross-sections (loss vs distance along directions)."""
+
+import numpy as np
+
+# Okabe-Ito palette: distinguishable with colour-vision deficiencies.
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9")
+
+
+class BasinDisplay:
+    """Basin cross-sections: training loss along random directions.
+
+    Holds the arrays an analyzer computed; :meth:`plot` only draws, so a
+    figure can be redrawn from saved results. Create it with
+    :meth:`from_analyzer` or :meth:`flatgen.BasinAnalyzer.plot`.
+
+    Parameters
+    ----------
+    distances : ndarray of shape (n_points,)
+        Distances along each direction, in filter-normalized units.
+    losses : ndarray of shape (n_profiles, n_points)
+        Training loss at each distance along each profiled direction.
+    radii : ndarray of shape (n_directions,)
+        Basin radius along every direction (the first ``n_profiles`` belong
+        to the drawn profiles).
+    cutoff : float
+        Loss level that ends the basin.
+    base_loss : float, default=None
+        Loss at the minimum.
+    label : str, default=None
+        Legend label of the profiles.
+
+    Attributes
+    ----------
+    ax_ : matplotlib Axes
+        Axes drawn on.
+    figure_ : matplotlib Figure
+        Figure drawn on.
+    lines_ : list of matplotlib Line2D
+        The profile curves.
+    """
+
+    def __init__(self, distances, losses, radii, cutoff, base_loss=None, label=None):
+        self.distances = np.asarray(distances)
+        self.losses = np.asarray(losses)
+        self.radii = np.asarray(radii)
+        self.cutoff = cutoff
+        self.base_loss = base_loss
+        self.label = label
+
+    @classmethod
+    def from_analyzer(cls, analyzer, label=None):
+        """Build the display from a fitted :class:`~flatgen.BasinAnalyzer`.
+
+        Parameters
+        ----------
+        analyzer : BasinAnalyzer
+            Fitted analyzer.
+        label : str, default=None
+            Legend label.
+
+        Returns
+        -------
+        display : BasinDisplay
+            Not yet drawn; call :meth:`plot`.
+        """
+        return cls(
+            analyzer.profile_distances_,
+            analyzer.profile_losses_,
+            analyzer.radii_,
+            analyzer.cutoff_,
+            analyzer.base_loss_,
+            label,
+        )
+
+    def plot(self, ax=None, *, color=None, log_scale=True, **line_kwargs):
+        """Draw the cross-sections, the cutoff line and the radii.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default=None
+            Where to draw; a new figure when None.
+        color : color, default=None
+            Colour of the curves; the first of the Okabe-Ito palette if None.
+        log_scale : bool, default=True
+            Logarithmic loss axis: losses near a minimum span many decades.
+        **line_kwargs
+            Passed to :meth:`matplotlib.axes.Axes.plot`.
+
+        Returns
+        -------
+        self : BasinDisplay
+            With ``ax_``, ``figure_`` and ``lines_`` set.
+        """
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots()
+        color = OKABE_ITO[0] if color is None else color
+        style = {"color": color, "alpha": 0.6, "linewidth": 1.0, **line_kwargs}
+        self.lines_ = []
+        for i, losses in enumerate(self.losses):
+            label = self.label if i == 0 else None
+            self.lines_.extend(ax.plot(self.distances, losses, label=label, **style))
+        n_profiles = len(self.losses)
+        ax.plot(
+            self.radii[:n_profiles],
+            np.full(n_profiles, self.cutoff),
+            "o",
+            color=color,
+            markersize=4,
+        )
+        ax.axhline(self.cutoff, color="0.3", linestyle="--", linewidth=1)
+        ax.annotate(
+            f"cutoff {self.cutoff:.3g}",
+            (self.distances[-1], self.cutoff),
+            textcoords="offset points",
+            xytext=(-4, 4),
+            ha="right",
+            fontsize="small",
+            color="0.3",
+        )
+        if log_scale:
+            ax.set_yscale("log")
+        ax.set_xlabel("distance along direction (filter-normalized units)")
+        ax.set_ylabel("training cross-entropy")
+        if self.label is not None:
+            ax.legend()
+        self.ax_, self.figure_ = ax, ax.figure
+        return self

@@ -1,0 +1,197 @@
+"""Flatness analyzers on fitted estimators."""
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.special import gammaln
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from flatgen import (
+    BasinAnalyzer,
+    CurvatureAnalyzer,
+    PoisonedCNNClassifier,
+    PoisonedMLPClassifier,
+    VolumeEstimator,
+)
+from flatgen.analyzers import log10_ball_volume
+
+from .conftest import blobs
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, y = blobs(n_samples=90, n_classes=3)
+    clf = PoisonedMLPClassifier(
+        hidden_layer_sizes=(16, 16), max_iter=400, random_state=0
+    )
+    return clf.fit(X, y), X, y
+
+
+def snapshot(estimator):
+    module = estimator.net_.module_
+    return (
+        [p.detach().clone() for p in module.parameters()],
+        [p.requires_grad for p in module.parameters()],
+        module.training,
+    )
+
+
+def assert_unchanged(estimator, before):
+    params, grads, training = snapshot(estimator)
+    assert all(torch.equal(a, b) for a, b in zip(params, before[0]))
+    assert grads == before[1] and training == before[2]
+
+
+@pytest.mark.parametrize(
+    "analyzer",
+    [
+        BasinAnalyzer(
+            n_directions=40, cutoff=2, cutoff_type="relative", random_state=0
+        ),
+        VolumeEstimator(n_directions=40, cutoff=[2, 5], cutoff_type="relative"),
+        CurvatureAnalyzer(n_trace_samples=3, random_state=0),
+    ],
+)
+def test_analyzers_leave_the_estimator_bit_identical(fitted, analyzer):
+    clf, X, y = fitted
+    before = snapshot(clf)
+    proba = clf.predict_proba(X)
+    analyzer.fit(clf, X, y)
+    assert_unchanged(clf, before)
+    assert_array_equal(clf.predict_proba(X), proba)
+
+
+def test_basin_radii_are_reproducible_and_seeded(fitted):
+    clf, X, y = fitted
+    params = {"n_directions": 30, "cutoff": 3, "cutoff_type": "relative"}
+    a = BasinAnalyzer(**params, random_state=1).fit(clf, X, y)
+    b = BasinAnalyzer(**params, random_state=1).fit(clf, X, y)
+    c = BasinAnalyzer(**params, random_state=2).fit(clf, X, y)
+    assert_array_equal(a.radii_, b.radii_)
+    assert not np.array_equal(a.radii_, c.radii_)
+    assert a.radii_.shape == (30,) and np.all(a.radii_ > 0)
+    assert a.profile_losses_.shape == (20, 41)
+    # The profiles cross the cutoff where the radii say.
+    for radius, losses in zip(a.radii_, a.profile_losses_):
+        if radius < 1:
+            assert (
+                np.interp(radius * 0.99, a.profile_distances_, losses) < a.cutoff_ * 1.1
+            )
+
+
+def test_n_jobs_does_not_change_results(fitted):
+    clf, X, y = fitted
+    params = {"n_directions": 300, "cutoff": 2, "cutoff_type": "relative"}
+    serial = BasinAnalyzer(**params, random_state=0, n_jobs=1).fit(clf, X, y)
+    parallel = BasinAnalyzer(**params, random_state=0, n_jobs=2).fit(clf, X, y)
+    assert_array_equal(serial.radii_, parallel.radii_)
+
+
+def test_log10_ball_volume_matches_closed_form():
+    # Ball of radius 0.5 in 7 dimensions: all radii equal.
+    n, r = 7, 0.5
+    exact = (n / 2 * np.log(np.pi) - gammaln(n / 2 + 1) + n * np.log(r)) / np.log(10)
+    assert_allclose(log10_ball_volume(np.full(10, r), n), exact)
+    # Huge n stays finite: the largest radius dominates.
+    big = log10_ball_volume([0.1, 0.2], 100_000)
+    assert np.isfinite(big)
+
+
+def test_volume_estimator_reports_uncertainty(fitted):
+    clf, X, y = fitted
+    vol = VolumeEstimator(
+        n_directions=60, cutoff=[2, 5], cutoff_type="relative", random_state=0
+    ).fit(clf, X, y)
+    assert vol.radii_.shape == (2, 60)
+    # A larger cutoff gives a larger basin.
+    assert vol.log10_volume_[1] > vol.log10_volume_[0]
+    assert np.all(vol.log10_volume_ci_[:, 0] <= vol.log10_volume_)
+    assert np.all(vol.log10_volume_ <= vol.log10_volume_ci_[:, 1] + 1e-9)
+    assert vol.radius_quantiles_.shape == (2, 5)
+    assert vol.n_dims_ == 2 * 16 + 16 * 16 + 16 * 3
+    assert vol.log10_volume_tolerance_ == pytest.approx(vol.n_dims_ * 1e-6 / np.log(10))
+    assert vol.score_ == vol.log10_volume_[0]
+
+
+def test_analyzers_as_grid_search_scorers():
+    X, y = blobs(n_samples=60, n_classes=2)
+    search = GridSearchCV(
+        PoisonedMLPClassifier(hidden_layer_sizes=(8,), max_iter=200, random_state=0),
+        {"poison_factor": [0.0, 0.5]},
+        scoring={
+            "accuracy": "accuracy",
+            "log_volume": VolumeEstimator(
+                n_directions=20, cutoff=3, cutoff_type="relative", random_state=0
+            ),
+            "radius": BasinAnalyzer(
+                n_directions=20, cutoff=3, cutoff_type="relative", random_state=0
+            ),
+        },
+        refit=False,
+        cv=2,
+        return_train_score=True,
+    ).fit(X, y)
+    assert np.all(np.isfinite(search.cv_results_["mean_train_log_volume"]))
+    assert np.all(search.cv_results_["mean_train_radius"] > 0)
+
+
+def test_pipelines_and_cnns_are_supported():
+    X, y = blobs(n_samples=60)
+    pipe = make_pipeline(
+        StandardScaler(), PoisonedMLPClassifier(hidden_layer_sizes=(8,), max_iter=200)
+    ).fit(X, y)
+    assert BasinAnalyzer(10, 2, "relative", random_state=0)(pipe, X, y) > 0
+    rng = np.random.RandomState(0)
+    images, labels = rng.rand(40, 1, 6, 6), np.arange(40) % 2
+    cnn = PoisonedCNNClassifier(
+        conv_channels=(3,), hidden_layer_sizes=(8,), max_iter=50
+    )
+    cnn.fit(images, labels)
+    before = snapshot(cnn)
+    basin = BasinAnalyzer(10, 2, "relative", random_state=0).fit(cnn, images, labels)
+    assert np.all(basin.radii_ > 0)
+    assert_unchanged(cnn, before)
+
+
+def test_errors(fitted):
+    clf, X, y = fitted
+    with pytest.raises(NotFittedError):
+        BasinAnalyzer().fit(PoisonedMLPClassifier(), X, y)
+    svc = SVC().fit(X, y)
+    with pytest.raises(TypeError, match="torch network classifier .* got SVC"):
+        BasinAnalyzer().fit(svc, X, y)
+    with pytest.raises(ValueError, match="X has 3 features"):
+        BasinAnalyzer().fit(clf, np.c_[X, X[:, :1]], y)
+    with pytest.raises(ValueError, match="labels the estimator was not fitted on"):
+        BasinAnalyzer().fit(clf, X, y + 10)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        BasinAnalyzer().fit(clf, X, y[:-1])
+    with pytest.raises(ValueError, match="already reaches cutoff"):
+        BasinAnalyzer(cutoff=1e-12).fit(clf, X, y)
+    with pytest.raises(ValueError, match="'n_directions' parameter"):
+        BasinAnalyzer(n_directions=0).fit(clf, X, y)
+    with pytest.raises(ValueError, match="relative cutoff .* must exceed 1"):
+        VolumeEstimator(cutoff=0.5, cutoff_type="relative").fit(clf, X, y)
+
+
+def test_non_finite_loss_is_reported(fitted):
+    clf, X, y = fitted
+    broken = PoisonedMLPClassifier(hidden_layer_sizes=(16, 16), max_iter=5).fit(X, y)
+    with torch.no_grad():
+        next(broken.net_.module_.parameters()).fill_(float("nan"))
+    with pytest.raises(ValueError, match="not finite"):
+        BasinAnalyzer(cutoff=10).fit(broken, X, y)
+
+
+def test_curvature_is_positive_at_a_minimum(fitted):
+    clf, X, y = fitted
+    curv = CurvatureAnalyzer(n_trace_samples=20, random_state=0).fit(clf, X, y)
+    assert curv.top_eigenvalue_ > 0
+    assert curv.trace_ > 0
+    raw = CurvatureAnalyzer(filter_normalized=False, n_trace_samples=0, random_state=0)
+    assert np.isnan(raw.fit(clf, X, y).trace_)

@@ -1,0 +1,410 @@
+"""The landscape engine: directions, batched losses, radii and curvature."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.exceptions import ConvergenceWarning
+from torch.func import functional_call
+
+from flatgen._torch_utils import seeded_torch, torch_threads
+from flatgen.landscape import (
+    BatchedEvaluator,
+    LossHessian,
+    ParameterLayout,
+    basin_radii,
+    filter_normalized_directions,
+    flatten_parameters,
+    hessian_trace,
+    module_with_parameters,
+    top_hessian_eigenvalue,
+)
+from flatgen.landscape._curvature import _top_eigenpair
+from flatgen.networks import MLP, SmallCNN
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # These networks are far too small to gain from threads, and on a busy
+    # machine two threads waiting for each other make the file several
+    # times slower.
+    with torch_threads(1):
+        yield
+
+
+def make_data(shape, n_samples=60, n_classes=2, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    X = torch.randn((n_samples,) + shape, generator=generator)
+    y = torch.randint(0, n_classes, (n_samples,), generator=generator)
+    return X, y
+
+
+def make_mlp(seed=0, **kwargs):
+    with seeded_torch(seed):
+        return MLP(2, 2, (8, 8), **kwargs)
+
+
+def make_cnn(seed=0):
+    with seeded_torch(seed):
+        return SmallCNN((1, 8, 8), 3, (4,), (8,))
+
+
+@pytest.fixture(scope="module")
+def trained_mlp():
+    """A tiny MLP fitted to XOR-like data: a minimum with a basin around it."""
+    generator = torch.Generator().manual_seed(0)
+    X = torch.randn(80, 2, generator=generator)
+    y = (X[:, 0] * X[:, 1] > 0).long()
+    net = make_mlp()
+    params = list(net.parameters())
+    velocities = [torch.zeros_like(p) for p in params]
+    # Full-batch heavy-ball descent by hand: torch.optim's first step imports
+    # torch._dynamo, which alone takes seconds.
+    for _ in range(400):
+        grads = torch.autograd.grad(F.cross_entropy(net(X), y), params)
+        with torch.no_grad():
+            for param, grad, velocity in zip(params, grads, velocities):
+                param.sub_(0.1 * velocity.mul_(0.9).add_(grad))
+    return net, X, y
+
+
+def reference_losses(module, X, y, thetas):
+    """Loss and accuracy by loading each vector into a module copy."""
+    losses, accuracies = [], []
+    for theta in thetas:
+        net = module_with_parameters(module, theta).eval()
+        with torch.no_grad():
+            logits = net(X)
+        losses.append(F.cross_entropy(logits, y).item())
+        accuracies.append((logits.argmax(1) == y).double().mean().item())
+    return np.array(losses), np.array(accuracies)
+
+
+def snapshot(module):
+    return (
+        copy.deepcopy(module.state_dict()),
+        {name: p.requires_grad for name, p in module.named_parameters()},
+        [m.training for m in module.modules()],
+    )
+
+
+def assert_unchanged(module, before):
+    state, requires_grad, modes = before
+    for name, tensor in module.state_dict().items():
+        assert torch.equal(tensor, state[name]), name
+    assert requires_grad == {n: p.requires_grad for n, p in module.named_parameters()}
+    assert modes == [m.training for m in module.modules()]
+    assert all(p.grad is None for p in module.parameters())
+
+
+# -- parameters and directions ----------------------------------------------
+
+
+def test_layout_marks_filters_and_round_trips():
+    net = make_cnn()
+    layout = ParameterLayout.from_module(net)
+    assert layout.n_params == sum(p.numel() for p in net.parameters())
+    assert [s.is_filter for s in layout.specs] == [
+        p.ndim >= 2 for p in net.parameters()
+    ]
+    assert layout.specs[0].name == "0.weight" and layout.specs[0].n_groups == 4
+    theta = flatten_parameters(net)
+    views = layout.unflatten(theta)
+    for name, param in net.named_parameters():
+        assert torch.equal(views[name], param.detach())
+    # flatten returns a copy, and loading a vector touches only a copy.
+    theta[0] += 1.0
+    assert not torch.equal(theta, flatten_parameters(net))
+    clone = module_with_parameters(net, 2 * theta)
+    assert torch.equal(flatten_parameters(clone), 2 * theta)
+    assert clone is not net
+    with pytest.raises(ValueError, match="length"):
+        layout.unflatten(theta[:-1])
+
+
+@pytest.mark.parametrize("make_net", [make_mlp, make_cnn])
+def test_directions_have_the_filter_norms(make_net):
+    net = make_net()
+    layout = ParameterLayout.from_module(net)
+    theta = flatten_parameters(net)
+    directions = filter_normalized_directions(layout, theta, 5, seed=3)
+    assert directions.shape == (5, layout.n_params)
+    assert directions.dtype == theta.dtype
+    with_bias = filter_normalized_directions(
+        layout, theta, 5, seed=3, include_bias=True
+    )
+    for name, param in net.named_parameters():
+        d = layout.unflatten(directions)[name]
+        d_bias = layout.unflatten(with_bias)[name]
+        if param.ndim >= 2:
+            weight_norms = param.detach().flatten(1).norm(dim=1)
+            for rows in (d, d_bias):
+                torch.testing.assert_close(
+                    rows.flatten(2).norm(dim=2), weight_norms.expand(5, -1)
+                )
+        else:
+            assert torch.equal(d, torch.zeros_like(d))
+            torch.testing.assert_close(
+                d_bias.norm(dim=1), param.detach().norm().expand(5)
+            )
+
+
+def test_directions_are_seeded_and_chunk_invariant():
+    net = make_mlp()
+    layout, theta = ParameterLayout.from_module(net), flatten_parameters(net)
+    global_state = torch.random.get_rng_state()
+    first = filter_normalized_directions(layout, theta, 6, seed=7)
+    assert torch.equal(torch.random.get_rng_state(), global_state)
+    assert torch.equal(first, filter_normalized_directions(layout, theta, 6, seed=7))
+    other = filter_normalized_directions(layout, theta, 6, seed=8)
+    assert not torch.allclose(first, other)
+    chunks = [
+        filter_normalized_directions(layout, theta, 2, seed=7, start=start)
+        for start in (0, 2, 4)
+    ]
+    assert torch.equal(torch.cat(chunks), first)
+    # Rows differ from each other (one stream per direction index).
+    assert not torch.allclose(first[0], first[1])
+    with pytest.raises(ValueError, match="seed"):
+        filter_normalized_directions(layout, theta, 2, seed=-1)
+
+
+# -- batched evaluation -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make_net, shape, n_classes, path",
+    [
+        (make_mlp, (2,), 2, "fused"),
+        (lambda: make_mlp(activation="tanh"), (2,), 2, "fused"),
+        (lambda: make_mlp(activation="gelu"), (2,), 2, "fused"),
+        (make_mlp, (2,), 2, "vmap"),
+        (make_cnn, (1, 8, 8), 3, "vmap"),
+    ],
+)
+def test_batched_evaluator_matches_a_loop(make_net, shape, n_classes, path):
+    net = make_net()
+    X, y = make_data(shape, n_classes=n_classes)
+    layout, theta = ParameterLayout.from_module(net), flatten_parameters(net)
+    directions = filter_normalized_directions(layout, theta, 7, seed=0)
+    steps = torch.linspace(0.0, 1.5, 7)[:, None]
+    thetas = theta + steps * directions
+    expected_loss, expected_accuracy = reference_losses(net, X, y, thetas)
+    before = snapshot(net)
+    per_sample = BatchedEvaluator(net, X, y, path=path)._bytes_per_sample()[0]
+    settings = [
+        {},
+        {"chunk_size": 2},
+        # A budget of 25 samples' activations forces blocks of samples too.
+        {"chunk_size": 1, "max_batch_bytes": 25 * per_sample},
+    ]
+    for setting in settings:
+        evaluator = BatchedEvaluator(net, X, y.numpy(), path=path, **setting)
+        assert evaluator.path == path
+        loss, accuracy = evaluator.evaluate(thetas)
+        assert loss.dtype == np.float64 and loss.shape == (7,)
+        np.testing.assert_allclose(loss, expected_loss, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(accuracy, expected_accuracy, atol=1e-6)
+    assert evaluator.sample_block == 25
+    np.testing.assert_allclose(evaluator.loss(theta), expected_loss[:1], rtol=1e-5)
+    assert_unchanged(net, before)
+
+
+def test_evaluator_picks_paths_and_validates():
+    X, y = make_data((2,))
+    assert BatchedEvaluator(make_mlp(), X, y).path == "fused"
+    cnn_X, cnn_y = make_data((1, 8, 8), n_classes=3)
+    assert BatchedEvaluator(make_cnn(), cnn_X, cnn_y).path == "vmap"
+    with pytest.raises(ValueError, match="fused"):
+        BatchedEvaluator(make_cnn(), cnn_X, cnn_y, path="fused")
+    evaluator = BatchedEvaluator(make_mlp(), X, y)
+    with pytest.raises(ValueError, match="thetas must have shape"):
+        evaluator.evaluate(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="one label per sample"):
+        BatchedEvaluator(make_mlp(), X, y[:-1])
+
+
+# -- basin radii ------------------------------------------------------------
+
+
+def test_radii_match_a_dense_grid(trained_mlp):
+    net, X, y = trained_mlp
+    before = snapshot(net)
+    layout, theta = ParameterLayout.from_module(net), flatten_parameters(net)
+    directions = filter_normalized_directions(layout, theta, 12, seed=0)
+    evaluator = BatchedEvaluator(net, X, y)
+    cutoff, max_radius, rtol = 0.3, 0.25, 1e-6
+    result = basin_radii(
+        evaluator.loss, theta, directions, cutoff, max_radius=max_radius, rtol=rtol
+    )
+    assert 0 < result.capped.sum() < len(directions)  # both cases are covered
+    assert result.loss0 < 0.01
+    assert result.n_evaluations > len(directions)
+
+    spacing = max_radius / 200
+    grid = torch.linspace(0, max_radius, 201)
+    thetas = theta + grid[:, None, None] * directions
+    losses = evaluator.loss(thetas.reshape(-1, layout.n_params)).reshape(201, -1)
+    for j, radius in enumerate(result.radii):
+        crossed = losses[:, j] >= cutoff
+        if result.capped[j]:
+            assert radius == max_radius and not crossed.any()
+        else:
+            first = grid[np.argmax(crossed)].item()
+            assert first - spacing - 1e-6 <= radius <= first + 1e-6
+
+    open_rows = torch.from_numpy(~result.capped)
+    radii = torch.tensor(result.radii[open_rows], dtype=theta.dtype)
+    at_radius = evaluator.loss(theta + radii[:, None] * directions[open_rows])
+    # hi - lo <= rtol * hi plus float32 noise of the loss evaluation.
+    np.testing.assert_allclose(at_radius, cutoff, rtol=5 * rtol)
+    assert_unchanged(net, before)
+
+
+def test_radii_find_the_first_crossing_of_a_non_monotone_profile():
+    def loss(thetas):  # crosses 0.75 at t = 0.3, falls below it after 0.65
+        t = thetas[:, 0]
+        return torch.where(t < 0.4, 2.5 * t, 1.4 - t)
+
+    theta0 = torch.zeros(1, dtype=torch.float64)
+    scales = torch.tensor([1.0, 2.0, 3.0, 0.1], dtype=torch.float64)
+    directions = scales[:, None]
+    result = basin_radii(loss, theta0, directions, 0.75, rtol=1e-9)
+    np.testing.assert_allclose(result.radii, [0.3, 0.15, 0.1, 1.0], rtol=1e-8)
+    np.testing.assert_array_equal(result.capped, [False, False, False, True])
+    # Without the scan, bisection trusts the end point: the loss is low again
+    # at c = 1 along the first three directions, so their crossings are missed.
+    no_scan = basin_radii(loss, theta0, directions, 0.75, rtol=1e-9, n_scan=1)
+    np.testing.assert_array_equal(no_scan.capped, [True, True, True, True])
+
+
+def test_radii_raise_on_bad_losses():
+    theta0, directions = torch.zeros(2), torch.eye(2)
+
+    def bowl(thetas):
+        return 0.5 + (thetas**2).sum(1)
+
+    with pytest.raises(ValueError, match="already at or above the cutoff"):
+        basin_radii(bowl, theta0, directions, cutoff=0.5)
+
+    def blows_up(thetas):
+        out = bowl(thetas)
+        out[thetas.norm(dim=1) > 0.5] = float("nan")
+        return out
+
+    with pytest.raises(ValueError, match="not finite"):
+        basin_radii(blows_up, theta0, directions, cutoff=2.0)
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        basin_radii(bowl, theta0, directions, cutoff=1.0, max_iter=2)
+
+
+# -- curvature --------------------------------------------------------------
+
+
+def exact_hessian(net, X, y):
+    layout, theta = ParameterLayout.from_module(net), flatten_parameters(net)
+
+    def loss(flat):
+        logits = functional_call(net, layout.unflatten(flat), (X,))
+        return F.cross_entropy(logits, y)
+
+    return torch.autograd.functional.hessian(loss, theta), layout, theta
+
+
+@pytest.fixture(scope="module")
+def tiny_double():
+    """A 22-parameter float64 network and its exact Hessian."""
+    with seeded_torch(1):
+        net = MLP(2, 2, (4,), activation="tanh").double()
+    X, y = make_data((2,), n_samples=40)
+    X = X.double()
+    hessian, layout, theta = exact_hessian(net, X, y)
+    return net, X, y, hessian, layout, theta
+
+
+@pytest.mark.parametrize("filter_normalized", [False, True])
+def test_top_eigenvalue_matches_the_exact_hessian(tiny_double, filter_normalized):
+    net, X, y, hessian, layout, theta = tiny_double
+    if filter_normalized:
+        scale = layout.group_norms(theta)
+        hessian = scale[:, None] * hessian * scale[None, :]
+    expected = torch.linalg.eigvalsh(hessian)[-1].item()
+    before = snapshot(net)
+    value, vector = top_hessian_eigenvalue(
+        net,
+        X,
+        y,
+        n_iter=2000,
+        tol=1e-10,
+        seed=0,
+        filter_normalized=filter_normalized,
+        return_vector=True,
+    )
+    assert value == pytest.approx(expected, rel=1e-4)
+    torch.testing.assert_close(hessian @ vector, value * vector, atol=1e-3, rtol=0)
+    assert_unchanged(net, before)
+
+
+def test_hessian_vector_products_are_exact(tiny_double):
+    net, X, y, hessian, layout, theta = tiny_double
+    generator = torch.Generator().manual_seed(0)
+    vector = torch.randn(layout.n_params, dtype=torch.float64, generator=generator)
+    for block in (None, 7):
+        operator = LossHessian(net, X, y, sample_block=block)
+        torch.testing.assert_close(operator.matvec(vector), hessian @ vector)
+        torch.testing.assert_close(operator.matvec(vector), hessian @ vector)
+    scaled = LossHessian(net, X, y, filter_normalized=True, include_bias=True)
+    scale = layout.group_norms(theta, include_bias=True)
+    assert (scale > 0).all()
+    torch.testing.assert_close(
+        scaled.matvec(vector), scale * (hessian @ (scale * vector))
+    )
+
+
+def test_top_eigenpair_handles_a_dominant_negative_eigenvalue():
+    generator = torch.Generator().manual_seed(0)
+    basis, _ = torch.linalg.qr(torch.randn(5, 5, generator=generator))
+    matrix = basis @ torch.diag(torch.tensor([-6.0, 2.0, 1.0, 0.5, -1.0])) @ basis.T
+
+    def start():
+        return torch.randn(5, generator=generator)
+
+    value, vector, converged = _top_eigenpair(lambda v: matrix @ v, start, 500, 1e-9)
+    assert converged
+    assert value == pytest.approx(2.0, rel=1e-5)
+
+
+def test_hutchinson_trace(tiny_double):
+    net, X, y, hessian, layout, theta = tiny_double
+    before = snapshot(net)
+    exact = torch.trace(hessian).item()
+    trace, std_error = hessian_trace(net, X, y, n_samples=1000, seed=0, return_std=True)
+    assert trace == pytest.approx(exact, rel=0.1)
+    assert abs(trace - exact) < 5 * std_error
+    assert hessian_trace(net, X, y, n_samples=3, seed=0) == hessian_trace(
+        net, X, y, n_samples=3, seed=0
+    )
+    scale = layout.group_norms(theta)
+    exact_fn = torch.trace(scale[:, None] * hessian * scale[None, :]).item()
+    trace_fn, std_fn = hessian_trace(
+        net, X, y, n_samples=1000, filter_normalized=True, return_std=True
+    )
+    # This trace is close to zero at initialization, far below the
+    # off-diagonal mass that sets Hutchinson's variance: test the error bar.
+    assert abs(trace_fn - exact_fn) < 4 * std_fn
+    assert_unchanged(net, before)
+
+
+def test_curvature_on_float32_modules_leaves_them_alone():
+    net = make_cnn()
+    net.train()
+    net[0].bias.requires_grad_(False)
+    X, y = make_data((1, 8, 8), n_samples=20, n_classes=3)
+    before = snapshot(net)
+    with pytest.warns(ConvergenceWarning):
+        top_hessian_eigenvalue(net, X, y, n_iter=2)
+    hessian_trace(net, X, y, n_samples=2, sample_block=8)
+    BatchedEvaluator(net, X, y).evaluate(flatten_parameters(net)[None])
+    assert_unchanged(net, before)
