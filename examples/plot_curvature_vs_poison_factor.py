@@ -20,11 +20,11 @@ from flatgen import (
 from flatgen.plotting import OKABE_ITO
 
 RANDOM_STATE = 0
-FACTORS = [0.0, 0.1, 0.3, 1.0]
+FACTORS = [0.0, 0.3, 1.0]
 
 X, y = make_spirals(200, noise=0.5, random_state=RANDOM_STATE)
 base = PoisonedMLPClassifier(
-    max_iter=6000, poison_source=SpiralSampler(0.5), random_state=RANDOM_STATE
+    max_iter=10000, poison_source=SpiralSampler(0.5), random_state=RANDOM_STATE
 )
 curvatures = []
 for beta in FACTORS:

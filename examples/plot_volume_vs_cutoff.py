@@ -18,11 +18,11 @@ from flatgen import PoisonedMLPClassifier, SpiralSampler, VolumeEstimator, make_
 from flatgen.plotting import OKABE_ITO
 
 RANDOM_STATE = 0
-CUTOFFS = [0.05, 0.1, 0.2, 0.5]
+CUTOFFS = [0.1, 0.2, 0.5, 1.0, 2.0]
 
 X, y = make_spirals(200, noise=0.5, random_state=RANDOM_STATE)
 clean = PoisonedMLPClassifier(
-    max_iter=6000, poison_source=SpiralSampler(0.5), random_state=RANDOM_STATE
+    max_iter=10000, poison_source=SpiralSampler(0.5), random_state=RANDOM_STATE
 ).fit(X, y)
 poisoned = clone(clean).set_params(poison_factor=1.0).fit(X, y)
 
@@ -49,7 +49,7 @@ for model, name, color in (
         capsize=3,
         label=name,
     )
-    print(name, dict(zip(cutoffs, volume.log10_volume_.round(1))))
+    print(name, {c: round(float(v), 1) for c, v in zip(cutoffs, volume.log10_volume_)})
 ax.set_xscale("log")
 ax.set_xlabel("loss cutoff (training cross-entropy)")
 ax.set_ylabel("log$_{10}$ basin volume")
