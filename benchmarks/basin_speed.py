@@ -1,6 +1,6 @@
 """Speed of the batched landscape engine vs one-direction-at-a-time loops.
 
-Side by side, same model, data and directions, one torch thread:
+Side by side, same model, data and directions, at 1 and then 2 torch threads:
 
 1. the paper-sized swiss-roll MLP (3,370 parameters, 200 points):
    BasinAnalyzer's batched engine vs the same scan+bisection evaluating one
@@ -43,15 +43,17 @@ def forward_flops(module, n_samples):
     return 2 * n_samples * sum(p.numel() for p in module.parameters() if p.ndim == 2)
 
 
-def loop_loss(module, X, y):
-    """Loss of one weight vector at a time, copied into the model."""
+def loop_along(module, X, y):
+    """Loss of one perturbed weight vector at a time, copied into the model."""
     X, y = torch.as_tensor(X), torch.as_tensor(y)
 
     @torch.no_grad()
-    def evaluate(thetas):
+    def evaluate(theta0, directions, rows, steps):
         losses = []
-        for theta in thetas:
-            vector_to_parameters(theta, module.parameters())
+        for row, step in zip(rows, steps):
+            vector_to_parameters(
+                theta0 + float(step) * directions[row], module.parameters()
+            )
             losses.append(float(torch.nn.functional.cross_entropy(module(X), y)))
         return np.array(losses)
 
@@ -73,11 +75,23 @@ def compare(name, clf, X, y, n_directions, cutoff, grid_directions):
     )
 
     start = time.perf_counter()
-    fast = basin_radii(engine.loss, theta0, directions, cutoff, loss0=loss0)
+    fast = basin_radii(
+        engine.loss,
+        theta0,
+        directions,
+        cutoff,
+        loss0=loss0,
+        evaluate_along=lambda *a: engine.evaluate_along(*a)[0],
+    )
     t_engine = time.perf_counter() - start
     start = time.perf_counter()
     slow = basin_radii(
-        loop_loss(module, X_net, y_net), theta0, directions, cutoff, loss0=loss0
+        None,
+        theta0,
+        directions,
+        cutoff,
+        loss0=loss0,
+        evaluate_along=loop_along(module, X_net, y_net),
     )
     t_loop = time.perf_counter() - start
     gf_engine = fast.n_evaluations * flops / t_engine / 1e9
@@ -94,11 +108,11 @@ def compare(name, clf, X, y, n_directions, cutoff, grid_directions):
     print(f"  radii agree to {rel:.2g} relative (tolerance 1e-6)")
 
     if grid_directions:
-        grid = torch.linspace(0, 1, 601)[1:]
-        evaluate = loop_loss(module, X_net, y_net)
+        grid = np.linspace(0, 1, 601)[1:]
+        evaluate = loop_along(module, X_net, y_net)
         start = time.perf_counter()
-        for d in directions[:grid_directions]:
-            evaluate(theta0 + grid[:, None] * d)
+        for row in range(grid_directions):
+            evaluate(theta0, directions, np.full(len(grid), row), grid)
         t_grid = (time.perf_counter() - start) * n_directions / grid_directions
         print(
             f"  paper's method (600-point grid per direction, one at a time): "
@@ -113,29 +127,38 @@ def main():
     parser.add_argument("--n-directions", type=int, default=1000)
     parser.add_argument("--grid-directions", type=int, default=50)
     parser.add_argument("--large-directions", type=int, default=100)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    peak = matmul_gflops()
-    print(f"one 2048x2048 float32 matmul, 1 thread: {peak:.1f} GFLOP/s")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        peak = matmul_gflops()
+        print(
+            f"\n=== {threads} torch thread(s): one 2048x2048 float32 matmul "
+            f"{peak:.1f} GFLOP/s ==="
+        )
+        X, y = make_spirals(200, noise=0.5, random_state=0)
+        small = PoisonedMLPClassifier(max_iter=4000, random_state=0).fit(X, y)
+        compare(
+            "swiss-roll MLP", small, X, y, args.n_directions, 0.1, args.grid_directions
+        )
+        start = time.perf_counter()
+        BasinAnalyzer(
+            n_directions=args.n_directions,
+            cutoff=0.1,
+            random_state=0,
+            n_threads=threads,
+        ).fit(small, X, y)
+        print(
+            f"  BasinAnalyzer end to end (with 20 plotted profiles): "
+            f"{time.perf_counter() - start:.2f} s"
+        )
 
-    X, y = make_spirals(200, noise=0.5, random_state=0)
-    small = PoisonedMLPClassifier(max_iter=4000, random_state=0).fit(X, y)
-    compare("swiss-roll MLP", small, X, y, args.n_directions, 0.1, args.grid_directions)
-    start = time.perf_counter()
-    BasinAnalyzer(n_directions=args.n_directions, cutoff=0.1, random_state=0).fit(
-        small, X, y
-    )
-    print(
-        f"  BasinAnalyzer end to end (with 20 plotted profiles): "
-        f"{time.perf_counter() - start:.2f} s"
-    )
-
-    X, y = make_spirals(500, noise=0.5, random_state=0)
-    large = PoisonedMLPClassifier(
-        hidden_layer_sizes=(256,) * 6, max_iter=150, random_state=0
-    ).fit(X, y)
-    gf = compare("6x256 MLP", large, X, y, args.large_directions, None, 0)
-    print(f"  engine reaches {100 * gf / peak:.0f} % of the matmul GFLOP/s")
+        X, y = make_spirals(500, noise=0.5, random_state=0)
+        large = PoisonedMLPClassifier(
+            hidden_layer_sizes=(256,) * 6, max_iter=150, random_state=0
+        ).fit(X, y)
+        gf = compare("6x256 MLP", large, X, y, args.large_directions, None, 0)
+        print(f"  engine reaches {100 * gf / peak:.0f} % of the matmul GFLOP/s")
 
 
 if __name__ == "__main__":

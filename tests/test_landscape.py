@@ -408,3 +408,49 @@ def test_curvature_on_float32_modules_leaves_them_alone():
     hessian_trace(net, X, y, n_samples=2, sample_block=8)
     BatchedEvaluator(net, X, y).evaluate(flatten_parameters(net)[None])
     assert_unchanged(net, before)
+
+
+def test_several_cutoffs_share_one_search_and_match_separate_ones():
+    torch.manual_seed(0)
+    module = MLP(2, 2, (8, 8))
+    X, y = torch.randn(60, 2), torch.randint(2, (60,))
+    evaluator = BatchedEvaluator(module, X, y)
+    theta0 = flatten_parameters(module)
+    directions = filter_normalized_directions(evaluator.layout, theta0, 30, 3)
+    loss0 = float(evaluator.loss(theta0[None])[0])
+    cutoffs = np.array([1.5, 2.0, 4.0]) * loss0
+    joint = basin_radii(
+        evaluator.loss,
+        theta0,
+        directions,
+        cutoffs,
+        max_radius=3.0,
+        evaluate_along=lambda *args: evaluator.evaluate_along(*args)[0],
+    )
+    assert joint.radii.shape == (3, 30)
+    separate = [
+        basin_radii(evaluator.loss, theta0, directions, c, max_radius=3.0)
+        for c in cutoffs
+    ]
+    for j, result in enumerate(separate):
+        np.testing.assert_allclose(joint.radii[j], result.radii, rtol=1e-5)
+        np.testing.assert_array_equal(joint.capped[j], result.capped)
+    assert joint.n_evaluations < sum(r.n_evaluations for r in separate)
+    assert np.all(np.diff(joint.radii, axis=0) >= 0)
+
+
+def test_evaluate_along_matches_stacked_vectors():
+    torch.manual_seed(1)
+    module = SmallCNN((1, 6, 6), 3, (4,), (8,))
+    X, y = torch.randn(20, 1, 6, 6), torch.randint(3, (20,))
+    evaluator = BatchedEvaluator(module, X, y, chunk_size=3)
+    theta0 = flatten_parameters(module)
+    directions = filter_normalized_directions(evaluator.layout, theta0, 5, 0)
+    rows, steps = np.array([0, 4, 2, 2, 1, 3, 0]), np.linspace(0.1, 0.7, 7)
+    stacked = theta0 + torch.as_tensor(steps, dtype=torch.float32)[:, None] * (
+        directions[torch.as_tensor(rows)]
+    )
+    along = evaluator.evaluate_along(theta0, directions, rows, steps)
+    direct = evaluator.evaluate(stacked)
+    np.testing.assert_allclose(along[0], direct[0], rtol=1e-6)
+    np.testing.assert_array_equal(along[1], direct[1])

@@ -46,21 +46,18 @@ def _chunk_task(module, X, y, seed, start, stop, settings):
             start=start,
             include_bias=settings["include_bias"],
         )
-        radii, capped, n_evaluations = [], [], 0
-        for cutoff in settings["cutoffs"]:
-            result = basin_radii(
-                evaluator.loss,
-                theta0,
-                directions,
-                cutoff,
-                max_radius=settings["max_radius"],
-                rtol=settings["rtol"],
-                loss0=settings["loss0"],
-            )
-            radii.append(result.radii)
-            capped.append(result.capped)
-            n_evaluations += result.n_evaluations
-    return np.array(radii), np.array(capped), n_evaluations
+        # All cutoffs in one search: they share the scan's loss evaluations.
+        result = basin_radii(
+            evaluator.loss,
+            theta0,
+            directions,
+            np.asarray(settings["cutoffs"], dtype=float),
+            max_radius=settings["max_radius"],
+            rtol=settings["rtol"],
+            loss0=settings["loss0"],
+            evaluate_along=lambda *args: evaluator.evaluate_along(*args)[0],
+        )
+    return result.radii, result.capped, result.n_evaluations
 
 
 def radii_along_directions(

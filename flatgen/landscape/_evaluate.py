@@ -259,14 +259,53 @@ class BatchedEvaluator:
                 f"thetas must have shape (B, {self.layout.n_params}); got "
                 f"{tuple(thetas.shape)}."
             )
-        loss_sum = torch.zeros(len(thetas), dtype=torch.float64, device=self.device)
-        correct = torch.zeros(len(thetas), dtype=torch.float64, device=self.device)
+        return self._evaluate_chunks(
+            len(thetas), lambda start, stop: thetas[start:stop]
+        )
+
+    def evaluate_along(self, theta0, directions, rows, steps):
+        """Loss and accuracy at ``theta0 + steps[i] * directions[rows[i]]``.
+
+        The same as :meth:`evaluate` on the stacked vectors, but each chunk
+        of perturbed vectors is formed just before it is evaluated, so no
+        (B, n_params) array is ever built: on large networks that array
+        costs more memory traffic than the forward passes save.
+
+        Parameters
+        ----------
+        theta0 : torch.Tensor of shape (n_params,)
+            Centre.
+        directions : torch.Tensor of shape (n_directions, n_params)
+            Directions.
+        rows : array-like of int of shape (B,)
+            Direction of each evaluation.
+        steps : array-like of float of shape (B,)
+            Step along it.
+
+        Returns
+        -------
+        loss, accuracy : ndarray of shape (B,), dtype float64
+            See :meth:`evaluate`.
+        """
+        theta0 = torch.as_tensor(theta0).to(self.device, self._dtype)
+        rows = torch.as_tensor(rows, dtype=torch.int64, device=directions.device)
+        steps = torch.as_tensor(steps, dtype=self._dtype, device=self.device)
+
+        def chunk(start, stop):
+            picked = directions[rows[start:stop]].to(self.device, self._dtype)
+            return torch.addcmul(theta0, steps[start:stop, None], picked)
+
+        return self._evaluate_chunks(len(rows), chunk)
+
+    def _evaluate_chunks(self, n_vectors, make_chunk):
+        loss_sum = torch.zeros(n_vectors, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(n_vectors, dtype=torch.float64, device=self.device)
         forward = self._fused_logits if self.path == "fused" else self._vmap_logits
         class_dim = 1 if self.path == "fused" else 2
         with torch.no_grad():
-            for start in range(0, len(thetas), self.chunk_size):
+            for start in range(0, n_vectors, self.chunk_size):
                 stop = start + self.chunk_size
-                chunk = thetas[start:stop].to(self.device, self._dtype)
+                chunk = make_chunk(start, stop).to(self.device, self._dtype)
                 for first in range(0, self.n_samples, self.sample_block):
                     block = slice(first, first + self.sample_block)
                     logits = forward(chunk, block)

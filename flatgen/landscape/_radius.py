@@ -61,6 +61,7 @@ def basin_radii(
     max_iter=100,
     n_scan=8,
     loss0=None,
+    evaluate_along=None,
 ):
     """Smallest step along each direction where the loss reaches a cutoff.
 
@@ -68,6 +69,8 @@ def basin_radii(
     ``[0, max_radius]`` with ``loss(theta0 + c * d) >= cutoff``, for all
     directions at once: each round evaluates one batch of parameter vectors
     (one per unfinished direction) with a single call of ``evaluate_loss``.
+    Several cutoffs share the scan's evaluations, and their bisections run
+    in the same batched calls.
 
     1. Scan: ``c = max_radius * k / n_scan`` for ``k = 1, ..., n_scan``,
        evaluated only for directions that have not crossed yet. The first
@@ -88,8 +91,8 @@ def basin_radii(
         device and dtype as ``theta0``. Memory: each round builds up to
         ``n_directions`` perturbed vectors, so pass directions in chunks to
         bound it.
-    cutoff : float
-        Loss level that ends the basin (the paper uses a cross-entropy of
+    cutoff : float or array-like of shape (n_cutoffs,)
+        Loss level(s) that end the basin (the paper uses a cross-entropy of
         0.1). For a relative cutoff, pass e.g. ``2 * loss0``.
     max_radius : float, default=1.0
         Largest radius searched.
@@ -103,14 +106,22 @@ def basin_radii(
         Number of scan points; 1 bisects on ``[0, max_radius]`` directly.
     loss0 : float, default=None
         Loss at ``theta0`` if already known; evaluated when None.
+    evaluate_along : callable, default=None
+        ``evaluate_along(theta0, directions, rows, steps)`` returning the
+        losses at ``theta0 + steps[i] * directions[rows[i]]``, e.g.
+        ``lambda *a: evaluator.evaluate_along(*a)[0]``. When given it replaces
+        ``evaluate_loss`` for the search, so the perturbed vectors never have
+        to be stacked in memory.
 
     Returns
     -------
     result : BasinRadii
-        Named tuple ``(radii, capped, n_evaluations, loss0)``. For each
-        direction that crosses, ``radii`` is the upper end ``hi`` of the
-        final bracket: the loss there is at or above the cutoff, and below
-        it at ``hi * (1 - rtol)``.
+        Named tuple ``(radii, capped, n_evaluations, loss0)``; ``radii`` and
+        ``capped`` have shape (n_directions,) for a scalar cutoff and
+        (n_cutoffs, n_directions) for several. For each direction that
+        crosses, the radius is the upper end ``hi`` of the final bracket: the
+        loss there is at or above the cutoff, and below it at
+        ``hi * (1 - rtol)``.
 
     Raises
     ------
@@ -131,8 +142,10 @@ def basin_radii(
     >>> result.capped
     array([False, False])
     """
-    if not isinstance(cutoff, Real) or not np.isfinite(cutoff):
-        raise ValueError(f"cutoff must be a finite number; got {cutoff!r}.")
+    scalar_cutoff = np.ndim(cutoff) == 0
+    cutoffs = np.atleast_1d(np.asarray(cutoff, dtype=float))
+    if cutoffs.ndim != 1 or len(cutoffs) == 0 or not np.all(np.isfinite(cutoffs)):
+        raise ValueError(f"cutoff must be finite number(s); got {cutoff!r}.")
     if not isinstance(max_radius, Real) or not max_radius > 0:
         raise ValueError(f"max_radius must be positive; got {max_radius!r}.")
     if not isinstance(rtol, Real) or not rtol > 0:
@@ -151,43 +164,51 @@ def basin_radii(
     if loss0 is None:
         loss0 = float(_as_numpy(evaluate_loss(theta0[None]), 1)[0])
         n_evaluations += 1
-    if not loss0 < cutoff:
+    if not loss0 < cutoffs.min():
         raise ValueError(
             f"The loss at theta0 ({loss0:.6g}) is already at or above the cutoff "
-            f"({cutoff:.6g}); choose a larger cutoff."
+            f"({cutoffs.min():.6g}); choose a larger cutoff."
         )
 
     def losses_at(rows, steps):
         nonlocal n_evaluations
+        n_evaluations += len(rows)
+        if evaluate_along is not None:
+            return _as_numpy(evaluate_along(theta0, directions, rows, steps), len(rows))
         steps_t = torch.as_tensor(steps, dtype=theta0.dtype, device=theta0.device)
         rows_t = torch.as_tensor(rows, device=directions.device)
         thetas = torch.addcmul(theta0, steps_t[:, None], directions[rows_t])
-        n_evaluations += len(rows)
         return _as_numpy(evaluate_loss(thetas), len(rows))
 
-    n_directions = len(directions)
-    lo = np.zeros(n_directions)
-    hi = np.full(n_directions, float(max_radius))
-    crossed = np.zeros(n_directions, dtype=bool)
+    # Brackets per (cutoff, direction): loss(lo) < cutoff <= loss(hi).
+    shape = (len(cutoffs), len(directions))
+    lo = np.zeros(shape)
+    hi = np.full(shape, float(max_radius))
+    crossed = np.zeros(shape, dtype=bool)
     grid = max_radius * np.arange(1, n_scan + 1) / n_scan
     for previous, step in zip(np.r_[0.0, grid[:-1]], grid):
-        rows = np.flatnonzero(~crossed)
+        rows = np.flatnonzero(~crossed.all(axis=0))
         if len(rows) == 0:
             break
-        above = losses_at(rows, np.full(len(rows), step)) >= cutoff
-        lo[rows[~above]] = step
-        hi[rows[above]] = step
-        lo[rows[above]] = previous
-        crossed[rows[above]] = True
+        losses = losses_at(rows, np.full(len(rows), step))
+        for j, level in enumerate(cutoffs):
+            open_rows = ~crossed[j, rows]
+            above = open_rows & (losses >= level)
+            below = open_rows & ~above
+            lo[j, rows[below]] = step
+            hi[j, rows[above]] = step
+            lo[j, rows[above]] = previous
+            crossed[j, rows[above]] = True
 
     for _ in range(max_iter):
-        rows = np.flatnonzero(crossed & (hi - lo > rtol * hi))
+        pending = crossed & (hi - lo > rtol * hi)
+        which, rows = np.nonzero(pending)
         if len(rows) == 0:
             break
-        mid = 0.5 * (lo[rows] + hi[rows])
-        above = losses_at(rows, mid) >= cutoff
-        hi[rows[above]] = mid[above]
-        lo[rows[~above]] = mid[~above]
+        mid = 0.5 * (lo[which, rows] + hi[which, rows])
+        above = losses_at(rows, mid) >= cutoffs[which]
+        hi[which[above], rows[above]] = mid[above]
+        lo[which[~above], rows[~above]] = mid[~above]
     else:
         n_open = int(np.sum(crossed & (hi - lo > rtol * hi)))
         if n_open:
@@ -198,9 +219,13 @@ def basin_radii(
                 stacklevel=2,
             )
 
+    radii = np.where(crossed, hi, float(max_radius))
+    capped = ~crossed
+    if scalar_cutoff:
+        radii, capped = radii[0], capped[0]
     return BasinRadii(
-        radii=np.where(crossed, hi, float(max_radius)),
-        capped=~crossed,
+        radii=radii,
+        capped=capped,
         n_evaluations=n_evaluations,
         loss0=loss0,
     )
