@@ -23,7 +23,9 @@ from flatgen.poison import poison_loss
 def plain_loop(X, y, steps, poison_factor, seed=0):
     torch.manual_seed(seed)
     module = MLP(2, 2)
-    optimizer = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
+    optimizer = torch.optim.SGD(
+        module.parameters(), lr=0.01, momentum=0.9, foreach=True
+    )
     generator = torch.Generator().manual_seed(seed)
     sigma = 0.15 * X.std(dim=0, unbiased=False)
     for step in range(steps):
