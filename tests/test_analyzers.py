@@ -195,3 +195,28 @@ def test_curvature_is_positive_at_a_minimum(fitted):
     assert curv.trace_ > 0
     raw = CurvatureAnalyzer(filter_normalized=False, n_trace_samples=0, random_state=0)
     assert np.isnan(raw.fit(clf, X, y).trace_)
+
+
+def test_basin_display_draws_saved_arrays_without_recomputing(fitted):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from flatgen import BasinDisplay
+
+    clf, X, y = fitted
+    basin = BasinAnalyzer(n_directions=12, cutoff=3, cutoff_type="relative")
+    basin.set_params(n_profiles=5, random_state=0).fit(clf, X, y)
+    fig, ax = plt.subplots()
+    display = basin.plot(ax=ax)
+    assert display.ax_ is ax and display.figure_ is fig
+    assert len(display.lines_) == 5
+    assert_allclose(display.lines_[0].get_ydata(), basin.profile_losses_[0])
+    # A display rebuilt from plain arrays draws the same curves.
+    again = BasinDisplay(
+        basin.profile_distances_, basin.profile_losses_, basin.radii_, basin.cutoff_
+    ).plot()
+    assert_allclose(again.lines_[2].get_xdata(), basin.profile_distances_)
+    assert ax.get_yscale() == "log"
+    plt.close("all")

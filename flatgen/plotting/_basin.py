@@ -110,11 +110,14 @@ class BasinDisplay:
             markersize=4,
         )
         ax.axhline(self.cutoff, color="0.3", linestyle="--", linewidth=1)
+        # Anchored to the right edge of the axes, so displays drawn on the
+        # same axes with the same cutoff put their labels on top of each other.
         ax.annotate(
             f"cutoff {self.cutoff:.3g}",
-            (self.distances[-1], self.cutoff),
+            (0.99, self.cutoff),
+            xycoords=ax.get_yaxis_transform(),
             textcoords="offset points",
-            xytext=(-4, 4),
+            xytext=(0, 4),
             ha="right",
             fontsize="small",
             color="0.3",
