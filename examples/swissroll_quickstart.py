@@ -100,7 +100,7 @@ def main():
     axes[0].set_ylabel("$x_2$")
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "swissroll_quickstart.png"
-    fig.savefig(path, dpi=150)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
     print(f"\nfigure: {path}")
 
 
