@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .._torch_utils import resolve_device, seeded_torch, torch_threads
 from ..networks import ACTIVATIONS
@@ -137,8 +137,6 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _validate_y(self, y, n_samples):
-        from sklearn.utils.validation import column_or_1d
-
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y "
