@@ -25,6 +25,8 @@ _TARGET_RECORDS = 200
 # misclassified training points get fitted while the poison term stays on.
 _POLISH_TRAIN_WEIGHT = 3.0
 _POLISH_LR_FRACTION = 0.1
+# Stands in for the ``module`` argument in a pickled net (see __getstate__).
+_SAME_AS_MODULE_ = "<the trained module_>"
 
 
 class ProgressBar(Callback):
@@ -61,6 +63,24 @@ class PoisonTrainingNet(NeuralNetClassifier):
     def get_default_callbacks(self):
         """Time each block; the loss is recorded by :meth:`run_single_epoch`."""
         return [("epoch_timer", EpochTimer())]
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        # The estimators pass a module *instance*, so the ``module`` argument is
+        # the trained ``module_``. skorch pickles ``module_`` with device
+        # mapping on load but ``module`` as-is: a net trained on a GPU would
+        # then fail to unpickle on a CPU-only machine. Store a marker instead.
+        if state.get("module") is self.__dict__.get("module_"):
+            state["module"] = _SAME_AS_MODULE_
+        return state
+
+    def __setstate__(self, state):
+        same = isinstance(state.get("module"), str) and (
+            state["module"] == _SAME_AS_MODULE_
+        )
+        super().__setstate__(state)
+        if same:
+            self.module = self.module_
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         """Run one block of optimizer steps and record its statistics."""
