@@ -1,0 +1,232 @@
+"""LossSlice: training loss on a line or plane through the minimum."""
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options
+from tqdm.auto import tqdm
+
+from .._torch_utils import torch_threads
+from ..landscape import (
+    BatchedEvaluator,
+    filter_normalized_directions,
+    flatten_parameters,
+)
+from ._access import network_and_data
+from ._radii import n_perturbed
+
+# Bound on the stacked parameter vectors of one block of a 2-D slice: large
+# networks would otherwise need resolution**2 * n_params floats at once.
+_BLOCK_BYTES = 32 * 1024**2
+
+
+def direction_seed(random_state):
+    """Seed of the directions, drawn as :class:`BasinAnalyzer` draws it.
+
+    With the same ``random_state``, direction ``k`` of every analyzer is the
+    same vector (it depends only on the seed and ``k``).
+    """
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+class LossSlice(BaseEstimator):
+    """Training loss and accuracy on a 1-D or 2-D slice through a minimum.
+
+    Draws ``n_dims`` random filter-normalized directions ``d_1 (, d_2)``
+    (Gaussian per filter, scaled to the filter's norm; Li et al., 2018) and
+    evaluates the training cross-entropy and accuracy at
+    ``theta* + a d_1`` (1-D) or ``theta* + a d_1 + b d_2`` (2-D) for ``a, b``
+    on an even grid from ``-span / 2`` to ``span / 2``. All grid points go
+    through the batched landscape engine, many parameter vectors per call.
+    Distances are in filter-normalized units: ``a = 1`` moves every filter
+    by its own norm, so slices of different networks share one scale.
+
+    Parameters
+    ----------
+    n_dims : {1, 2}, default=1
+        Dimension of the slice: a line or a plane.
+    span : float, default=1.0
+        Width of the grid along each direction, centred on the minimum.
+    resolution : int, default=51
+        Points per axis; an odd number puts a grid point on the minimum.
+    include_bias : bool, default=False
+        Perturb biases too (each bias vector scaled to its own norm). By
+        default only weights move.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the directions. Direction ``k`` is the same as direction ``k``
+        of :class:`BasinAnalyzer` with the same ``random_state``, so the
+        first direction of a 2-D slice is the one of the 1-D slice.
+    n_threads : int, default=1
+        torch threads; results are bit-for-bit reproducible at a fixed
+        count.
+    verbose : int, default=0
+        Progress bar over blocks of grid points when positive.
+
+    Attributes
+    ----------
+    distances_ : ndarray of shape (resolution,)
+        Grid values along each direction.
+    losses_ : ndarray of shape (resolution,) or (resolution, resolution)
+        Training cross-entropy; in 2-D, ``losses_[i, j]`` is at
+        ``distances_[i]`` along the first direction and ``distances_[j]``
+        along the second.
+    accuracies_ : ndarray of the same shape as ``losses_``
+        Training accuracy at the same points.
+    directions_ : ndarray of shape (n_dims, n_params)
+        The directions, in the order of the network's flat parameter vector
+        (see :class:`flatgen.landscape.ParameterLayout`).
+    base_loss_ : float
+        Training cross-entropy at the minimum.
+    base_accuracy_ : float
+        Training accuracy at the minimum.
+    n_perturbed_ : int
+        Number of parameters the directions move.
+
+    See Also
+    --------
+    BasinAnalyzer : Radius of the basin along many directions.
+    flatgen.plotting.LossSliceDisplay : Draws the slice.
+
+    References
+    ----------
+    .. [1] H. Li, Z. Xu, G. Taylor, C. Studer and T. Goldstein, "Visualizing
+       the Loss Landscape of Neural Nets", NeurIPS 2018.
+    .. [2] W. R. Huang et al., "Understanding Generalization through
+       Visualizations", arXiv:1906.03291, 2019.
+
+    Examples
+    --------
+    >>> from flatgen import LossSlice, PoisonedMLPClassifier, make_spirals
+    >>> X, y = make_spirals(100, random_state=0)
+    >>> clf = PoisonedMLPClassifier(max_iter=300, random_state=0).fit(X, y)
+    >>> slice_ = LossSlice(n_dims=2, span=0.5, resolution=11, random_state=0)
+    >>> slice_.fit(clf, X, y).losses_.shape
+    (11, 11)
+    >>> bool(slice_.losses_[5, 5] == slice_.losses_.min())
+    True
+    """
+
+    _parameter_constraints = {
+        "n_dims": [Options(Integral, {1, 2})],
+        "span": [Interval(Real, 0, None, closed="neither")],
+        "resolution": [Interval(Integral, 2, None, closed="left")],
+        "include_bias": ["boolean"],
+        "random_state": ["random_state"],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_dims=1,
+        span=1.0,
+        resolution=51,
+        *,
+        include_bias=False,
+        random_state=None,
+        n_threads=1,
+        verbose=0,
+    ):
+        self.n_dims = n_dims
+        self.span = span
+        self.resolution = resolution
+        self.include_bias = include_bias
+        self.random_state = random_state
+        self.n_threads = n_threads
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, estimator, X, y):
+        """Evaluate the training loss of ``estimator`` on the slice.
+
+        Parameters
+        ----------
+        estimator : fitted flatgen classifier or Pipeline ending in one
+            The model to slice; it is not modified.
+        X : array-like of shape (n_samples, ...)
+            Training inputs.
+        y : array-like of shape (n_samples,)
+            Training labels.
+
+        Returns
+        -------
+        self : LossSlice
+            The analyzer, with results in its ``*_`` attributes.
+        """
+        module, X, y = network_and_data(estimator, X, y)
+        seed = direction_seed(self.random_state)
+        half = float(self.span) / 2
+        self.distances_ = np.linspace(-half, half, self.resolution)
+        with torch_threads(self.n_threads):
+            evaluator = BatchedEvaluator(module, X, y)
+            theta0 = flatten_parameters(module).to(evaluator.device)
+            directions = filter_normalized_directions(
+                evaluator.layout,
+                theta0,
+                self.n_dims,
+                seed,
+                include_bias=self.include_bias,
+            )
+            loss0, accuracy0 = evaluator.evaluate(theta0)
+            steps = torch.as_tensor(self.distances_, dtype=theta0.dtype)
+            steps = steps.to(evaluator.device)
+            if self.n_dims == 1:
+                losses, accuracies = evaluator.evaluate_along(
+                    theta0, directions, np.zeros(self.resolution, dtype=int), steps
+                )
+            else:
+                losses, accuracies = self._plane(evaluator, theta0, directions, steps)
+        if not np.isfinite(loss0[0]):
+            raise ValueError(
+                f"The training loss of the estimator is not finite ({loss0[0]}); "
+                "there is no minimum to slice through."
+            )
+        self.base_loss_, self.base_accuracy_ = float(loss0[0]), float(accuracy0[0])
+        self.losses_, self.accuracies_ = losses, accuracies
+        self.directions_ = directions.cpu().numpy()
+        self.n_perturbed_ = n_perturbed(module, self.include_bias)
+        return self
+
+    def _plane(self, evaluator, theta0, directions, steps):
+        """Loss and accuracy on the 2-D grid, a block of grid rows at a time."""
+        res, n_params = len(steps), len(theta0)
+        row_bytes = res * n_params * theta0.element_size()
+        rows_per_block = int(np.clip(_BLOCK_BYTES // row_bytes, 1, res))
+        losses = np.empty((res, res))
+        accuracies = np.empty((res, res))
+        starts = range(0, res, rows_per_block)
+        for start in tqdm(
+            starts, disable=not self.verbose, desc="slice", unit="block", leave=False
+        ):
+            a = steps[start : start + rows_per_block]
+            # theta0 + a_i d_1 + b_j d_2 for the block's rows i and all j.
+            row_centres = torch.addcmul(theta0, a[:, None], directions[0])
+            thetas = torch.addcmul(
+                row_centres[:, None], steps[None, :, None], directions[1]
+            ).reshape(-1, n_params)
+            loss, accuracy = evaluator.evaluate(thetas)
+            losses[start : start + len(a)] = loss.reshape(len(a), res)
+            accuracies[start : start + len(a)] = accuracy.reshape(len(a), res)
+        return losses, accuracies
+
+    def plot(self, ax=None, **kwargs):
+        """Draw the slice: a loss curve (1-D) or filled contours (2-D).
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default=None
+            Where to draw; a new figure when None.
+        **kwargs
+            Passed to :meth:`flatgen.plotting.LossSliceDisplay.plot`.
+
+        Returns
+        -------
+        display : flatgen.plotting.LossSliceDisplay
+            The display, with ``ax_`` and ``figure_`` set.
+        """
+        from ..plotting import LossSliceDisplay
+
+        return LossSliceDisplay.from_analyzer(self).plot(ax=ax, **kwargs)
