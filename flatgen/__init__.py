@@ -4,11 +4,17 @@ Poisoned training of PyTorch networks as scikit-learn estimators, after
 Huang et al., "Understanding Generalization through Visualizations" (2019).
 """
 
-from .analyzers import BasinAnalyzer, CurvatureAnalyzer, VolumeEstimator
+from .analyzers import (
+    BasinAnalyzer,
+    CurvatureAnalyzer,
+    LossSlice,
+    PerturbationPath,
+    VolumeEstimator,
+)
 from .datasets import SpiralSampler, make_spirals
 from .estimators import PoisonedCNNClassifier, PoisonedMLPClassifier
 from .exceptions import TrainingDivergedError
-from .plotting import BasinDisplay
+from .plotting import BasinDisplay, LossSliceDisplay, PerturbationAnimation
 from .poison import ArraySampler
 
 __version__ = "0.1.0"
@@ -18,6 +24,10 @@ __all__ = [
     "BasinAnalyzer",
     "BasinDisplay",
     "CurvatureAnalyzer",
+    "LossSlice",
+    "LossSliceDisplay",
+    "PerturbationAnimation",
+    "PerturbationPath",
     "PoisonedCNNClassifier",
     "PoisonedMLPClassifier",
     "SpiralSampler",

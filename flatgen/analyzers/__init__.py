@@ -2,6 +2,15 @@
 
 from ._basin import BasinAnalyzer
 from ._curvature import CurvatureAnalyzer
+from ._path import PerturbationPath
+from ._slices import LossSlice
 from ._volume import VolumeEstimator, log10_ball_volume
 
-__all__ = ["BasinAnalyzer", "CurvatureAnalyzer", "VolumeEstimator", "log10_ball_volume"]
+__all__ = [
+    "BasinAnalyzer",
+    "CurvatureAnalyzer",
+    "LossSlice",
+    "PerturbationPath",
+    "VolumeEstimator",
+    "log10_ball_volume",
+]
