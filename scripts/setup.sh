@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install flatgen with its test tools, CPU-only torch.
+# Create .venv (once) and install flatgen with extras, CPU-only torch.
+# Usage: bash scripts/setup.sh [EXTRAS]   (comma-separated; default: tests)
 set -euo pipefail
+EXTRAS="${1:-tests}"
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
@@ -8,7 +10,7 @@ fi
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
 # constraints.txt pins torch to the CPU wheel; an unpinned torch pulls a CUDA build.
-python -m pip install --quiet -c constraints.txt -e '.[tests]'
+python -m pip install --quiet -c constraints.txt -e ".[${EXTRAS}]"
 python - <<'PY'
 import sys
 import torch

@@ -155,7 +155,7 @@ class LossHessian:
         Parameters
         ----------
         vector : torch.Tensor of shape (n_params,)
-            Vector ordered as :attr:`layout`.
+            Vector ordered as the parameters in ``layout``.
 
         Returns
         -------

@@ -37,6 +37,16 @@ class BasinDisplay:
         Figure drawn on.
     lines_ : list of matplotlib Line2D
         The profile curves.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from flatgen import BasinDisplay
+    >>> distances = np.linspace(0, 0.2, 21)
+    >>> losses = 0.01 + np.array([[20.0], [40.0]]) * distances**2
+    >>> display = BasinDisplay(distances, losses, radii=[0.067, 0.047], cutoff=0.1)
+    >>> display.plot().ax_.get_xlabel()
+    'distance along direction (filter-normalized units)'
     """
 
     def __init__(self, distances, losses, radii, cutoff, base_loss=None, label=None):
