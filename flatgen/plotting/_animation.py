@@ -17,6 +17,17 @@ def _tint(color, amount):
     return tuple(amount * c + (1 - amount) for c in to_rgb(color))
 
 
+def _log_axis(axis, low, high):
+    """Log scale with plain labels: 1-2-5 ticks over a short range."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.axes.set_yscale("log")
+    if high < 100 * low:
+        axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 class PerturbationAnimation:
     """The paper's perturbation animation, one frame per step of the path.
 
@@ -297,18 +308,22 @@ class PerturbationAnimation:
             ax.grid(alpha=0.3)
         finite = self.losses[np.isfinite(self.losses)]
         if finite.size and finite.min() > 0 and finite.max() > 10 * finite.min():
-            side[0].set_yscale("log")
+            _log_axis(side[0].yaxis, finite.min(), finite.max())
         side[1].set_ylim(-5, 105)
         # Far from a sharp minimum the curvature grows by orders of magnitude;
         # a symmetric log scale keeps the values near the minimum readable.
-        curvature = np.abs(self.curvatures[np.isfinite(self.curvatures)])
-        if curvature.size:
-            near = curvature[np.argmin(np.abs(self.coefficients))]
-            linear = max(near, 1e-6 * curvature.max())
-            if linear > 0 and curvature.max() > 100 * linear:
+        finite = self.curvatures[np.isfinite(self.curvatures)]
+        if finite.size and finite.min() > 0 and finite.max() > 100 * finite.min():
+            _log_axis(side[2].yaxis, finite.min(), finite.max())
+        elif finite.size:
+            near = abs(self.curvatures[np.argmin(np.abs(self.coefficients))])
+            linear = max(near, 1e-6 * np.abs(finite).max())
+            if linear > 0 and np.abs(finite).max() > 100 * linear:
                 # A power of ten keeps the tick labels off each other.
                 linear = 10.0 ** np.floor(np.log10(linear))
                 side[2].set_yscale("symlog", linthresh=linear)
+                # Symlog's default margins add decades nobody reached.
+                side[2].set_ylim(min(1.5 * finite.min(), -linear), 1.5 * finite.max())
         for ax in side[:2]:
             ax.tick_params(labelbottom=False)
         side[2].set_xlabel("step c along direction\n(filter-normalized units)")

@@ -120,6 +120,7 @@ class LossSliceDisplay:
         color=None,
         cmap="viridis",
         levels=15,
+        loss_range=None,
         **kwargs,
     ):
         """Draw the slice.
@@ -144,6 +145,10 @@ class LossSliceDisplay:
             readable with colour-vision deficiencies).
         levels : int, default=15
             Number of filled contour levels of a 2-D slice.
+        loss_range : tuple of float (low, high), default=None
+            Loss range of the colour scale of a 2-D slice; pass the same
+            range to several displays to compare them on one scale. By
+            default the range of this slice's losses.
         **kwargs
             Passed to :meth:`matplotlib.axes.Axes.plot` (1-D) or
             :meth:`matplotlib.axes.Axes.contourf` (2-D).
@@ -163,7 +168,7 @@ class LossSliceDisplay:
         if self.losses.ndim == 1:
             self._plot_line(ax, log_scale, show_accuracy, color, kwargs)
         else:
-            self._plot_plane(ax, log_scale, cmap, levels, kwargs)
+            self._plot_plane(ax, log_scale, cmap, levels, loss_range, kwargs)
         self.ax_, self.figure_ = ax, ax.figure
         return self
 
@@ -203,26 +208,38 @@ class LossSliceDisplay:
                 frameon=False,
             )
 
-    def _plot_plane(self, ax, log_scale, cmap, levels, kwargs):
+    def _plot_plane(self, ax, log_scale, cmap, levels, loss_range, kwargs):
         from matplotlib.colors import LogNorm, Normalize
-        from matplotlib.ticker import LogLocator
+        from matplotlib.ticker import LogLocator, MaxNLocator
 
         # contourf draws z[row, col] at (x[col], y[row]): rows are direction 2.
         z = np.ma.masked_invalid(self.losses.T)
-        if log_scale:
+        if loss_range is not None:
+            low, high = (float(v) for v in loss_range)
+            if not low < high or (log_scale and not low > 0):
+                raise ValueError(
+                    "loss_range must be (low, high) with low < high"
+                    + (" and low > 0 on a log scale" if log_scale else "")
+                    + f". Got {tuple(loss_range)!r} instead."
+                )
+        elif log_scale:
             low, high = _positive_range(self.losses)
             high = max(high, low * 1.01)
+        else:
+            low, high = float(z.min()), float(z.max())
+            high = max(high, low + 1e-12)
+        if log_scale:
             bounds = np.geomspace(low, high, levels + 1)
             norm = LogNorm(low, high)
             z = np.ma.masked_less_equal(z, 0)
         else:
-            low, high = float(z.min()), float(z.max())
-            high = max(high, low + 1e-12)
             bounds = np.linspace(low, high, levels + 1)
             norm = Normalize(low, high)
         d = self.distances
+        # Values outside a given loss_range get the end colours.
+        extend = "neither" if loss_range is None else "both"
         self.contour_ = ax.contourf(
-            d, d, z, levels=bounds, norm=norm, cmap=cmap, extend="neither", **kwargs
+            d, d, z, levels=bounds, norm=norm, cmap=cmap, extend=extend, **kwargs
         )
         ax.contour(
             d,
@@ -245,11 +262,14 @@ class LossSliceDisplay:
             label="minimum",
         )
         self.colorbar_ = ax.figure.colorbar(self.contour_, ax=ax)
+        # The level boundaries are not round numbers: tick round values.
         if log_scale:
-            # The level boundaries are not round numbers: tick 1-2-5 values.
-            ticks = LogLocator(subs=(1, 2, 5)).tick_values(low, high)
-            ticks = ticks[(ticks >= low) & (ticks <= high)]
-            self.colorbar_.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
+            subs = (1, 2, 5) if high < 1e3 * low else (1,)
+            ticks = LogLocator(subs=subs).tick_values(low, high)
+        else:
+            ticks = MaxNLocator(6).tick_values(low, high)
+        ticks = ticks[(ticks >= low) & (ticks <= high)]
+        self.colorbar_.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
         self.colorbar_.set_label("training cross-entropy")
         ax.set_xlabel(f"direction 1 ({_UNITS})")
         ax.set_ylabel(f"direction 2 ({_UNITS})")
