@@ -34,7 +34,8 @@ def base_loss(module, X, y, n_threads):
     return float(loss[0]), float(accuracy[0])
 
 
-def _chunk_task(module, X, y, seed, start, stop, settings):
+def _chunk_task(data, seed, start, stop, settings):
+    module, X, y = data
     with torch_threads(settings["n_threads"]):
         evaluator = BatchedEvaluator(module, X, y)
         theta0 = flatten_parameters(module).to(evaluator.device)
@@ -93,8 +94,14 @@ def radii_along_directions(
         (start, min(start + CHUNK_SIZE, n_directions))
         for start in range(0, n_directions, CHUNK_SIZE)
     ]
+    # One tuple, not three arguments: joblib's dask backend scatters every
+    # large argument to a single worker, and a task whose scattered data died
+    # with that worker is cancelled, not rerun. A tuple travels inside each
+    # task, so the scheduler can rerun it anywhere; a chunk's bisection costs
+    # thousands of passes over X, far more than shipping X once.
+    data = (module, X, y)
     tasks = (
-        delayed(_chunk_task)(module, X, y, seed, start, stop, settings)
+        delayed(_chunk_task)(data, seed, start, stop, settings)
         for start, stop in bounds
     )
     results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
