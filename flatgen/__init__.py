@@ -8,13 +8,22 @@ from .analyzers import (
     BasinAnalyzer,
     CurvatureAnalyzer,
     LossSlice,
+    MarginPlotter,
     PerturbationPath,
     VolumeEstimator,
 )
 from .datasets import SpiralSampler, make_spirals
 from .estimators import PoisonedCNNClassifier, PoisonedMLPClassifier
 from .exceptions import TrainingDivergedError
-from .plotting import BasinDisplay, LossSliceDisplay, PerturbationAnimation
+from .plotting import (
+    BasinDisplay,
+    DecisionRegionsDisplay,
+    LossSliceDisplay,
+    MarginDistributionDisplay,
+    PerturbationAnimation,
+    PoisonSweepDisplay,
+    VolumeGapDisplay,
+)
 from .poison import ArraySampler
 
 __version__ = "0.1.0"
@@ -24,14 +33,19 @@ __all__ = [
     "BasinAnalyzer",
     "BasinDisplay",
     "CurvatureAnalyzer",
+    "DecisionRegionsDisplay",
     "LossSlice",
     "LossSliceDisplay",
+    "MarginDistributionDisplay",
+    "MarginPlotter",
     "PerturbationAnimation",
     "PerturbationPath",
     "PoisonedCNNClassifier",
     "PoisonedMLPClassifier",
+    "PoisonSweepDisplay",
     "SpiralSampler",
     "TrainingDivergedError",
     "VolumeEstimator",
+    "VolumeGapDisplay",
     "make_spirals",
 ]

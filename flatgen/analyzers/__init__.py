@@ -2,6 +2,7 @@
 
 from ._basin import BasinAnalyzer
 from ._curvature import CurvatureAnalyzer
+from ._margins import MarginPlotter
 from ._path import PerturbationPath
 from ._slices import LossSlice
 from ._volume import VolumeEstimator, log10_ball_volume
@@ -10,6 +11,7 @@ __all__ = [
     "BasinAnalyzer",
     "CurvatureAnalyzer",
     "LossSlice",
+    "MarginPlotter",
     "PerturbationPath",
     "VolumeEstimator",
     "log10_ball_volume",

@@ -2,6 +2,18 @@
 
 from ._animation import PerturbationAnimation
 from ._basin import OKABE_ITO, BasinDisplay
+from ._margins import MarginDistributionDisplay
+from ._regions import DecisionRegionsDisplay
 from ._slices import LossSliceDisplay
+from ._sweeps import PoisonSweepDisplay, VolumeGapDisplay
 
-__all__ = ["BasinDisplay", "LossSliceDisplay", "OKABE_ITO", "PerturbationAnimation"]
+__all__ = [
+    "BasinDisplay",
+    "DecisionRegionsDisplay",
+    "LossSliceDisplay",
+    "MarginDistributionDisplay",
+    "OKABE_ITO",
+    "PerturbationAnimation",
+    "PoisonSweepDisplay",
+    "VolumeGapDisplay",
+]
