@@ -51,11 +51,11 @@ class BasinAnalyzer(FlatnessAnalyzer):
         Seeds the directions; direction ``k`` depends only on the seed and
         ``k``, so results do not depend on ``n_jobs``.
     n_jobs : int, default=None
-        joblib workers over chunks of 128 directions (any joblib backend,
-        dask included).
+        Number of joblib workers over chunks of 128 directions (any joblib
+        backend, dask included).
     n_threads : int, default=1
-        torch threads per worker; results are bit-for-bit reproducible at a
-        fixed count.
+        Number of torch threads per worker; results are bit-for-bit
+        reproducible at a fixed count.
     verbose : int, default=0
         Progress bar over chunks of directions when positive.
 

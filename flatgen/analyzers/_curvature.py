@@ -40,7 +40,7 @@ class CurvatureAnalyzer(FlatnessAnalyzer):
     random_state : int, RandomState instance or None, default=None
         Seeds the start vector and the Rademacher vectors.
     n_threads : int, default=1
-        torch threads.
+        Number of torch threads.
 
     Attributes
     ----------

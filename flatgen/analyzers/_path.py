@@ -105,8 +105,8 @@ class PerturbationPath(BaseEstimator):
         Seeds the random direction, or the start vector of the power
         iteration.
     n_threads : int, default=1
-        torch threads; results are bit-for-bit reproducible at a fixed
-        count.
+        Number of torch threads; results are bit-for-bit reproducible at a
+        fixed count.
     verbose : int, default=0
         Progress bar over the frames when positive.
 

@@ -60,8 +60,8 @@ class LossSlice(BaseEstimator):
         of :class:`BasinAnalyzer` with the same ``random_state``, so the
         first direction of a 2-D slice is the one of the 1-D slice.
     n_threads : int, default=1
-        torch threads; results are bit-for-bit reproducible at a fixed
-        count.
+        Number of torch threads; results are bit-for-bit reproducible at a
+        fixed count.
     verbose : int, default=0
         Progress bar over blocks of grid points when positive.
 

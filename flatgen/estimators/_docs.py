@@ -65,10 +65,10 @@ solver : {'sgd', 'adam'} or torch.optim.Optimizer subclass, default='sgd'
     device : str or torch.device, default='cpu'
         Where to train and predict, e.g. ``'cuda'``.
     n_threads : int, default=1
-        torch threads used during ``fit`` and ``predict``. Results are
-        bit-for-bit reproducible at a fixed thread count, and one thread per
-        fit lets ``GridSearchCV(n_jobs=...)`` use the cores without
-        oversubscription. None keeps torch's own setting.
+        Number of torch threads used during ``fit`` and ``predict``.
+        Results are bit-for-bit reproducible at a fixed thread count, and
+        one thread per fit lets ``GridSearchCV(n_jobs=...)`` use the cores
+        without oversubscription. None keeps torch's own setting.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights, the poison draws and minibatch order.
         Models that differ only in ``poison_factor`` start from the same
