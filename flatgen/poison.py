@@ -7,6 +7,9 @@ at once, already on the training device, so drawing them costs next to
 nothing per step.
 """
 
+import inspect
+from numbers import Integral
+
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
@@ -104,7 +107,16 @@ class ArraySampler:
         y : ndarray of shape (n_samples,)
             Their labels.
         """
+        if not isinstance(n_samples, Integral) or n_samples < 0:
+            raise ValueError(
+                f"n_samples must be a non-negative integer. Got {n_samples!r} instead."
+            )
         X, y = np.asarray(self.X), np.asarray(self.y)
+        if X.ndim == 0 or y.ndim != 1:
+            raise ValueError(
+                "ArraySampler needs X of shape (n_points, ...) and y of shape "
+                f"(n_points,); got shapes {X.shape} and {y.shape}."
+            )
         if len(X) == 0 or len(X) != len(y):
             raise ValueError(
                 "ArraySampler needs X and y of the same, non-zero length; "
@@ -241,12 +253,26 @@ class SamplerSource:
         """
         n_points = n_steps * self.points_per_step
         seed = int(self.random_state.randint(np.iinfo(np.int32).max))
-        X, y = self.sampler(n_points, random_state=seed)
-        X, y = np.asarray(X), np.asarray(y)
-        if len(X) != n_points or len(y) != n_points:
+        try:
+            inspect.signature(self.sampler).bind(n_points, random_state=seed)
+        except TypeError as exc:
+            raise TypeError(
+                "poison_source must be callable as sampler(n_samples, "
+                f"random_state=int); {self.sampler!r} is not: {exc}."
+            ) from exc
+        except ValueError:
+            pass  # no inspectable signature (some builtins): just call it
+        drawn = self.sampler(n_points, random_state=seed)
+        if not isinstance(drawn, (tuple, list)) or len(drawn) != 2:
+            raise TypeError(
+                "poison_source must return a pair (X, y) of points and labels; "
+                f"got {type(drawn).__name__}."
+            )
+        X, y = np.asarray(drawn[0]), np.asarray(drawn[1])
+        if X.ndim == 0 or y.ndim != 1 or len(X) != n_points or len(y) != n_points:
             raise ValueError(
-                f"poison_source returned {len(X)} points and {len(y)} labels when "
-                f"asked for {n_points}."
+                f"poison_source returned points of shape {X.shape} and labels of "
+                f"shape {y.shape} when asked for {n_points} of each."
             )
         if X.size != n_points * self.floats_per_point:
             raise ValueError(

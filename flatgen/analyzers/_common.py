@@ -52,12 +52,21 @@ class FlatnessAnalyzer(BaseEstimator):
         return float(clone(self).fit(estimator, X, y).score_)
 
     def _absolute_cutoffs(self, cutoffs, loss0):
-        cutoffs = np.atleast_1d(np.asarray(cutoffs, dtype=float))
-        if cutoffs.ndim != 1 or len(cutoffs) == 0 or not np.all(cutoffs > 0):
+        try:
+            values = np.atleast_1d(np.asarray(cutoffs, dtype=float))
+        except (TypeError, ValueError):
+            values = None
+        if (
+            values is None
+            or values.ndim != 1
+            or len(values) == 0
+            or not np.all(np.isfinite(values) & (values > 0))
+        ):
             raise ValueError(
-                f"cutoff must be a positive number or a non-empty list of them. Got "
-                f"{cutoffs.tolist()!r} instead."
+                "cutoff must be a positive finite number or a non-empty list of "
+                f"them. Got {cutoffs!r} instead."
             )
+        cutoffs = values
         absolute = cutoffs * loss0 if self.cutoff_type == "relative" else cutoffs
         if self.cutoff_type == "relative" and not np.all(cutoffs > 1):
             raise ValueError(

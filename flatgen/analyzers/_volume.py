@@ -42,8 +42,20 @@ def log10_ball_volume(radii, n_dims, axis=-1):
     3.141593
     """
     radii = np.asarray(radii, dtype=float)
+    if not isinstance(n_dims, Integral) or n_dims < 1:
+        raise ValueError(f"n_dims must be a positive integer. Got {n_dims!r} instead.")
+    if radii.ndim == 0 or radii.shape[axis] == 0:
+        raise ValueError(
+            f"radii must hold at least one radius along axis {axis}. Got shape "
+            f"{radii.shape} instead."
+        )
+    if not np.all(np.isfinite(radii) & (radii >= 0)):
+        raise ValueError("radii must be finite and non-negative; got NaN, inf or < 0.")
     n = float(n_dims)
-    log_mean_power = logsumexp(n * np.log(radii), axis=axis) - np.log(radii.shape[axis])
+    # A zero radius adds nothing to mean(r^n): log(0) = -inf is exact here.
+    with np.errstate(divide="ignore"):
+        log_radii = np.log(radii)
+    log_mean_power = logsumexp(n * log_radii, axis=axis) - np.log(radii.shape[axis])
     log_volume = 0.5 * n * np.log(np.pi) - gammaln(0.5 * n + 1) + log_mean_power
     return log_volume / np.log(10)
 

@@ -1,6 +1,9 @@
 """BasinDisplay: basin cross-sections (loss vs distance along directions)."""
 
+from numbers import Real
+
 import numpy as np
+from sklearn.exceptions import NotFittedError
 
 # Okabe-Ito palette: distinguishable with colour-vision deficiencies.
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9")
@@ -50,9 +53,27 @@ class BasinDisplay:
     """
 
     def __init__(self, distances, losses, radii, cutoff, base_loss=None, label=None):
-        self.distances = np.asarray(distances)
-        self.losses = np.asarray(losses)
-        self.radii = np.asarray(radii)
+        self.distances = _as_float_array("distances", distances, ndim=1)
+        self.losses = _as_float_array("losses", losses, ndim=2, allow_inf=True)
+        self.radii = _as_float_array("radii", radii, ndim=1)
+        if self.losses.shape[1] != len(self.distances):
+            raise ValueError(
+                f"losses must have one column per distance ({len(self.distances)}); "
+                f"got shape {self.losses.shape}."
+            )
+        if len(self.radii) < len(self.losses):
+            raise ValueError(
+                f"radii must hold at least one radius per profile "
+                f"({len(self.losses)}); got {len(self.radii)}."
+            )
+        for name, value in [("cutoff", cutoff), ("base_loss", base_loss)]:
+            if value is None and name == "base_loss":
+                continue
+            if not isinstance(value, Real) or not np.isfinite(value) or value < 0:
+                raise ValueError(
+                    f"{name} must be a finite non-negative number. Got {value!r} "
+                    "instead."
+                )
         self.cutoff = cutoff
         self.base_loss = base_loss
         self.label = label
@@ -73,6 +94,17 @@ class BasinDisplay:
         display : BasinDisplay
             Not yet drawn; call :meth:`plot`.
         """
+        needed = ("profile_distances_", "profile_losses_", "radii_", "cutoff_")
+        if not all(hasattr(analyzer, name) for name in needed):
+            if hasattr(analyzer, "n_profiles"):
+                raise NotFittedError(
+                    f"This {type(analyzer).__name__} instance is not fitted yet. "
+                    "Call 'fit' before BasinDisplay.from_analyzer."
+                )
+            raise TypeError(
+                "BasinDisplay.from_analyzer needs a fitted BasinAnalyzer; got "
+                f"{type(analyzer).__name__}, which has no loss profiles."
+            )
         return cls(
             analyzer.profile_distances_,
             analyzer.profile_losses_,
@@ -140,3 +172,17 @@ class BasinDisplay:
             ax.legend()
         self.ax_, self.figure_ = ax, ax.figure
         return self
+
+
+def _as_float_array(name, values, *, ndim, allow_inf=False):
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of numbers.") from None
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D; got shape {array.shape}.")
+    bad = np.isnan(array) if allow_inf else ~np.isfinite(array)
+    if np.any(bad):
+        what = "NaN" if allow_inf else "NaN or infinity"
+        raise ValueError(f"{name} must not contain {what}.")
+    return array
