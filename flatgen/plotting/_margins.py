@@ -96,8 +96,8 @@ class MarginDistributionDisplay:
             Where to draw; a new figure when None.
         kind : {'box', 'ecdf'}, default='box'
             ``'box'``: a box per model with every point overlaid (jittered)
-            and the median written above; ``'ecdf'``: empirical cumulative
-            distribution curves.
+            and the median written under the model's name; ``'ecdf'``:
+            empirical cumulative distribution curves.
         log_scale : bool, default=True
             Logarithmic distance axis: margins of sharp and flat models
             differ by orders of magnitude. Zero margins (points on the
@@ -147,19 +147,16 @@ class MarginDistributionDisplay:
                         zorder=3,
                     )
                 )
-                ax.annotate(
-                    f"median {self.medians_[i]:.3g}",
-                    (positions[i], 1.0),
-                    xycoords=ax.get_xaxis_transform(),
-                    xytext=(0, 2),
-                    textcoords="offset points",
-                    ha="center",
-                    va="bottom",
-                    fontsize="small",
-                )
             self.boxes_ = boxes
             ax.set_xticks(positions)
-            ax.set_xticklabels(self.labels)
+            # Medians go under the names: above the boxes they would collide
+            # with a title.
+            ax.set_xticklabels(
+                [
+                    f"{name}\nmedian {m:.3g}"
+                    for name, m in zip(self.labels, self.medians_)
+                ]
+            )
             ax.set_ylabel(label)
             if log_scale:
                 ax.set_yscale("log")
