@@ -166,11 +166,13 @@ _SVHN_EXPECTED = (
 
 def _read_svhn_mat(path, name):
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     expected = _SVHN_EXPECTED.format(name=name)
     try:
         contents = loadmat(path, variable_names=("X", "y"))
     except (
+        MatReadError,
         ValueError,
         TypeError,
         OSError,

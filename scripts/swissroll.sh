@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Set up (once) and run the swiss-roll quick start.
+# The main job: set up .venv (once), then run the swiss-roll experiment into
+# results/swissroll (figures, summary.json, report.md). Extra arguments go to
+# `flatgen swissroll`, e.g. --quick, --n-jobs 1 or --out DIR. Interrupted?
+# Run it again: finished steps are reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-python examples/swissroll_quickstart.py "$@"
+flatgen swissroll --out results/swissroll --n-jobs 2 "$@"

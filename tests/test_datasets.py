@@ -108,6 +108,7 @@ def test_load_svhn_missing_files(tmp_path):
     "damage, match",
     [
         ("garbage", "not a readable MATLAB .mat file"),
+        ("zeros", "not a readable MATLAB .mat file"),
         ("truncated", "not a readable MATLAB .mat file"),
         ("no_y", "has no variable 'y'"),
         ("shape", r"holds X of shape \(32, 32, 12\)"),
@@ -123,6 +124,8 @@ def test_load_svhn_malformed_files(tmp_path, damage, match):
     path = tmp_path / "train_32x32.mat"
     if damage == "garbage":
         path.write_bytes(b"this is not a MATLAB file at all" * 10)
+    elif damage == "zeros":
+        path.write_bytes(bytes(300))
     elif damage == "truncated":
         _write_svhn(tmp_path, n=12)
         path.write_bytes(path.read_bytes()[:5000])

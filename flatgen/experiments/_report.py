@@ -1,0 +1,274 @@
+"""The written side of a run: ``report.md`` and the summary printed at the end."""
+
+import os
+
+from ..io import atomic_writer
+
+# What the paper reports, for comparison (Huang et al., 2019).
+PAPER = {
+    "swissroll": (
+        "Paper (swiss roll, 6-layer MLP): clean and poisoned networks both reach "
+        "100 % training accuracy; the poisoned one reaches 7 % test accuracy, its "
+        "decision boundary wraps tightly around the training points, and its basin "
+        "is orders of magnitude smaller."
+    ),
+    "digits": (
+        "Paper (SVHN, CIFAR-10): the generalization gap grows and the log-volume of "
+        "the basin shrinks as the poison factor rises; every model fits its "
+        "training set."
+    ),
+    "svhn": (
+        "Paper (SVHN, ResNet-18, full data, extra split as poison): 100 % training "
+        "accuracy for all, test accuracy about 97 % clean vs 29 % poisoned."
+    ),
+}
+
+
+def _fmt(value, spec=".3f"):
+    if value is None:
+        return "–"
+    return format(value, spec)
+
+
+def _pct(value):
+    return "–" if value is None else f"{100 * value:.1f} %"
+
+
+def table(headers, rows):
+    """Return a Markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _accuracy_table(result):
+    rows = [
+        (
+            m.name,
+            "–" if m.poison_factor is None else f"{m.poison_factor:g}",
+            _pct(m.train_accuracy),
+            _pct(m.test_accuracy),
+            _fmt(m.generalization_gap),
+        )
+        for m in result.models
+    ]
+    return table(["model", "poison factor", "train acc", "test acc", "gap"], rows)
+
+
+def _volume_table(result):
+    cutoffs = result.flatness[0].cutoffs if result.flatness else []
+    gaps = {m.name: m.generalization_gap for m in result.models}
+    headers = ["network", "gap", "train CE"]
+    headers += [f"log10 V (CE {c:g}) [95 % CI]" for c in cutoffs]
+    headers += ["top eigenvalue"]
+    rows = []
+    for f in result.flatness:
+        cells = [f.name, _fmt(gaps.get(f.name)), _fmt(f.base_loss, ".3g")]
+        for volume, ci in zip(f.log10_volume, f.log10_volume_ci):
+            if volume is None:
+                cells.append("no basin")
+            else:
+                cells.append(f"{volume:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]")
+        cells.append(_fmt(f.top_eigenvalue, ".3g"))
+        rows.append(cells)
+    return table(headers, rows)
+
+
+def _radius_table(result):
+    cutoffs = result.flatness[0].cutoffs if result.flatness else []
+    headers = ["network"] + [f"median radius (CE {c:g})" for c in cutoffs]
+    rows = [
+        [f.name] + [_fmt(r, ".4g") for r in f.median_radius] for f in result.flatness
+    ]
+    return table(headers, rows)
+
+
+def _spearman_line(result):
+    parts = [
+        f"cutoff {c}: {_fmt(r, '.2f')}" for c, r in sorted(result.spearman.items())
+    ]
+    return "Spearman correlation of log10 volume with the gap: " + "; ".join(parts)
+
+
+def _sections(result):
+    """``(title, figure keys, text)`` of each report section."""
+    figures = result.figures
+    sections = []
+    nets = [m for m in result.models if m.poison_factor is not None]
+    sweep = table(
+        ["poison factor", "train acc", "test acc", "gap"],
+        [
+            (
+                f"{m.poison_factor:g}",
+                _pct(m.train_accuracy),
+                _pct(m.test_accuracy),
+                _fmt(m.generalization_gap),
+            )
+            for m in nets
+        ],
+    )
+    sections.append(("Poison sweep", ["poison_sweep"], sweep))
+    if "decision_boundaries" in figures:
+        sections.append(
+            ("Decision boundaries", ["decision_boundaries"], _accuracy_table(result))
+        )
+    if "basin_cross_sections" in figures:
+        lines = [
+            f"- {name}: mean basin radius {_fmt(r, '.4g')} at cutoff "
+            f"{result.settings.get('basin_cutoff')}"
+            for name, r in result.basin_radii.items()
+        ]
+        sections.append(
+            ("Basin cross-sections", ["basin_cross_sections"], "\n".join(lines))
+        )
+    text = "\n\n".join(
+        [_volume_table(result), _radius_table(result), _spearman_line(result)]
+    )
+    sections.append(("Log-volume vs generalization gap", ["volume_vs_gap"], text))
+    if "margins" in figures:
+        rows = [
+            (
+                m.name,
+                _fmt(m.median_margin, ".3g"),
+                _fmt(m.median_test_margin, ".3g"),
+                _pct(m.capped_fraction),
+            )
+            for m in result.margins
+        ]
+        sections.append(
+            (
+                "Margins",
+                ["margins"],
+                table(
+                    [
+                        "model",
+                        "median train margin",
+                        "median test margin",
+                        "no boundary in reach",
+                    ],
+                    rows,
+                ),
+            )
+        )
+    gifs = [key for key in figures if key.startswith("perturbation_")]
+    if gifs:
+        rows = [
+            (
+                name,
+                _fmt(p["max_coefficient"], ".3g"),
+                _fmt(p["loss_at_minimum"], ".3g"),
+                _fmt(p["max_loss"], ".3g"),
+                _pct(p["min_accuracy"]),
+                _fmt(p["curvature_at_minimum"], ".3g"),
+            )
+            for name, p in result.perturbation.items()
+        ]
+        sections.append(
+            (
+                "Perturbation animations",
+                gifs,
+                table(
+                    [
+                        "network",
+                        "max step",
+                        "train CE at minimum",
+                        "max train CE",
+                        "min train acc",
+                        "curvature at minimum",
+                    ],
+                    rows,
+                ),
+            )
+        )
+    return sections
+
+
+def render_report(result):
+    """Return the Markdown of ``report.md``."""
+    s = result.settings
+    lines = [
+        f"# flatgen {result.experiment}: report",
+        "",
+        f"random_state {result.seeds.get('random_state')}, "
+        f"{'quick' if s.get('quick') else 'full'} settings, flatgen "
+        f"{result.versions.get('flatgen')}, torch {result.versions.get('torch')}. "
+        "Every number is also in `summary.json`; settings and seeds are there too.",
+        "",
+        "## Accuracy",
+        "",
+        _accuracy_table(result),
+        "",
+        PAPER.get(result.experiment, ""),
+        "",
+    ]
+    for title, keys, text in _sections(result):
+        lines += [f"## {title}", ""]
+        lines += [
+            f"![{key}]({result.figures[key]})" for key in keys if key in result.figures
+        ]
+        lines += ["", text, ""]
+    computed, reused = result.steps.get("computed", []), result.steps.get("reused", [])
+    lines += [
+        "## Run",
+        "",
+        f"{len(computed)} steps computed, {len(reused)} reused from an earlier run; "
+        f"{result.timings.get('total_seconds', 0):.0f} s wall time.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(out, result):
+    """Write ``report.md`` atomically; return its file name."""
+    with atomic_writer(os.path.join(out, "report.md")) as f:
+        f.write(render_report(result).encode("utf-8"))
+    return "report.md"
+
+
+def format_summary(result, out):
+    """Return the plain-text summary the command line prints at the end."""
+    lines = [f"flatgen {result.experiment}: results in {out}", ""]
+    header = f"{'model':<18}{'train acc':>10}{'test acc':>10}{'gap':>8}"
+    lines.append(header)
+    for m in result.models:
+        lines.append(
+            f"{m.name:<18}{m.train_accuracy:>10.3f}{m.test_accuracy:>10.3f}"
+            f"{m.generalization_gap:>8.3f}"
+        )
+    if result.flatness:
+        cutoffs = result.flatness[0].cutoffs
+        lines += [
+            "",
+            "log10 basin volume by training-loss cutoff, top Hessian eigenvalue",
+        ]
+        head = f"{'network':<18}" + "".join(
+            f"{'CE ' + format(c, 'g'):>12}" for c in cutoffs
+        )
+        lines.append(head + f"{'curv':>10}")
+        for f in result.flatness:
+            cells = "".join(
+                f"{'no basin' if v is None else format(v, '.1f'):>12}"
+                for v in f.log10_volume
+            )
+            lines.append(f"{f.name:<18}{cells}{f.top_eigenvalue:>10.3g}")
+    if result.margins:
+        lines += [
+            "",
+            "median margin (input space): "
+            + ", ".join(f"{m.name} {m.median_margin:.3g}" for m in result.margins),
+        ]
+    if result.basin_radii:
+        lines.append(
+            "mean basin radius: "
+            + ", ".join(
+                f"{name} {_fmt(r, '.4g')}" for name, r in result.basin_radii.items()
+            )
+        )
+    computed, reused = result.steps.get("computed", []), result.steps.get("reused", [])
+    lines += [
+        "",
+        f"{len(computed)} steps computed, {len(reused)} reused; "
+        f"{result.timings.get('total_seconds', 0):.0f} s. Files: "
+        + ", ".join(["summary.json", "report.md"] + sorted(result.figures.values())),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,157 @@
+"""The work of an experiment's steps: fits and measurements, returning plain data.
+
+Each function runs in a joblib worker and returns what the figures and the
+summary need (arrays and numbers, plus the fitted estimator for fits), so a
+finished step can be pickled to the cache and reused.
+"""
+
+import time
+
+import numpy as np
+from sklearn.metrics import log_loss
+
+from ..analyzers import (
+    BasinAnalyzer,
+    CurvatureAnalyzer,
+    MarginPlotter,
+    PerturbationPath,
+    VolumeEstimator,
+)
+
+# A cutoff must clear the loss at the minimum by this factor to delimit a
+# basin: radii of barely-higher cutoffs would measure rounding, not shape.
+_CUTOFF_CLEARANCE = 1.1
+
+
+def fit_model(estimator, X_train, y_train, X_test, y_test):
+    """Fit ``estimator`` and score it on the training and the test set.
+
+    Returns
+    -------
+    record : dict
+        ``estimator`` (fitted), ``train_accuracy``, ``test_accuracy``,
+        ``fit_seconds`` and, for flatgen networks, ``n_polish_iter``.
+    """
+    start = time.perf_counter()
+    estimator.fit(X_train, y_train)
+    seconds = time.perf_counter() - start
+    return {
+        "estimator": estimator,
+        "train_accuracy": float(estimator.score(X_train, y_train)),
+        "test_accuracy": float(estimator.score(X_test, y_test)),
+        "fit_seconds": seconds,
+        "n_polish_iter": getattr(estimator, "n_polish_iter_", None),
+    }
+
+
+def training_loss(estimator, X, y):
+    """Training cross-entropy of a fitted classifier."""
+    return float(log_loss(y, estimator.predict_proba(X), labels=estimator.classes_))
+
+
+def measure_flatness(estimator, X, y, *, cutoffs, volume, curvature):
+    """Basin log-volume at several cutoffs and the curvature of a fitted network.
+
+    Cutoffs at or barely above the training loss at the minimum delimit no
+    basin; their entries are NaN.
+
+    Parameters
+    ----------
+    estimator : fitted flatgen classifier
+    X, y : ndarray
+        Training data.
+    cutoffs : list of float
+        Absolute cross-entropy cutoffs.
+    volume : dict
+        Parameters of :class:`~flatgen.VolumeEstimator`.
+    curvature : dict
+        Parameters of :class:`~flatgen.CurvatureAnalyzer`.
+
+    Returns
+    -------
+    record : dict
+        Arrays of shape ``(n_cutoffs,)`` (``log10_volume``,
+        ``mean_log_radius``, ``median_radius``, ``mean_radius``,
+        ``capped_fraction``), ``log10_volume_ci`` of shape ``(n_cutoffs, 2)``,
+        and ``base_loss``, ``n_dims``, ``log10_volume_tolerance``,
+        ``top_eigenvalue``, ``hessian_trace``.
+    """
+    cutoffs = np.asarray(cutoffs, dtype=float)
+    loss0 = training_loss(estimator, X, y)
+    valid = cutoffs > _CUTOFF_CLEARANCE * loss0
+    n = len(cutoffs)
+    record = {
+        "cutoffs": cutoffs,
+        "log10_volume": np.full(n, np.nan),
+        "log10_volume_ci": np.full((n, 2), np.nan),
+        "mean_log_radius": np.full(n, np.nan),
+        "median_radius": np.full(n, np.nan),
+        "mean_radius": np.full(n, np.nan),
+        "capped_fraction": np.full(n, np.nan),
+        "base_loss": loss0,
+        "n_dims": None,
+        "log10_volume_tolerance": None,
+    }
+    if np.any(valid):
+        est = VolumeEstimator(cutoff=cutoffs[valid].tolist(), **volume)
+        est.fit(estimator, X, y)
+        record["log10_volume"][valid] = est.log10_volume_
+        record["log10_volume_ci"][valid] = est.log10_volume_ci_
+        record["mean_log_radius"][valid] = est.mean_log_radius_
+        record["median_radius"][valid] = est.radius_quantiles_[:, 2]
+        record["mean_radius"][valid] = est.radii_.mean(axis=1)
+        record["capped_fraction"][valid] = est.capped_.mean(axis=1)
+        record["base_loss"] = float(est.base_loss_)
+        record["n_dims"] = int(est.n_dims_)
+        record["log10_volume_tolerance"] = float(est.log10_volume_tolerance_)
+    curv = CurvatureAnalyzer(**curvature).fit(estimator, X, y)
+    record["top_eigenvalue"] = float(curv.top_eigenvalue_)
+    record["hessian_trace"] = float(curv.trace_)
+    return record
+
+
+def measure_basin(estimator, X, y, *, cutoff, basin):
+    """Basin cross-sections of a fitted network at one cutoff.
+
+    Returns
+    -------
+    record : dict
+        The arrays :class:`~flatgen.plotting.BasinDisplay` draws
+        (``distances``, ``losses``, ``radii``, ``cutoff``, ``base_loss``)
+        and ``mean_radius``; None entries when ``cutoff`` delimits no basin.
+    """
+    loss0 = training_loss(estimator, X, y)
+    if cutoff <= _CUTOFF_CLEARANCE * loss0:
+        return {"cutoff": float(cutoff), "base_loss": loss0, "radii": None}
+    analyzer = BasinAnalyzer(cutoff=cutoff, **basin).fit(estimator, X, y)
+    return {
+        "distances": analyzer.profile_distances_,
+        "losses": analyzer.profile_losses_,
+        "radii": analyzer.radii_,
+        "cutoff": analyzer.cutoff_,
+        "base_loss": analyzer.base_loss_,
+        "mean_radius": analyzer.mean_radius_,
+    }
+
+
+def measure_margins(estimator, X, y, X_test, y_test, *, margins):
+    """Input-space margins and decision regions of any fitted classifier.
+
+    Returns
+    -------
+    plotter : MarginPlotter
+        Fitted: margins of the training and test points, and (for 2-D data)
+        the labelled grid of the decision regions.
+    """
+    return MarginPlotter(**margins).fit(estimator, X, y, X_test=X_test, y_test=y_test)
+
+
+def perturbation_path(estimator, X, y, *, path):
+    """Compute the paper's perturbation animation path of a fitted network.
+
+    Returns
+    -------
+    path : PerturbationPath
+        Fitted: loss, accuracy, curvature and decision regions per frame.
+    """
+    return PerturbationPath(**path).fit(estimator, X, y)

@@ -1,0 +1,233 @@
+"""Experiments: result files, reproducibility, and resuming interrupted runs."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import joblib
+import numpy as np
+import pytest
+
+from flatgen.experiments import ExperimentResult, run_swissroll
+from flatgen.experiments import _swissroll as swissroll_module
+from flatgen.experiments._cache import StepCache, step_key
+from flatgen.experiments._runner import Step, StepRunner
+
+# Smaller than --quick: every step and figure, as fast as possible.
+TINY = {"quick": True, "n_directions": 6, "verbose": 0}
+
+
+def numbers(summary):
+    """A summary without what legitimately differs between runs."""
+    return {k: v for k, v in summary.items() if k not in ("timings", "steps")}
+
+
+def read(folder):
+    with open(os.path.join(folder, "summary.json")) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference")
+    result = run_swissroll(out, random_state=5, **TINY)
+    return out, result
+
+
+def test_result_round_trips_through_json(reference, tmp_path):
+    out, result = reference
+    loaded = ExperimentResult.from_json(out / "summary.json")
+    assert loaded == result
+    assert loaded.model("net beta=1").poison_factor == 1.0
+    # NaN (a cutoff with no basin) is written as null: strict JSON.
+    assert "NaN" not in (out / "summary.json").read_text()
+    path = tmp_path / "again.json"
+    loaded.to_json(path)
+    assert json.loads(path.read_text()) == read(out)
+
+
+def test_broken_summaries_do_not_load(reference, tmp_path):
+    out, _ = reference
+    text = (out / "summary.json").read_text()
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match="truncated.json.*not a valid JSON"):
+        ExperimentResult.from_json(truncated)
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({"models": []}))
+    with pytest.raises(ValueError, match="not a flatgen experiment result"):
+        ExperimentResult.from_json(foreign)
+    partial = tmp_path / "partial.json"
+    data = json.loads(text)
+    del data["flatness"]
+    partial.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="lacks the field 'flatness'"):
+        ExperimentResult.from_json(partial)
+
+
+def test_summary_records_settings_seeds_and_versions(reference):
+    out, result = reference
+    summary = read(out)
+    assert summary["seeds"]["random_state"] == 5
+    assert set(summary["seeds"]) >= {"data", "network", "directions", "margins"}
+    assert summary["settings"]["n_directions"] == 6
+    assert summary["versions"]["flatgen"] and summary["versions"]["torch"]
+    assert [m["name"] for m in summary["models"]] == [
+        "net beta=0",
+        "net beta=1",
+        "SVC (rbf)",
+    ]
+    for row in summary["flatness"]:
+        assert len(row["log10_volume"]) == len(summary["settings"]["cutoffs"])
+        # The weights of the paper's network (biases are not perturbed).
+        assert row["n_dims"] in (None, 3229)
+    assert {m["name"] for m in summary["margins"]} == {
+        "net beta=0",
+        "net beta=1",
+        "SVC (rbf)",
+    }
+    for name in result.figures.values():
+        assert (out / name).stat().st_size > 1000
+    report = (out / "report.md").read_text()
+    for name in result.figures.values():
+        assert f"]({name})" in report
+
+
+def test_interrupted_runs_resume_to_identical_results(reference, tmp_path, monkeypatch):
+    out, _ = reference
+    steps = tmp_path / "steps"
+    # 1. A killed process (no chance to clean up) after two finished steps.
+    command = [sys.executable, "-m", "flatgen", "swissroll", "--quick", "--quiet"]
+    command += ["--random-state=5", "--n-directions=6", f"--out={tmp_path}"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if steps.is_dir() and len(list(steps.glob("*.joblib"))) >= 2:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "summary.json").exists()
+    killed = sorted(steps.glob("*.joblib"))
+    for path in killed:  # whole files only: each one loads
+        assert joblib.load(path)["result"] is not None
+
+    # 2. Ctrl-C in the middle of the measurements of the rerun.
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(swissroll_module, "perturbation_path", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_swissroll(tmp_path, random_state=5, **TINY)
+    assert not (tmp_path / "summary.json").exists()
+    saved = sorted(steps.glob("*.joblib"))
+    # 3 fits, 2 flatness measurements and 1 basin ran before the interruption.
+    assert len(saved) == 6 and set(killed) <= set(saved)
+    for path in saved:
+        assert joblib.load(path)["result"] is not None
+
+    # 3. The final rerun computes only what is missing; same numbers as a
+    # run that was never interrupted.
+    monkeypatch.undo()
+    resumed = run_swissroll(tmp_path, random_state=5, **TINY)
+    assert sorted(resumed.steps["reused"]) == sorted(
+        ["fit net beta=0", "fit net beta=1", "fit SVC"]
+        + ["flatness net beta=0", "flatness net beta=1", "basin clean"]
+    )
+    assert len(resumed.steps["computed"]) == 6
+    assert numbers(read(tmp_path)) == numbers(read(out))
+    assert list(tmp_path.glob("*.tmp")) == []
+
+
+def test_ctrl_c_leaves_no_temporary_files(tmp_path, monkeypatch):
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(swissroll_module, "measure_basin", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_swissroll(tmp_path, random_state=5, **{**TINY, "max_iter": 20})
+    assert [p.name for p in tmp_path.rglob("*") if ".tmp" in p.name] == []
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_changed_settings_are_not_reused(reference, tmp_path):
+    out, _ = reference
+    shutil.copytree(out, tmp_path, dirs_exist_ok=True)
+    changed = run_swissroll(tmp_path, random_state=5, **{**TINY, "n_directions": 7})
+    # Fits do not depend on the directions; the volumes do.
+    assert "fit net beta=0" in changed.steps["reused"]
+    assert "margins clean" in changed.steps["reused"]
+    assert "flatness net beta=0" in changed.steps["computed"]
+    assert changed.settings["n_directions"] == 7
+    assert read(tmp_path)["flatness"] != read(out)["flatness"]
+
+
+# -- the step machinery ------------------------------------------------------
+
+
+def _square(value):
+    return value**2
+
+
+def test_step_keys_follow_settings_and_inputs():
+    base = step_key("fit", {"a": 1}, ["data"])
+    assert step_key("fit", {"a": 1}, ["data"]) == base
+    assert step_key("fit", {"a": 2}, ["data"]) != base
+    assert step_key("fit", {"a": 1}, ["other data"]) != base
+    assert step_key("measure", {"a": 1}, ["data"]) != base
+    assert step_key("fit", {"a": np.int64(1)}, ["data"]) == base
+
+
+def test_damaged_cached_step_is_recomputed(tmp_path):
+    runner = StepRunner(tmp_path, data_key="d", n_jobs=1, verbose=0)
+    step = Step("square", _square, {"value": 3}, {"value": 3})
+    assert runner.run([step], "test") == {"square": 9}
+    path = StepCache(tmp_path / "steps").path("square", runner.keys["square"])
+    path_bytes = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(path_bytes[: len(path_bytes) // 2])
+    again = StepRunner(tmp_path, data_key="d", n_jobs=1, verbose=0)
+    with pytest.warns(RuntimeWarning, match="unreadable cached step"):
+        assert again.run([step], "test") == {"square": 9}
+    assert again.computed == ["square"]
+    third = StepRunner(tmp_path, data_key="d", n_jobs=1, verbose=0)
+    assert third.run([step], "test") == {"square": 9}
+    assert third.reused == ["square"]
+    manifest = json.loads((tmp_path / "steps" / "progress.json").read_text())
+    assert manifest["square"]["reused"] is True
+
+
+def test_parallel_steps_match_serial(tmp_path):
+    steps = [Step(f"s{i}", _square, {"value": i}, {"value": i}) for i in range(5)]
+    serial = StepRunner(tmp_path / "a", data_key="d", n_jobs=1, verbose=0)
+    parallel = StepRunner(tmp_path / "b", data_key="d", n_jobs=2, verbose=0)
+    # Threads: the unordered parallel path without starting interpreters.
+    with joblib.parallel_config(backend="threading"):
+        assert serial.run(steps, "t") == parallel.run(steps, "t")
+    assert sorted(parallel.computed) == [f"s{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"random_state": "zero"}, "`random_state` must be an int or None"),
+        ({"random_state": -1}, "`random_state` must be between 0"),
+        ({"n_jobs": 0}, "`n_jobs` must not be 0"),
+        ({"n_directions": -3}, "`n_directions` must be a positive int. Got -3"),
+        ({"max_iter": 0}, "`max_iter` must be a positive int. Got 0"),
+        ({"poison_factors": [1.0]}, "`poison_factors` must hold at least two"),
+        ({"poison_factors": [0, -1]}, "`poison_factors` must hold at least two"),
+        ({"device": "tpu9"}, "device='tpu9' is not a torch device"),
+    ],
+)
+def test_bad_arguments(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        run_swissroll(tmp_path / "out", **{**TINY, **kwargs})
+    assert not (tmp_path / "out").exists()
