@@ -21,8 +21,10 @@ What limits the speed-up on a 2-core machine:
   seconds, noticeable next to fits of a few seconds.
 - Both workers compete with everything else on the machine (this process's
   scheduler and client threads included). The 1-minute load average is
-  printed before each timing: above 2 the machine is shared and the ratio
-  understates what two free cores give.
+  printed before each timing: above 2 the machine is shared and the ratio is
+  unreliable either way. Other processes take time from the workers, but
+  the operating system also gives two worker processes twice the share of a
+  contended CPU that the single n_jobs=1 process gets, which flatters dask.
 
 Run: ``python benchmarks/dask_speedup.py [--max-iter 4000] [--cv 3]``.
 """
