@@ -124,6 +124,7 @@ def run_digits(
     data = {"X_train": X_train, "y_train": y_train, "X_test": X_test, "y_test": y_test}
     return run_image_sweep(
         "digits",
+        "8x8 digits",
         out,
         data,
         (X_pool, y_pool),

@@ -73,7 +73,9 @@ def decision_regions(out, plotters, titles, name="decision_boundaries.png"):
     return _save(fig, out, name)
 
 
-def poison_sweep(out, factors, train, test, baseline=None, name="poison_sweep.png"):
+def poison_sweep(
+    out, factors, train, test, baseline=None, title=None, name="poison_sweep.png"
+):
     """Train/test accuracy and generalization gap against the poison factor.
 
     Parameters
@@ -84,6 +86,8 @@ def poison_sweep(out, factors, train, test, baseline=None, name="poison_sweep.pn
         Poison factors and the accuracies of the networks trained with them.
     baseline : tuple of (str, float), default=None
         Label and test accuracy of a baseline (the SVC), drawn as a line.
+    title : str, default=None
+        Axes title.
     name : str, default='poison_sweep.png'
         File name.
 
@@ -104,6 +108,8 @@ def poison_sweep(out, factors, train, test, baseline=None, name="poison_sweep.pn
             label=f"{label} test accuracy",
         )
         ax.legend(loc="best", fontsize="small")
+    if title is not None:
+        ax.set_title(title)
     return _save(fig, out, name)
 
 
@@ -145,7 +151,9 @@ def basin_sections(out, sections, labels, name="basin_cross_sections.png"):
     return _save(fig, out, name)
 
 
-def volume_gap(out, gaps, volumes, cutoffs, ci, labels, name="volume_vs_gap.png"):
+def volume_gap(
+    out, gaps, volumes, cutoffs, ci, labels, title=None, name="volume_vs_gap.png"
+):
     """log10 basin volume against generalization gap, one series per cutoff.
 
     Parameters
@@ -162,6 +170,8 @@ def volume_gap(out, gaps, volumes, cutoffs, ci, labels, name="volume_vs_gap.png"
         Bootstrap intervals.
     labels : list of str
         Model names.
+    title : str, default=None
+        Axes title.
     name : str, default='volume_vs_gap.png'
         File name.
 
@@ -177,6 +187,8 @@ def volume_gap(out, gaps, volumes, cutoffs, ci, labels, name="volume_vs_gap.png"
         gaps, volumes, cutoffs, log10_volume_ci=ci, labels=labels
     )
     display.plot(ax=ax)
+    if title is not None:
+        ax.set_title(title)
     return display, _save(fig, out, name)
 
 

@@ -27,13 +27,17 @@ def _flat(X):
     return X.reshape(len(X), -1)
 
 
-def run_image_sweep(name, out, data, pool, settings, seeds, *, n_jobs, device, verbose):
+def run_image_sweep(
+    name, title, out, data, pool, settings, seeds, *, n_jobs, device, verbose
+):
     """Train CNNs at every poison factor and an SVC; measure, draw, write.
 
     Parameters
     ----------
     name : str
         Experiment name (``'digits'``, ``'svhn'``).
+    title : str
+        Name of the data set in figure titles.
     out : str
         Output folder (checked already).
     data : dict
@@ -126,6 +130,7 @@ def run_image_sweep(name, out, data, pool, settings, seeds, *, n_jobs, device, v
         [m.train_accuracy for m in nets],
         [m.test_accuracy for m in nets],
         baseline=("SVC (rbf)", svc_row.test_accuracy),
+        title=f"{title}, {len(y)} training images: CNN vs poison factor",
     )
     basin_file = figures.basin_sections(
         out,
@@ -142,6 +147,7 @@ def run_image_sweep(name, out, data, pool, settings, seeds, *, n_jobs, device, v
         settings["cutoffs"],
         ci,
         [f"beta={f:g}" for f in factors],
+        title=f"{title}: basin volume vs generalization gap",
     )
     result.spearman = spearman_by_cutoff(display, settings["cutoffs"])
     result.steps, result.timings = step_summary(runner)

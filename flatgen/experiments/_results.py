@@ -171,7 +171,18 @@ class ExperimentResult:
     _ROWS = {"models": ModelScore, "flatness": Flatness, "margins": Margins}
 
     def model(self, name):
-        """Return the :class:`ModelScore` called ``name``."""
+        """Return the :class:`ModelScore` called ``name``.
+
+        Parameters
+        ----------
+        name : str
+            Model name, e.g. ``'net beta=1'`` or ``'SVC (rbf)'``.
+
+        Returns
+        -------
+        score : ModelScore
+            Its accuracies.
+        """
         for row in self.models:
             if row.name == name:
                 return row
@@ -180,7 +191,13 @@ class ExperimentResult:
         )
 
     def to_dict(self):
-        """Return the result as plain JSON data (NaN written as None)."""
+        """Return the result as plain JSON data (NaN written as None).
+
+        Returns
+        -------
+        data : dict
+            What :meth:`to_json` writes.
+        """
         data = {"format": _FORMAT, "format_version": _FORMAT_VERSION}
         data.update(_plain(asdict(self)))
         return data
@@ -208,6 +225,19 @@ class ExperimentResult:
     @classmethod
     def from_dict(cls, data, source="data"):
         """Rebuild a result from :meth:`to_dict` output.
+
+        Parameters
+        ----------
+        data : dict
+            Decoded JSON of a result.
+        source : str, default='data'
+            Where ``data`` came from, for error messages.
+
+        Returns
+        -------
+        result : ExperimentResult
+            The result, with rows as :class:`ModelScore`, :class:`Flatness`
+            and :class:`Margins`.
 
         Raises
         ------

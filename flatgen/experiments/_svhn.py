@@ -147,6 +147,7 @@ def run_svhn(
     data = {"X_train": X_train, "y_train": y_train, "X_test": X_test, "y_test": y_test}
     return run_image_sweep(
         "svhn",
+        "SVHN",
         out,
         data,
         pool,

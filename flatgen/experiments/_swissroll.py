@@ -324,6 +324,7 @@ def run_swissroll(
         [m.train_accuracy for m in nets],
         [m.test_accuracy for m in nets],
         baseline=("SVC (rbf)", svc_row.test_accuracy),
+        title=f"Swiss roll, {settings['n_train']} training points: MLPs",
     )
     sections = [measures[f"basin {label}"] for label in drawn]
     basin_file = figures.basin_sections(
@@ -339,6 +340,7 @@ def run_swissroll(
         settings["cutoffs"],
         ci,
         [f"beta={f:g}" for f in factors],
+        title="Swiss roll: basin volume vs generalization gap",
     )
     result.spearman = spearman_by_cutoff(display, settings["cutoffs"])
     result.figures["margins"] = figures.margin_distributions(
