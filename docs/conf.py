@@ -110,21 +110,3 @@ html_theme_options = {
 }
 html_sidebars = {"index": [], "auto_examples/index": []}
 html_show_sourcelink = False
-
-
-# Pages written alongside the code they describe: the user guide's toctree
-# names them, and an entry is dropped while its page does not exist yet.
-OPTIONAL_PAGES = ["scaling"]
-
-
-def _drop_missing_optional_pages(app, docname, source):
-    if docname != "user_guide/index":
-        return
-    for page in OPTIONAL_PAGES:
-        if not any((DOCS / f"{page}{suffix}").exists() for suffix in source_suffix):
-            source[0] = source[0].replace(f"\n   /{page}\n", "\n")
-
-
-def setup(app):
-    """Connect the project's build hooks."""
-    app.connect("source-read", _drop_missing_optional_pages)
