@@ -100,9 +100,9 @@ class VolumeEstimator(FlatnessAnalyzer):
     random_state : int, RandomState instance or None, default=None
         Seeds the directions and the bootstrap.
     n_jobs : int, default=None
-        joblib workers over chunks of 128 directions.
+        Number of joblib workers over chunks of 128 directions.
     n_threads : int, default=1
-        torch threads per worker.
+        Number of torch threads per worker.
     verbose : int, default=0
         Progress bar over chunks of directions when positive.
 
