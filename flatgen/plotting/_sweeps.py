@@ -470,6 +470,7 @@ class VolumeGapDisplay:
                     textcoords="offset points",
                     fontsize="x-small",
                 )
+            ax.margins(x=0.08)  # room for the last label
         ax.set_xlabel("generalization gap (train − test accuracy)")
         ax.set_ylabel("log$_{10}$ basin volume")
         ax.grid(alpha=0.3)
