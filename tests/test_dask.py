@@ -9,8 +9,7 @@ seeded, the results equal an undisturbed run's.
 
 import os
 import signal
-import threading
-import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -69,58 +68,59 @@ def assert_same_scores(a, b):
         assert_array_equal(scores_a[key], scores_b[key], err_msg=key)
 
 
-class WorkerKiller(threading.Thread):
-    """SIGKILL one worker process once it is running tasks, ``delay`` s in.
+class KillOnSecondTask(distributed.WorkerPlugin):
+    """The first worker to start its second joblib task SIGKILLs its process.
 
-    Records the killed worker's address and pid, the tasks the scheduler had
-    assigned to it at that moment, and when it was killed.
+    The kill thus lands in the middle of the run, at a known point: the
+    worker is executing a task, and the result of its first task may not
+    have been fetched yet. A file created with ``O_EXCL`` lets exactly one
+    worker process do it; the replacement its nanny starts finds the file
+    and carries on.
     """
 
-    def __init__(self, client, delay):
-        super().__init__(daemon=True)
-        self.client, self.delay = client, delay
-        self.pids = client.run(os.getpid)
-        self.killed = None
-        self.error = None
+    name = "kill-on-second-task"
 
-    def _busy_worker(self):
-        for address, keys in self.client.processing().items():
-            if keys and address in self.pids:
-                return address, keys
-        return None
+    def __init__(self, flag):
+        self.flag = str(flag)
+        self.started = 0
 
-    def run(self):
+    def transition(self, key, start, finish, **kwargs):
+        if finish != "executing" or "batch_of_" not in str(key):
+            return
+        self.started += 1
+        if self.started < 2:
+            return
         try:
-            deadline = time.monotonic() + 120
-            while self._busy_worker() is None:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("no worker received a task")
-                time.sleep(0.05)
-            time.sleep(self.delay)
-            busy = None
-            while busy is None:
-                busy = self._busy_worker()
-                time.sleep(0.05)
-            address, keys = busy
-            os.kill(self.pids[address], signal.SIGKILL)
-            self.killed = (address, self.pids[address], list(keys), time.monotonic())
-        except Exception as exc:  # reported by check()
-            self.error = exc
+            fd = os.open(self.flag, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(fd, f"{os.getpid()} {key}".encode())
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)
 
-    def check(self, finished_at):
-        """Assert a worker was killed with tasks, before the run finished."""
-        self.join(timeout=30)
-        assert self.error is None, self.error
-        assert self.killed is not None
-        address, pid, keys, killed_at = self.killed
-        assert keys and killed_at < finished_at
-        # The nanny replaces the dead process: two workers again, new pids.
-        self.client.wait_for_workers(2, timeout=120)
-        new_pids = self.client.run(os.getpid)
-        assert pid not in new_pids.values() and len(new_pids) == 2
+
+@contextmanager
+def one_worker_killed_mid_run(client, folder):
+    """Run the block while one worker process is killed mid-run; check it was."""
+    client.wait_for_workers(2, timeout=120)
+    pids = client.run(os.getpid)
+    flag = folder / "killed"
+    client.register_plugin(KillOnSecondTask(flag))
+    try:
+        yield
+    finally:
+        client.unregister_worker_plugin(KillOnSecondTask.name)
+    assert flag.exists(), "no worker was killed"
+    killed_pid, key = flag.read_text().split(maxsplit=1)
+    assert int(killed_pid) in pids.values() and key.startswith("batch_of_")
+    # The nanny replaced the dead process: two workers again, one new pid.
+    client.wait_for_workers(2, timeout=120)
+    new_pids = client.run(os.getpid)
+    assert int(killed_pid) not in new_pids.values()
 
 
 def test_grid_search_on_dask_matches_n_jobs_1(client, spiral_data, serial_search):
+    client.wait_for_workers(2, timeout=120)
     with parallel_config(backend="dask"):
         search = _search(n_jobs=-1).fit(*spiral_data)
     assert_same_scores(serial_search, search)
@@ -129,7 +129,9 @@ def test_grid_search_on_dask_matches_n_jobs_1(client, spiral_data, serial_search
     assert np.all(search.cv_results_["mean_test_score"] > 0.55)
 
 
-def test_grid_search_survives_a_killed_worker(client, spiral_data, serial_search):
+def test_grid_search_survives_a_killed_worker(
+    client, spiral_data, serial_search, tmp_path
+):
     X, y = spiral_data
     # joblib scatters arguments over 1 kB (the data, the folds' indices) to
     # one worker only, and data that dies with its worker cannot be
@@ -138,11 +140,9 @@ def test_grid_search_survives_a_killed_worker(client, spiral_data, serial_search
     folds = list(StratifiedKFold(2).split(X, y))
     arrays = [X, y] + [index for fold in folds for index in fold]
     assert all(index.nbytes > 1000 for index in arrays[2:])
-    killer = WorkerKiller(client, delay=0.5)
-    killer.start()
-    with parallel_config(backend="dask", scatter=arrays):
-        search = _search(n_jobs=-1, cv=folds).fit(X, y)
-    killer.check(finished_at=time.monotonic())
+    with one_worker_killed_mid_run(client, tmp_path):
+        with parallel_config(backend="dask", scatter=arrays):
+            search = _search(n_jobs=-1, cv=folds).fit(X, y)
     assert_same_scores(serial_search, search)
 
 
@@ -150,9 +150,9 @@ def test_grid_search_survives_a_killed_worker(client, spiral_data, serial_search
 def analysis_case():
     X, y = make_spirals(120, random_state=1)
     clf = PoisonedMLPClassifier((8, 8), max_iter=200, random_state=0).fit(X, y)
-    # Copies of the data make each chunk of directions slow enough (about
-    # half a second) for a worker to die in the middle of one.
-    X_big, y_big = np.tile(X, (20, 1)), np.tile(y, 20)
+    # Copies of the data make each chunk of directions take a moment, so the
+    # surviving worker is still busy when the other one dies.
+    X_big, y_big = np.tile(X, (5, 1)), np.tile(y, 5)
     params = {
         "n_directions": 640,
         "cutoff": 2,
@@ -164,18 +164,17 @@ def analysis_case():
     return clf, X_big, y_big, params, serial
 
 
-def test_analysis_survives_a_killed_worker(client, analysis_case):
+def test_analysis_survives_a_killed_worker(client, analysis_case, tmp_path):
     clf, X, y, params, serial = analysis_case
-    killer = WorkerKiller(client, delay=0.3)
-    killer.start()
-    with parallel_config(backend="dask"):
-        basin = BasinAnalyzer(**params, n_jobs=-1).fit(clf, X, y)
-    killer.check(finished_at=time.monotonic())
+    with one_worker_killed_mid_run(client, tmp_path):
+        with parallel_config(backend="dask"):
+            basin = BasinAnalyzer(**params, n_jobs=-1).fit(clf, X, y)
     assert_array_equal(basin.radii_, serial.radii_)
     assert basin.n_evaluations_ == serial.n_evaluations_
 
 
 def test_dask_backend_gives_the_same_radii(client):
+    client.wait_for_workers(2, timeout=120)
     X, y = blobs(n_samples=60, n_classes=2)
     clf = PoisonedMLPClassifier(hidden_layer_sizes=(8, 8), max_iter=200, random_state=0)
     clf.fit(X, y)
