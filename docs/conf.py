@@ -2,8 +2,10 @@
 
 Build with ``sphinx-build -W --keep-going -b html docs docs/_build/html``; the
 gallery runs every ``examples/plot_*.py``. ``FLATGEN_DOCS_PLOT_GALLERY=0``
-skips running them (pages without figures, for quick text edits), and
-``FLATGEN_DOCS_MATHJAX`` points MathJax at a local copy for offline reading.
+skips running them (pages without figures, for quick text edits),
+``FLATGEN_DOCS_GALLERY_JOBS`` sets how many examples run at once (default 2)
+and ``FLATGEN_DOCS_MATHJAX`` points MathJax at a local copy for offline
+reading.
 """
 
 import os
@@ -92,8 +94,9 @@ sphinx_gallery_conf = {
     "thumbnail_size": (400, 280),
     "min_reported_time": 1,
     # The examples train networks with one torch thread each, so two at a
-    # time use both cores of a small CI machine.
-    "parallel": 2,
+    # time use both cores of a small CI machine; FLATGEN_DOCS_GALLERY_JOBS
+    # sets another number (1 runs them one after the other).
+    "parallel": int(os.environ.get("FLATGEN_DOCS_GALLERY_JOBS", "2")),
 }
 
 html_theme = "pydata_sphinx_theme"
