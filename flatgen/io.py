@@ -80,6 +80,11 @@ def atomic_writer(path):
         dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
     )
     try:
+        # mkstemp creates owner-only files; give the result the permissions
+        # an ordinary open() would (0o666 less the umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()

@@ -219,4 +219,7 @@ def test_basin_display_draws_saved_arrays_without_recomputing(fitted):
     ).plot()
     assert_allclose(again.lines_[2].get_xdata(), basin.profile_distances_)
     assert ax.get_yscale() == "log"
+    labelled = basin.plot(label="clean")
+    assert labelled.lines_[0].get_label() == "clean"
+    assert labelled.ax_.get_legend() is not None
     plt.close("all")

@@ -380,3 +380,13 @@ def test_estimator_pickled_on_cuda_loads_on_cpu(fitted, monkeypatch):
     # Refitting where CUDA is missing gives a clear error, not a crash.
     with pytest.raises(ValueError, match="CUDA is not available"):
         loaded.fit(X, y)
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    # Results are shared files: readable by others as open() would make them.
+    umask = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "summary.json", {"a": 1})
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == 0o644

@@ -185,13 +185,15 @@ class BasinAnalyzer(FlatnessAnalyzer):
         self.mean_radius_ = self.score_ = float(np.mean(self.radii_))
         return self
 
-    def plot(self, ax=None, **kwargs):
+    def plot(self, ax=None, *, label=None, **kwargs):
         """Draw basin cross-sections: loss vs distance, cutoff, radii.
 
         Parameters
         ----------
         ax : matplotlib Axes, default=None
             Where to draw; a new figure when None.
+        label : str, default=None
+            Legend label of the profiles.
         **kwargs
             Passed to :meth:`flatgen.plotting.BasinDisplay.plot`.
 
@@ -202,4 +204,4 @@ class BasinAnalyzer(FlatnessAnalyzer):
         """
         from ..plotting import BasinDisplay
 
-        return BasinDisplay.from_analyzer(self).plot(ax=ax, **kwargs)
+        return BasinDisplay.from_analyzer(self, label=label).plot(ax=ax, **kwargs)
