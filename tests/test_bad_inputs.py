@@ -26,10 +26,14 @@ from flatgen import (
     BasinAnalyzer,
     BasinDisplay,
     CurvatureAnalyzer,
+    MarginDistributionDisplay,
+    MarginPlotter,
     PoisonedCNNClassifier,
     PoisonedMLPClassifier,
+    PoisonSweepDisplay,
     SpiralSampler,
     VolumeEstimator,
+    VolumeGapDisplay,
     make_spirals,
 )
 from flatgen.analyzers import log10_ball_volume
@@ -437,9 +441,64 @@ FILES = [
         TypeError, "not JSON serializable"),
 ]
 
+MARGINS_AND_SWEEPS = [
+    bad("MarginPlotter-no-predict", lambda c: MarginPlotter().fit(c.X, c.X, c.y),
+        TypeError, "fitted classifier with a predict method; got ndarray"),
+    bad("MarginPlotter-unfitted", lambda c: MarginPlotter().fit(SVC(), c.X, c.y),
+        NotFittedError, "SVC instance is not fitted"),
+    bad("MarginPlotter-X-nan", lambda c: MarginPlotter().fit(
+        c.svc, with_value(c.X, np.nan), c.y), ValueError, "Input X contains NaN"),
+    bad("MarginPlotter-X-empty", lambda c: MarginPlotter().fit(
+        c.svc, c.X[:0], c.y[:0]), ValueError, "0 sample\\(s\\)"),
+    bad("MarginPlotter-y-length", lambda c: MarginPlotter().fit(c.svc, c.X, c.y[:5]),
+        ValueError, "y has 5 labels for 40 samples"),
+    bad("MarginPlotter-X_test-shape", lambda c: MarginPlotter().fit(
+        c.svc, c.X, c.y, X_test=c.X[:, :2]), ValueError, "X_test has samples of"),
+    bad("MarginPlotter-grid_resolution", lambda c: MarginPlotter(
+        grid_resolution=1).fit(c.svc, c.X, c.y), ValueError,
+        P.format("grid_resolution", "MarginPlotter")),
+    bad("MarginPlotter-rtol", lambda c: MarginPlotter(rtol=0).fit(c.svc, c.X, c.y),
+        ValueError, P.format("rtol", "MarginPlotter")),
+    bad("MarginPlotter-exact-rbf", lambda c: MarginPlotter("exact").fit(
+        c.svc, c.X, c.y), ValueError, "method='exact' needs a binary linear"),
+    bad("MarginPlotter-plot-3-features", lambda c: MarginPlotter(
+        n_directions=4, n_refine=0).fit(c.svc, c.X, c.y).plot(), ValueError,
+        "only be drawn for data with 2 features"),
+    bad("MarginDistribution-labels", lambda c: MarginDistributionDisplay(
+        [np.ones(3)], ["a", "b"]), ValueError, "2 labels for 1 models"),
+    bad("MarginDistribution-nan", lambda c: MarginDistributionDisplay(
+        [np.array([np.nan])], ["a"]), ValueError, "finite, non-negative"),
+    bad("MarginDistribution-empty", lambda c: MarginDistributionDisplay([], []),
+        ValueError, "at least one model"),
+    bad("PoisonSweep-lengths", lambda c: PoisonSweepDisplay([0, 1], [1], [1, 0]),
+        ValueError, "train_scores must have one value per poison factor"),
+    bad("PoisonSweep-negative", lambda c: PoisonSweepDisplay([-1], [1], [1]),
+        ValueError, "finite and non-negative"),
+    bad("PoisonSweep-no-train-scores", lambda c: PoisonSweepDisplay.from_cv_results(
+        {"param_poison_factor": [0], "mean_test_score": [1.0]}), ValueError,
+        "return_train_score=True"),
+    bad("PoisonSweep-no-param", lambda c: PoisonSweepDisplay.from_cv_results(
+        {"param_C": [1], "mean_train_score": [1.0]}), ValueError,
+        "no unique column for parameter 'poison_factor'"),
+    bad("PoisonSweep-svc-estimators", lambda c: PoisonSweepDisplay.from_estimators(
+        [c.svc], c.X, c.y, c.X, c.y), ValueError,
+        "SVC has no unique parameter 'poison_factor'"),
+    bad("VolumeGap-shape", lambda c: VolumeGapDisplay([0.1, 0.2], [[1.0]], [0.5]),
+        ValueError, "shape \\(n_models, n_cutoffs\\) = \\(2, 1\\)"),
+    bad("VolumeGap-unfitted", lambda c: VolumeGapDisplay.from_estimators(
+        [volume()], [0.1]), ValueError, "must be fitted"),
+]
+
 # fmt: on
 
-CASES = ESTIMATOR_FIT + ESTIMATOR_PREDICT + ANALYZERS + DISPLAYS_AND_DATA + FILES
+CASES = (
+    ESTIMATOR_FIT
+    + ESTIMATOR_PREDICT
+    + ANALYZERS
+    + DISPLAYS_AND_DATA
+    + FILES
+    + MARGINS_AND_SWEEPS
+)
 
 
 @pytest.fixture(scope="module")
