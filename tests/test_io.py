@@ -326,6 +326,9 @@ def test_fitted_estimator_pickle_and_joblib_round_trip(fitted, tmp_path):
     assert_array_equal(a, b)
 
 
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="simulates loading on a CPU-only machine"
+)
 def test_estimator_pickled_on_cuda_loads_on_cpu(fitted, monkeypatch):
     """A pickle whose tensors are tagged as CUDA storages loads on a CPU machine.
 
