@@ -10,6 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from . import _figures as figures
 from ._cache import jsonable
 from ._report import write_report
 from ._results import ExperimentResult, Flatness, ModelScore
@@ -198,6 +199,58 @@ def spearman_by_cutoff(display, cutoffs):
         f"{c:g}": (None if not np.isfinite(r) else float(r))
         for c, r in zip(cutoffs, display.spearman_)
     }
+
+
+def sweep_figures(out, result, measures, factors, drawn, cutoffs, *, titles, model):
+    """Draw the sweep, basin and volume-vs-gap figures; record Spearman's rho.
+
+    Parameters
+    ----------
+    out : str
+        Output folder.
+    result : ExperimentResult
+        Its ``models`` are the networks (one per factor) then the SVC; its
+        ``figures`` and ``spearman`` are filled in.
+    measures : dict
+        Step results, with ``'basin <label>'`` and flatness records.
+    factors : list of float
+        Poison factors of the networks.
+    drawn : iterable of str
+        Labels of the measured basins to draw (e.g. clean, poisoned).
+    cutoffs : list of float
+        Cutoffs of the volume estimates.
+    titles : tuple of str
+        Titles of the sweep and the volume-vs-gap figures.
+    model : str
+        What the networks are called in legends ('net', 'CNN').
+    """
+    nets, svc_row = result.models[:-1], result.models[-1]
+    result.figures["poison_sweep"] = figures.poison_sweep(
+        out,
+        [m.poison_factor for m in nets],
+        [m.train_accuracy for m in nets],
+        [m.test_accuracy for m in nets],
+        baseline=("SVC (rbf)", svc_row.test_accuracy),
+        title=titles[0],
+    )
+    basin_file = figures.basin_sections(
+        out,
+        [measures[f"basin {label}"] for label in drawn],
+        [f"{label} {model}" for label in drawn],
+    )
+    if basin_file is not None:
+        result.figures["basin_cross_sections"] = basin_file
+    volumes, ci = volume_arrays(measures, factors)
+    display, result.figures["volume_vs_gap"] = figures.volume_gap(
+        out,
+        [m.generalization_gap for m in nets],
+        volumes,
+        cutoffs,
+        ci,
+        [f"beta={f:g}" for f in factors],
+        title=titles[1],
+    )
+    result.spearman = spearman_by_cutoff(display, cutoffs)
 
 
 def step_summary(runner):

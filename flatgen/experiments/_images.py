@@ -4,7 +4,6 @@ import time
 
 from ..estimators import PoisonedCNNClassifier
 from ..poison import ArraySampler
-from . import _figures as figures
 from ._assemble import (
     finish,
     fit_steps,
@@ -13,10 +12,9 @@ from ._assemble import (
     model_rows,
     net_name,
     new_result,
-    spearman_by_cutoff,
     step_summary,
     svc_baseline,
-    volume_arrays,
+    sweep_figures,
 )
 from ._cache import fingerprint
 from ._runner import Step, StepRunner, versions
@@ -123,32 +121,18 @@ def run_image_sweep(
         radius = measures[f"basin {label}"].get("mean_radius")
         result.basin_radii[net_name(factor)] = None if radius is None else float(radius)
 
-    nets, svc_row = result.models[:-1], result.models[-1]
-    result.figures["poison_sweep"] = figures.poison_sweep(
+    sweep_figures(
         out,
-        [m.poison_factor for m in nets],
-        [m.train_accuracy for m in nets],
-        [m.test_accuracy for m in nets],
-        baseline=("SVC (rbf)", svc_row.test_accuracy),
-        title=f"{title}, {len(y)} training images: CNN vs poison factor",
-    )
-    basin_file = figures.basin_sections(
-        out,
-        [measures[f"basin {label}"] for label in drawn],
-        [f"{label} CNN" for label in drawn],
-    )
-    if basin_file is not None:
-        result.figures["basin_cross_sections"] = basin_file
-    volumes, ci = volume_arrays(measures, factors)
-    display, result.figures["volume_vs_gap"] = figures.volume_gap(
-        out,
-        [m.generalization_gap for m in nets],
-        volumes,
+        result,
+        measures,
+        factors,
+        drawn,
         settings["cutoffs"],
-        ci,
-        [f"beta={f:g}" for f in factors],
-        title=f"{title}: basin volume vs generalization gap",
+        titles=(
+            f"{title}, {len(y)} training images: CNN vs poison factor",
+            f"{title}: basin volume vs generalization gap",
+        ),
+        model="CNN",
     )
-    result.spearman = spearman_by_cutoff(display, settings["cutoffs"])
     result.steps, result.timings = step_summary(runner)
     return finish(out, result, started)

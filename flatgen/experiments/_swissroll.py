@@ -17,10 +17,9 @@ from ._assemble import (
     model_rows,
     net_name,
     new_result,
-    spearman_by_cutoff,
     step_summary,
     svc_baseline,
-    volume_arrays,
+    sweep_figures,
 )
 from ._cache import fingerprint
 from ._results import Margins
@@ -316,33 +315,19 @@ def run_swissroll(
     result.figures["decision_boundaries"] = figures.decision_regions(
         out, plotters, titles
     )
-    nets = result.models[:-1]
-    svc_row = result.models[-1]
-    result.figures["poison_sweep"] = figures.poison_sweep(
+    sweep_figures(
         out,
-        [m.poison_factor for m in nets],
-        [m.train_accuracy for m in nets],
-        [m.test_accuracy for m in nets],
-        baseline=("SVC (rbf)", svc_row.test_accuracy),
-        title=f"Swiss roll, {settings['n_train']} training points: MLPs",
-    )
-    sections = [measures[f"basin {label}"] for label in drawn]
-    basin_file = figures.basin_sections(
-        out, sections, [f"{label} net" for label in drawn]
-    )
-    if basin_file is not None:
-        result.figures["basin_cross_sections"] = basin_file
-    volumes, ci = volume_arrays(measures, factors)
-    display, result.figures["volume_vs_gap"] = figures.volume_gap(
-        out,
-        [m.generalization_gap for m in nets],
-        volumes,
+        result,
+        measures,
+        factors,
+        drawn,
         settings["cutoffs"],
-        ci,
-        [f"beta={f:g}" for f in factors],
-        title="Swiss roll: basin volume vs generalization gap",
+        titles=(
+            f"Swiss roll, {settings['n_train']} training points: MLPs",
+            "Swiss roll: basin volume vs generalization gap",
+        ),
+        model="net",
     )
-    result.spearman = spearman_by_cutoff(display, settings["cutoffs"])
     result.figures["margins"] = figures.margin_distributions(
         out,
         [p.margins_ for p in plotters],
