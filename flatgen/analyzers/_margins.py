@@ -237,9 +237,9 @@ class MarginPlotter(BaseEstimator):
         )
 
         labels = oracle(points)
-        self.method_ = self._resolve_method(estimator, X)
+        self.method_, linear = self._resolve_method(estimator, X)
         if self.method_ == "exact":
-            w, decision = _linear_binary(estimator)
+            w, decision = linear
             margins = np.abs(
                 np.asarray(decision(points), dtype=float)
             ) / np.linalg.norm(w)
@@ -360,10 +360,9 @@ class MarginPlotter(BaseEstimator):
         return y
 
     def _resolve_method(self, estimator, X):
-        exact_ok = X.ndim == 2 and _linear_binary(estimator) is not None
-        if exact_ok:
-            w, _ = _linear_binary(estimator)
-            exact_ok = len(w) == X.shape[1]
+        """Return the method to use and, for 'exact', ``(w, decision_function)``."""
+        linear = _linear_binary(estimator) if X.ndim == 2 else None
+        exact_ok = linear is not None and len(linear[0]) == X.shape[1]
         if self.method == "exact" and not exact_ok:
             raise ValueError(
                 "method='exact' needs a binary linear classifier on unshaped "
@@ -371,9 +370,9 @@ class MarginPlotter(BaseEstimator):
                 f"SVC(kernel='linear')); got {type(estimator).__name__}. Use "
                 "method='search'."
             )
-        if self.method == "search":
-            return "search"
-        return "exact" if exact_ok else "search"
+        if self.method == "search" or not exact_ok:
+            return "search", None
+        return "exact", linear
 
     def _search(self, oracle, points, labels):
         rng = check_random_state(self.random_state)
