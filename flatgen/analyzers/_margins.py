@@ -410,9 +410,7 @@ class MarginPlotter(BaseEstimator):
 
     @staticmethod
     def _classes(estimator, labels, y, y_test):
-        classes = getattr(estimator, "classes_", None)
-        if isinstance(estimator, Pipeline):
-            classes = getattr(estimator.steps[-1][1], "classes_", None)
+        classes = getattr(estimator, "classes_", None)  # Pipelines forward it
         if classes is not None:
             return np.asarray(classes)
         seen = [labels] + [v for v in (y, y_test) if v is not None]
