@@ -3,7 +3,7 @@
 For each data seed, fits the default PoisonedMLPClassifier with
 poison_factor 0 and 1 on 200 swiss-roll points, then measures on the training
 set, at a cross-entropy cutoff of 0.5: the mean basin radius (BasinAnalyzer),
-the log10 basin volume with its 95 % bootstrap interval (VolumeEstimator),
+the log10 basin volume with its 95 % interval (VolumeEstimator),
 and the top eigenvalue of the filter-normalized Hessian (CurvatureAnalyzer).
 Writes the basin cross-sections of the first seed to ``--out``.
 

@@ -4,7 +4,7 @@ Log-volume of the basin for several cutoffs
 
 Estimates the log10 volume of the training-loss basin of a clean and a
 poisoned swiss-roll network for several loss cutoffs, from the same 1,000
-random directions, with 95 % bootstrap confidence intervals. The poisoned
+random directions, with 95 % confidence intervals. The poisoned
 basin is smaller by thousands of orders of magnitude.
 """
 

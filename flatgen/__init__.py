@@ -22,6 +22,7 @@ from .plotting import (
     MarginDistributionDisplay,
     PerturbationAnimation,
     PoisonSweepDisplay,
+    VolumeConvergenceDisplay,
     VolumeGapDisplay,
 )
 from .poison import ArraySampler
@@ -45,6 +46,7 @@ __all__ = [
     "PoisonSweepDisplay",
     "SpiralSampler",
     "TrainingDivergedError",
+    "VolumeConvergenceDisplay",
     "VolumeEstimator",
     "VolumeGapDisplay",
     "make_spirals",

@@ -19,6 +19,7 @@ from flatgen import (
     VolumeEstimator,
 )
 from flatgen.analyzers import log10_ball_volume
+from flatgen.landscape import VolumeSaturationWarning
 
 from .conftest import blobs
 
@@ -115,7 +116,26 @@ def test_volume_estimator_reports_uncertainty(fitted):
     assert vol.radius_quantiles_.shape == (2, 5)
     assert vol.n_dims_ == 2 * 16 + 16 * 16 + 16 * 3
     assert vol.log10_volume_tolerance_ == pytest.approx(vol.n_dims_ * 1e-6 / np.log(10))
-    assert vol.score_ == vol.log10_volume_[0]
+    assert_allclose(vol.capped_fraction_, vol.capped_.mean(axis=1))
+    assert_allclose(vol.log10_volume_raw_, vol.log10_volume_ + vol.log10_scale_det_)
+    if vol.saturated_[0]:
+        assert np.isnan(vol.score_)
+    else:
+        assert vol.score_ == vol.log10_volume_[0]
+
+
+def test_saturated_volume_warns_and_cannot_win_a_search(fitted):
+    clf, X, y = fitted
+    with pytest.warns(VolumeSaturationWarning, match="only a lower bound"):
+        vol = VolumeEstimator(
+            n_directions=20, cutoff=5, cutoff_type="relative", max_radius=1e-6,
+            random_state=0,
+        ).fit(clf, X, y)
+    assert vol.capped_fraction_[0] == 1.0 and vol.saturated_[0]
+    assert np.isnan(vol.score_)
+    assert any("search cap" in message for message in vol.warnings_)
+    # Every radius is the cap itself.
+    assert_allclose(vol.radii_, vol.radii_.max())
 
 
 def test_analyzers_as_grid_search_scorers():
@@ -125,8 +145,11 @@ def test_analyzers_as_grid_search_scorers():
         {"poison_factor": [0.0, 0.5]},
         scoring={
             "accuracy": "accuracy",
+            # These small nets have flat directions that reach the cap on most
+            # rays; accept that here to check the scorer plumbing.
             "log_volume": VolumeEstimator(
-                n_directions=20, cutoff=3, cutoff_type="relative", random_state=0
+                n_directions=20, cutoff=3, cutoff_type="relative", random_state=0,
+                max_capped_fraction=1.0,
             ),
             "radius": BasinAnalyzer(
                 n_directions=20, cutoff=3, cutoff_type="relative", random_state=0

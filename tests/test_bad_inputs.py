@@ -84,7 +84,7 @@ def basin(**params):
 
 def volume(**params):
     defaults = {"n_directions": 4, "cutoff": 2, "cutoff_type": "relative"}
-    return VolumeEstimator(**{**defaults, "n_bootstrap": 5, **params})
+    return VolumeEstimator(**{**defaults, "rank": 4, "n_probes": 4, **params})
 
 
 def display(**overrides):
@@ -322,9 +322,21 @@ ANALYZERS = [
     bad("volume-confidence_level-1",
         lambda c: volume(confidence_level=1).fit(c.mlp, c.X, c.y), ValueError,
         P.format("confidence_level", "VolumeEstimator")),
-    bad("volume-n_bootstrap-zero",
-        lambda c: volume(n_bootstrap=0).fit(c.mlp, c.X, c.y), ValueError,
-        P.format("n_bootstrap", "VolumeEstimator")),
+    bad("volume-estimator-unknown",
+        lambda c: volume(estimator="bootstrap").fit(c.mlp, c.X, c.y), ValueError,
+        P.format("estimator", "VolumeEstimator")),
+    bad("volume-space-unknown",
+        lambda c: volume(space="weights").fit(c.mlp, c.X, c.y), ValueError,
+        P.format("space", "VolumeEstimator")),
+    bad("volume-paper-raw",
+        lambda c: volume(estimator="paper", space="raw").fit(c.mlp, c.X, c.y),
+        ValueError, "estimator='paper' .* needs space='filter_normalized'"),
+    bad("volume-rank-negative",
+        lambda c: volume(rank=-1).fit(c.mlp, c.X, c.y), ValueError,
+        P.format("rank", "VolumeEstimator")),
+    bad("volume-max_capped_fraction",
+        lambda c: volume(max_capped_fraction=1.5).fit(c.mlp, c.X, c.y), ValueError,
+        P.format("max_capped_fraction", "VolumeEstimator")),
     bad("volume-call-unfitted", lambda c: volume()(mlp(), c.X, c.y), NotFittedError,
         "not fitted yet"),
     bad("curvature-n_iter-zero",

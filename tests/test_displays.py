@@ -189,7 +189,7 @@ def test_volume_gap_display(small_nets):
     nets, X, y, X_test, y_test = small_nets
     volumes = [
         VolumeEstimator(
-            n_directions=20, cutoff=[1.0, 2.0], n_bootstrap=50, random_state=0
+            n_directions=20, cutoff=[1.0, 2.0], random_state=0
         ).fit(n, X, y)
         for n in nets
     ]

@@ -180,6 +180,12 @@ def flatness_rows(measures, factors):
                 top_eigenvalue=record["top_eigenvalue"],
                 hessian_trace=record["hessian_trace"],
                 n_dims=record["n_dims"],
+                effective_sample_size=_finite(
+                    record.get(
+                        "effective_sample_size", np.full(len(record["cutoffs"]), np.nan)
+                    )
+                ),
+                capped_fraction=_finite(record["capped_fraction"]),
             )
         )
     return rows

@@ -22,7 +22,8 @@ FULL = {
     # Ten classes: chance-level cross-entropy is ln 10 = 2.3.
     "cutoffs": [0.5, 1.0, 2.0],
     "n_directions": 100,
-    "n_bootstrap": 1000,
+    # Rays drawn from a measured curvature model (see VolumeEstimator).
+    "volume_estimator": "preconditioned",
     # Radii to 1e-4 relative: the log-volume is then exact to n * 1e-4 / ln 10
     # (under 1 of thousands of orders of magnitude), at half the bisections.
     "rtol": 1e-4,
@@ -42,7 +43,6 @@ QUICK = {
     "max_iter": 200,
     "max_polish_iter": 50,
     "n_directions": 8,
-    "n_bootstrap": 100,
     "curvature_iter": 20,
     "trace_samples": 2,
     "basin_cutoff": 2.0,

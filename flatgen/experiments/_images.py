@@ -88,7 +88,7 @@ def run_image_sweep(
         "cutoffs": settings["cutoffs"],
         "volume": {
             "n_directions": settings["n_directions"],
-            "n_bootstrap": settings["n_bootstrap"],
+            "estimator": settings["volume_estimator"],
             "rtol": settings["rtol"],
             "random_state": seeds["directions"],
         },

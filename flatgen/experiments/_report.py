@@ -121,8 +121,20 @@ def _sections(result):
         sections.append(
             ("Basin cross-sections", ["basin_cross_sections"], "\n".join(lines))
         )
+    estimator = result.settings.get("volume_estimator", "preconditioned")
+    space = (
+        "filter-normalized coordinates (each weight divided by its filter's norm)"
+        if estimator != "paper"
+        else "units of the paper's filter-normalized directions"
+    )
+    where = (
+        f"Volumes are Lebesgue volumes in {space}, estimated with "
+        f"`VolumeEstimator(estimator={estimator!r})`; the intervals are Monte-Carlo "
+        "standard errors over rays, trustworthy only where many rays carry the "
+        "estimate (see the effective sample size in `summary.json`)."
+    )
     text = "\n\n".join(
-        [_volume_table(result), _radius_table(result), _spearman_line(result)]
+        [where, _volume_table(result), _radius_table(result), _spearman_line(result)]
     )
     sections.append(("Log-volume vs generalization gap", ["volume_vs_gap"], text))
     if "margins" in figures:

@@ -70,7 +70,8 @@ class Flatness:
         log10 basin volume per cutoff; None where the cutoff does not clear
         the loss at the minimum.
     log10_volume_ci : list of [float, float] or None
-        Bootstrap confidence interval per cutoff.
+        Confidence interval per cutoff (Monte-Carlo standard error over
+        rays, see :class:`~flatgen.VolumeEstimator`).
     mean_log_radius, median_radius : list of float or None
         Radius summaries per cutoff (filter-normalized units).
     top_eigenvalue : float
@@ -79,6 +80,11 @@ class Flatness:
         Hutchinson estimate of its trace.
     n_dims : int or None
         Number of perturbed parameters.
+    effective_sample_size : list of float or None
+        Rays that carry each volume estimate; far below the number of rays,
+        the interval is optimistic.
+    capped_fraction : list of float or None
+        Share of rays that reached the search cap, per cutoff.
     """
 
     name: str
@@ -92,6 +98,8 @@ class Flatness:
     top_eigenvalue: float
     hessian_trace: float | None
     n_dims: int | None
+    effective_sample_size: list | None = None
+    capped_fraction: list | None = None
 
 
 @dataclass

@@ -88,6 +88,7 @@ def measure_flatness(estimator, X, y, *, cutoffs, volume, curvature):
         "median_radius": np.full(n, np.nan),
         "mean_radius": np.full(n, np.nan),
         "capped_fraction": np.full(n, np.nan),
+        "effective_sample_size": np.full(n, np.nan),
         "base_loss": loss0,
         "n_dims": None,
         "log10_volume_tolerance": None,
@@ -100,7 +101,8 @@ def measure_flatness(estimator, X, y, *, cutoffs, volume, curvature):
         record["mean_log_radius"][valid] = est.mean_log_radius_
         record["median_radius"][valid] = est.radius_quantiles_[:, 2]
         record["mean_radius"][valid] = est.radii_.mean(axis=1)
-        record["capped_fraction"][valid] = est.capped_.mean(axis=1)
+        record["capped_fraction"][valid] = est.capped_fraction_
+        record["effective_sample_size"][valid] = est.effective_sample_size_
         record["base_loss"] = float(est.base_loss_)
         record["n_dims"] = int(est.n_dims_)
         record["log10_volume_tolerance"] = float(est.log10_volume_tolerance_)

@@ -16,7 +16,8 @@ FULL = {
     "max_polish_iter": 1000,
     "cutoffs": [0.5, 1.0, 2.0],
     "n_directions": 100,
-    "n_bootstrap": 1000,
+    # Rays drawn from a measured curvature model (see VolumeEstimator).
+    "volume_estimator": "preconditioned",
     "rtol": 1e-4,
     "curvature_iter": 100,
     "trace_samples": 10,
@@ -34,7 +35,6 @@ QUICK = {
     "max_polish_iter": 20,
     "batch_size": None,
     "n_directions": 8,
-    "n_bootstrap": 100,
     "curvature_iter": 20,
     "trace_samples": 2,
     "basin_cutoff": 2.0,

@@ -49,7 +49,8 @@ FULL = {
     # there, so the cutoffs start above it.
     "cutoffs": [0.2, 0.5, 1.0],
     "n_directions": 1000,
-    "n_bootstrap": 1000,
+    # Rays drawn from a measured curvature model (see VolumeEstimator).
+    "volume_estimator": "preconditioned",
     "curvature_iter": 200,
     "trace_samples": 50,
     "basin_cutoff": 0.5,
@@ -77,7 +78,6 @@ QUICK = {
     "max_polish_iter": 20,
     "cutoffs": [0.5, 1.0, 2.0],
     "n_directions": 16,
-    "n_bootstrap": 100,
     "curvature_iter": 50,
     "trace_samples": 2,
     "basin_cutoff": 1.0,
@@ -208,7 +208,7 @@ def run_swissroll(
         "cutoffs": settings["cutoffs"],
         "volume": {
             "n_directions": settings["n_directions"],
-            "n_bootstrap": settings["n_bootstrap"],
+            "estimator": settings["volume_estimator"],
             "random_state": seeds["directions"],
         },
         "curvature": {

@@ -9,6 +9,7 @@ module.
 from ._curvature import LossHessian, hessian_trace, top_hessian_eigenvalue
 from ._directions import filter_normalized_directions
 from ._evaluate import BatchedEvaluator
+from ._network_loss import NetworkBasinLoss
 from ._parameters import (
     ParameterLayout,
     ParameterSpec,
@@ -16,9 +17,24 @@ from ._parameters import (
     module_with_parameters,
 )
 from ._radius import BasinRadii, basin_radii
+from ._volume import (
+    BasinVolume,
+    CurvaturePreconditioner,
+    VolumeSaturationWarning,
+    basin_log10_volume,
+    log10_unit_ball_volume,
+    volume_from_radii,
+)
 
 __all__ = [
     "BasinRadii",
+    "BasinVolume",
+    "CurvaturePreconditioner",
+    "NetworkBasinLoss",
+    "VolumeSaturationWarning",
+    "basin_log10_volume",
+    "log10_unit_ball_volume",
+    "volume_from_radii",
     "BatchedEvaluator",
     "LossHessian",
     "ParameterLayout",

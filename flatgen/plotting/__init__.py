@@ -6,6 +6,7 @@ from ._margins import MarginDistributionDisplay
 from ._regions import DecisionRegionsDisplay
 from ._slices import LossSliceDisplay
 from ._sweeps import PoisonSweepDisplay, VolumeGapDisplay
+from ._volume import VolumeConvergenceDisplay
 
 __all__ = [
     "BasinDisplay",
@@ -15,5 +16,6 @@ __all__ = [
     "OKABE_ITO",
     "PerturbationAnimation",
     "PoisonSweepDisplay",
+    "VolumeConvergenceDisplay",
     "VolumeGapDisplay",
 ]

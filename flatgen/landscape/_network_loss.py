@@ -1,0 +1,176 @@
+"""A network's training loss as a function of a displacement of its weights."""
+
+import math
+
+import torch
+
+from ._curvature import LossHessian
+from ._evaluate import BatchedEvaluator
+from ._parameters import ParameterLayout, flatten_parameters
+
+__all__ = ["NetworkBasinLoss"]
+
+SPACES = ("filter_normalized", "raw")
+
+
+class NetworkBasinLoss:
+    """Training loss at ``theta* + displacement``, batched, with its curvature.
+
+    A displacement ``z`` of length ``n_dims`` moves the perturbed weights (all
+    weight matrices and convolution kernels; biases and normalization
+    parameters too if ``include_bias``) by ``scale * z``:
+
+    - ``space='raw'``: ``scale = 1``: ``z`` is a displacement in raw weight
+      space, and a volume of ``z`` is a volume of weights;
+    - ``space='filter_normalized'``: ``scale`` is the norm of each entry's
+      filter (a dense unit's incoming-weight row, a convolution output
+      channel; each bias vector is one group), so ``z`` measures every
+      filter relative to its own size (Li et al., 2018). Volumes in the two
+      spaces differ by the constant factor ``prod(scale)``:
+      ``log10 V_raw = log10 V_filter_normalized + log10_scale_det``.
+
+    Calling the object on a (B, n_dims) tensor returns the B training losses
+    (no gradient; batched by :class:`BatchedEvaluator`); :meth:`hvp` gives
+    Hessian-vector products in the same coordinates. The module is copied,
+    never modified. The object pickles without its caches, so joblib and
+    dask workers rebuild them.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Trained network mapping ``X`` to logits.
+    X : array-like or torch.Tensor
+        Training inputs shaped for the network.
+    y : array-like of int of shape (n_samples,)
+        Encoded training labels.
+    space : {'filter_normalized', 'raw'}, default='filter_normalized'
+        Coordinates of the displacement.
+    include_bias : bool, default=False
+        Whether biases and normalization parameters are perturbed.
+
+    Attributes
+    ----------
+    n_dims : int
+        Number of perturbed parameters.
+    scale : torch.Tensor of shape (n_dims,)
+        Factor from displacement coordinates to raw weights (float64).
+    log10_scale_det : float
+        ``sum(log10(scale))``: add it to a volume in this space to get the
+        volume in raw weight space.
+    log10_filter_norm_det : float
+        ``sum(log10 ||W_f(i)||)`` over the perturbed entries, whatever the
+        space: the offset from filter-normalized to raw volumes.
+    """
+
+    def __init__(self, module, X, y, *, space="filter_normalized", include_bias=False):
+        if space not in SPACES:
+            raise ValueError(
+                f"space must be one of {SPACES}; got {space!r} instead."
+            )
+        self.space = space
+        self.include_bias = bool(include_bias)
+        self._module = module
+        self._X, self._y = X, y
+        self._layout = ParameterLayout.from_module(module)
+        theta = flatten_parameters(module)
+        self._theta0 = theta
+        index, active = self._layout.groups(self.include_bias)
+        self._index = torch.nonzero(active[index]).reshape(-1)
+        self.n_dims = int(len(self._index))
+        if self.n_dims == 0:
+            raise ValueError("The network has no parameters to perturb.")
+        norms = self._layout.group_norms(theta.detach().cpu().double(), True)
+        if space == "raw":
+            self.scale = torch.ones(self.n_dims, dtype=torch.float64)
+        else:
+            self.scale = norms[self._index].double()
+            if not torch.all(self.scale > 0):
+                raise ValueError(
+                    "space='filter_normalized' needs every perturbed filter to have "
+                    "a nonzero norm; some are all zeros. Use space='raw'."
+                )
+        self.log10_scale_det = float(torch.log10(self.scale).sum())
+        filter_norms = norms[self._index].double()
+        self.log10_filter_norm_det = (
+            float(torch.log10(filter_norms).sum())
+            if torch.all(filter_norms > 0)
+            else float("nan")
+        )
+        self._evaluator = None
+        self._hessian = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_evaluator"] = None
+        state["_hessian"] = None
+        return state
+
+    @property
+    def n_filters(self):
+        """Number of perturbed filters (normalization groups)."""
+        index, active = self._layout.groups(self.include_bias)
+        return int(active.sum())
+
+    def _embed(self, displacements, dtype, device):
+        full = torch.zeros(
+            (len(displacements), self._layout.n_params), dtype=dtype, device=device
+        )
+        scaled = displacements.to(torch.float64) * self.scale.to(displacements.device)
+        full[:, self._index.to(device)] = scaled.to(device, dtype)
+        return full
+
+    def __call__(self, displacements):
+        """Training loss at each displacement.
+
+        Parameters
+        ----------
+        displacements : torch.Tensor of shape (B, n_dims)
+            Displacements from the minimum, in this object's space.
+
+        Returns
+        -------
+        losses : torch.Tensor of shape (B,), dtype float64
+            Mean training cross-entropy at each displaced weight vector.
+        """
+        if self._evaluator is None:
+            self._evaluator = BatchedEvaluator(self._module, self._X, self._y)
+        evaluator = self._evaluator
+        displacements = torch.as_tensor(displacements)
+        theta0 = self._theta0.to(evaluator.device)
+        thetas = theta0 + self._embed(displacements, theta0.dtype, evaluator.device)
+        return torch.as_tensor(evaluator.loss(thetas), dtype=torch.float64)
+
+    def hvp(self, vectors):
+        """Hessian-vector products of the training loss in this space.
+
+        Parameters
+        ----------
+        vectors : torch.Tensor of shape (B, n_dims)
+            Vectors in displacement coordinates.
+
+        Returns
+        -------
+        products : torch.Tensor of shape (B, n_dims), dtype float64
+            ``S H S v`` with ``S = diag(scale)`` and ``H`` the Hessian of the
+            loss in the perturbed weights.
+        """
+        if self._hessian is None:
+            self._hessian = LossHessian(self._module, self._X, self._y)
+        hessian = self._hessian
+        vectors = torch.as_tensor(vectors, dtype=torch.float64)
+        full = self._embed(vectors, hessian.dtype, hessian.device)
+        out = torch.stack([hessian.matvec(row) for row in full])
+        index = self._index.to(out.device)
+        return out[:, index].double().cpu() * self.scale
+
+    def paper_scale(self):
+        """Radius of the paper's cap in these coordinates, per unit ``max_radius``.
+
+        The paper's filter-normalized direction has, per filter, the norm of
+        that filter, so its total length is ``sqrt(n_filters)`` in
+        filter-normalized coordinates and ``||theta||`` in raw ones: a cap of
+        ``max_radius`` paper units is ``max_radius`` times this length.
+        """
+        if self.space == "raw":
+            return float(self._theta0.detach().double()[self._index].norm())
+        return math.sqrt(self.n_filters)

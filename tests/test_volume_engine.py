@@ -1,0 +1,304 @@
+"""The volume engine against basins of exactly known volume.
+
+Ground truth here is written from the formulas alone, independently of the
+engine: an ellipsoid ``{z : z^T H z / 2 < c}`` has
+``log V = log omega_n + sum_i log(2 c / lambda_i) / 2``; the block-quartic
+basin's volume is a 1-D integral evaluated by quadrature.
+"""
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.special import gammaln, logsumexp
+from sklearn.exceptions import ConvergenceWarning
+
+from flatgen import PoisonedMLPClassifier, VolumeConvergenceDisplay, VolumeEstimator
+from flatgen.landscape import (
+    CurvaturePreconditioner,
+    NetworkBasinLoss,
+    VolumeSaturationWarning,
+    basin_log10_volume,
+    log10_unit_ball_volume,
+)
+
+from .conftest import blobs
+
+
+def log10_ball(n):
+    return (0.5 * n * math.log(math.pi) - gammaln(0.5 * n + 1)) / math.log(10)
+
+
+def ellipsoid_log10_volume(eigenvalues, cutoff):
+    eigenvalues = np.asarray(eigenvalues, dtype=float)
+    n = len(eigenvalues)
+    return log10_ball(n) + 0.5 * np.log10(2 * cutoff / eigenvalues).sum()
+
+
+class AxisQuadratic:
+    """``sum_i lambda_i z_i^2 / 2`` (picklable, for joblib workers)."""
+
+    def __init__(self, eigenvalues):
+        self.eigenvalues = torch.as_tensor(eigenvalues, dtype=torch.float64)
+
+    def __call__(self, z):
+        return 0.5 * (z.square() * self.eigenvalues).sum(1)
+
+
+class RotatedSpikes:
+    """Isotropic bulk plus large eigenvalues along random orthonormal vectors."""
+
+    def __init__(self, n, n_spikes, seed):
+        rng = np.random.RandomState(seed)
+        basis, _ = np.linalg.qr(rng.standard_normal((n, n_spikes)))
+        self.spikes = 10 ** rng.uniform(2, 4, n_spikes)
+        self.basis = torch.as_tensor(basis)
+        self.eigenvalues = np.r_[np.ones(n - n_spikes), self.spikes]
+
+    def __call__(self, z):
+        along = (z @ self.basis).square() * torch.as_tensor(self.spikes - 1.0)
+        return 0.5 * (z.square().sum(1) + along.sum(1))
+
+
+def block_quartic(n_a, n_b, gamma, seed):
+    """``q_a + q_b + gamma q_a^2`` and the exact log10 volume of ``< 1``.
+
+    In whitened block coordinates the basin is ``a^2/2 + gamma a^4/4 + b^2/2
+    < 1`` with ``a = ||u_a||``, ``b = ||u_b||``: its volume integrates the
+    shell of radius ``a`` in the first block times the ball of radius
+    ``b_max(a)`` in the second.
+    """
+    rng = np.random.RandomState(seed)
+    lam_a, lam_b = 10 ** rng.uniform(-1, 1, n_a), 10 ** rng.uniform(-1, 1, n_b)
+    ta, tb = torch.as_tensor(lam_a), torch.as_tensor(lam_b)
+
+    def loss(z):
+        qa = 0.5 * (z[:, :n_a].square() * ta).sum(1)
+        qb = 0.5 * (z[:, n_a:].square() * tb).sum(1)
+        return qa + qb + gamma * qa.square()
+
+    a_max = math.sqrt((-0.5 + math.sqrt(0.25 + gamma)) / (gamma / 2))
+    a = np.linspace(0.0, a_max, 400_001)[1:-1]
+    rest = 1.0 - 0.5 * a**2 - 0.25 * gamma * a**4
+    log_integrand = math.log(n_a) + (n_a - 1) * np.log(a) + 0.5 * n_b * np.log(2 * rest)
+    log_integral = logsumexp(log_integrand) + math.log(a[1] - a[0])
+    log10_v = (
+        log10_ball(n_a) + log10_ball(n_b) + log_integral / math.log(10)
+        - 0.5 * (np.log10(lam_a).sum() + np.log10(lam_b).sum())
+    )
+    return loss, log10_v
+
+
+def test_unit_ball_volume_matches_closed_forms():
+    assert 10 ** log10_unit_ball_volume(2) == pytest.approx(math.pi)
+    assert 10 ** log10_unit_ball_volume(3) == pytest.approx(4 / 3 * math.pi)
+    assert log10_unit_ball_volume(1000) == pytest.approx(log10_ball(1000))
+
+
+def test_axis_aligned_ellipsoid_over_four_decades():
+    n = 1500
+    eigenvalues = 10 ** np.random.RandomState(0).uniform(-2, 2, n)
+    loss = AxisQuadratic(eigenvalues)
+    exact = ellipsoid_log10_volume(eigenvalues, 1.0)
+    result = basin_log10_volume(loss, n, 1.0, n_directions=200, random_state=0)
+    assert abs(result.log10_volume - exact) < 0.05
+    lo, hi = result.log10_volume_ci
+    assert lo <= exact <= hi
+    assert result.effective_sample_size > 150
+    # The naive estimate is hundreds of orders low, and says so.
+    with pytest.warns(ConvergenceWarning, match="effective sample size"):
+        naive = basin_log10_volume(
+            loss, n, 1.0, n_directions=200, estimator="naive", random_state=0
+        )
+    assert naive.log10_volume < exact - 100
+    assert naive.effective_sample_size < 5
+
+
+def test_rotated_bulk_plus_spikes():
+    n = 2000
+    loss = RotatedSpikes(n, n_spikes=10, seed=1)
+    exact = ellipsoid_log10_volume(loss.eigenvalues, 0.5)
+    result = basin_log10_volume(loss, n, 0.5, n_directions=200, random_state=0)
+    assert abs(result.log10_volume - exact) < 0.05
+    assert result.preconditioner_rank >= 10
+    with pytest.warns(ConvergenceWarning):
+        naive = basin_log10_volume(
+            loss, n, 0.5, n_directions=200, estimator="naive", random_state=0
+        )
+    assert naive.log10_volume < exact - 100
+
+
+def test_non_quadratic_basin_against_quadrature():
+    loss, exact = block_quartic(100, 200, gamma=0.5, seed=0)
+    result = basin_log10_volume(loss, 300, 1.0, n_directions=1000, random_state=0)
+    assert abs(result.log10_volume - exact) < 0.1
+    lo, hi = result.log10_volume_ci
+    assert lo - 0.05 <= exact <= hi + 0.05
+
+
+def test_interval_covers_the_truth_at_about_its_nominal_rate():
+    loss, exact = block_quartic(60, 120, gamma=0.5, seed=2)
+    hits = []
+    for seed in range(20):
+        result = basin_log10_volume(loss, 180, 1.0, n_directions=200, random_state=seed)
+        lo, hi = result.log10_volume_ci
+        hits.append(lo <= exact <= hi)
+    # Nominal 95 %; 20 draws at 95 % fall below 16 with probability < 0.2 %.
+    assert sum(hits) >= 16
+
+
+def test_multiple_cutoffs_share_rays_and_grow():
+    loss = AxisQuadratic(np.logspace(-1, 1, 40))
+    result = basin_log10_volume(loss, 40, [0.5, 1.0, 2.0], n_directions=64,
+                                random_state=0)
+    assert result.radii.shape == (3, 64)
+    assert np.all(np.diff(result.log10_volume) > 0)
+    exact = [ellipsoid_log10_volume(loss.eigenvalues.numpy(), c) for c in [0.5, 1, 2]]
+    assert_allclose(result.log10_volume, exact, atol=0.01)
+    assert result.convergence_log10_volume.shape == (
+        3, len(result.convergence_n_directions)
+    )
+
+
+def test_same_seed_same_result_and_n_jobs_does_not_matter():
+    loss = AxisQuadratic(np.logspace(-2, 2, 30))
+    kwargs = {"n_directions": 300, "estimator": "naive", "random_state": 3}
+    one = basin_log10_volume(loss, 30, 1.0, n_jobs=1, **kwargs)
+    again = basin_log10_volume(loss, 30, 1.0, n_jobs=1, **kwargs)
+    two = basin_log10_volume(loss, 30, 1.0, n_jobs=2, **kwargs)
+    assert_array_equal(one.radii, again.radii)
+    assert_array_equal(one.radii, two.radii)
+    assert one.log10_volume == two.log10_volume
+
+
+def test_capped_rays_warn():
+    loss = AxisQuadratic(np.full(10, 1e-3))
+    with pytest.warns(VolumeSaturationWarning, match="search cap"):
+        result = basin_log10_volume(loss, 10, 1.0, n_directions=50, max_radius=1.0,
+                                    random_state=0)
+    assert result.capped_fraction == 1.0
+    assert result.capped.all()
+    assert_allclose(result.radii, 1.0)
+
+
+@pytest.mark.parametrize("case", ["axis", "rotated", "both"])
+def test_preconditioner_whitens_and_knows_its_determinant(case):
+    rng = np.random.RandomState(0)
+    n = 200
+    q, _ = np.linalg.qr(rng.standard_normal((n, 3)))
+    spikes = q @ np.diag([1e4, 3e4, 1e5]) @ q.T
+    spread = np.diag(10 ** rng.uniform(-2, 2, n))
+    dense = {"axis": spread, "rotated": np.eye(n) + spikes, "both": spread + spikes}
+    hessian = torch.as_tensor(dense[case])
+    pre = CurvaturePreconditioner.from_curvature(
+        lambda v: v @ hessian, n, rank=20, n_probes=16, floor=0.0, seed=0
+    )
+    p = pre.apply(torch.eye(n, dtype=torch.float64)).T  # columns P e_i
+    sign, logdet = np.linalg.slogdet(p.numpy())
+    assert sign > 0
+    assert pre.log_det == pytest.approx(logdet, abs=1e-8)
+    eigenvalues = np.linalg.eigvalsh((p.T @ hessian @ p).numpy())
+    if case != "both":
+        # Condition numbers of 1e4 and 1e5 whitened to within 15 %.
+        assert eigenvalues.min() > 0.85 and eigenvalues.max() < 1.15
+    else:
+        # A spread diagonal under rotated spikes is beyond the model (the
+        # probed diagonal of the deflated part is noisy): it only helps.
+        assert eigenvalues.max() / eigenvalues.min() < 0.5 * np.linalg.cond(
+            dense[case]
+        )
+
+
+@pytest.mark.parametrize("space", ["raw", "filter_normalized"])
+def test_network_loss_hessian_matches_autograd(space):
+    X, y = blobs(n_samples=30, n_classes=2)
+    clf = PoisonedMLPClassifier((3,), max_iter=50, random_state=0).fit(X, y)
+    module = clf.net_.module_
+    loss = NetworkBasinLoss(module, X.astype(np.float32), y, space=space)
+    n = loss.n_dims
+    assert n == 2 * 3 + 3 * 2
+    dense = torch.stack(
+        [loss.hvp(torch.eye(n, dtype=torch.float64)[i : i + 1])[0] for i in range(n)]
+    )
+    # Independent: the full Hessian of the loss in the perturbed weights.
+    weights = [p for p in module.parameters() if p.ndim >= 2]
+    biases = [p.detach() for p in module.parameters() if p.ndim < 2]
+    scale = loss.scale
+
+    def as_function(flat):
+        w1 = flat[:6].view(3, 2)
+        w2 = flat[6:].view(2, 3)
+        hidden = torch.relu(torch.as_tensor(X, dtype=torch.float64) @ w1.T
+                            + biases[0].double())
+        logits = hidden @ w2.T + biases[1].double()
+        return torch.nn.functional.cross_entropy(logits, torch.as_tensor(y))
+
+    theta = torch.cat([w.detach().double().reshape(-1) for w in weights])
+    exact = torch.autograd.functional.hessian(
+        lambda z: as_function(theta + scale * z), torch.zeros(n, dtype=torch.float64)
+    )
+    assert_allclose(dense.numpy(), exact.numpy(), rtol=1e-3, atol=1e-5)
+    assert pickle.loads(pickle.dumps(loss)).n_dims == n
+
+
+def test_volume_estimator_filter_normalized_and_raw_agree_on_raw_volume(fitted):
+    clf, X, y = fitted
+    common = {"n_directions": 40, "cutoff": 1.05, "cutoff_type": "relative",
+                  "random_state": 0, "max_capped_fraction": 1.0}
+    fn = VolumeEstimator(space="filter_normalized", **common).fit(clf, X, y)
+    raw = VolumeEstimator(space="raw", **common).fit(clf, X, y)
+    assert fn.space_ == "filter_normalized" and raw.space_ == "raw"
+    assert raw.log10_scale_det_ == fn.log10_scale_det_
+    # Filter norms below 1 in this small net: raw volumes are smaller.
+    assert np.isfinite(fn.log10_scale_det_)
+    assert_allclose(fn.log10_volume_raw_, fn.log10_volume_ + fn.log10_scale_det_)
+    assert_allclose(raw.log10_volume_raw_, raw.log10_volume_)
+
+
+def test_volume_convergence_display(fitted):
+    clf, X, y = fitted
+    vol = VolumeEstimator(n_directions=30, cutoff=1.05, cutoff_type="relative",
+                          random_state=0, max_capped_fraction=1.0).fit(clf, X, y)
+    display = vol.plot_convergence()
+    assert isinstance(display, VolumeConvergenceDisplay)
+    assert display.ax_.get_xscale() == "log"
+    assert_allclose(display.line_.get_ydata(), vol.convergence_log10_volume_[0])
+    assert vol.convergence_n_directions_[-1] == 30
+    assert vol.convergence_log10_volume_[0, -1] == pytest.approx(vol.log10_volume_[0])
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, y = blobs(n_samples=90, n_classes=3)
+    clf = PoisonedMLPClassifier((16,), max_iter=300, random_state=0).fit(X, y)
+    return clf, X, y
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_directions": 0}, "n_directions must be an integer >= 1"),
+        ({"estimator": "exact"}, "estimator must be one of"),
+        ({"rtol": 2.0}, "rtol must be in"),
+        ({"max_radius": -1.0}, "max_radius must be a positive"),
+        ({"confidence_level": 1.0}, "confidence_level must be in"),
+        ({"rank": -1}, "rank must be an integer >= 0"),
+    ],
+)
+def test_engine_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        basin_log10_volume(AxisQuadratic(np.ones(3)), 3, 1.0, **kwargs)
+
+
+def test_engine_bad_loss_and_cutoff():
+    with pytest.raises(ValueError, match="below every cutoff"):
+        basin_log10_volume(lambda z: 2.0 + z.sum(1) * 0, 3, 1.0)
+    with pytest.raises(TypeError, match="loss_fn must be callable"):
+        basin_log10_volume(3.0, 3, 1.0)
+    with pytest.raises(ValueError, match="must map"):
+        basin_log10_volume(lambda z: torch.zeros(5), 3, 1.0, estimator="naive")
+    with pytest.raises(TypeError, match="differentiable"):
+        basin_log10_volume(lambda z: np.zeros(len(z)), 3, 1.0)
