@@ -708,7 +708,7 @@ def basin_log10_volume(
     ...     lambda z: 0.5 * (z**2 * lam).sum(1), 50, 1.0, n_directions=200,
     ...     random_state=0)
     >>> exact = log10_unit_ball_volume(50) + 0.5 * np.log10(2 / lam.numpy()).sum()
-    >>> abs(result.log10_volume - exact) < 1e-3
+    >>> bool(abs(result.log10_volume - exact) < 1e-3)
     True
     """
     _check_options(n_dims, n_directions, estimator, rank, n_probes, rtol,
