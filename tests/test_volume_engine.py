@@ -302,3 +302,24 @@ def test_engine_bad_loss_and_cutoff():
         basin_log10_volume(lambda z: torch.zeros(5), 3, 1.0, estimator="naive")
     with pytest.raises(TypeError, match="differentiable"):
         basin_log10_volume(lambda z: np.zeros(len(z)), 3, 1.0)
+
+
+def test_interval_falls_back_to_sure_bounds_when_few_rays_count():
+    n = 300
+    eigenvalues = 10 ** np.random.RandomState(1).uniform(-2, 2, n)
+    loss = AxisQuadratic(eigenvalues)
+    exact = ellipsoid_log10_volume(eigenvalues, 1.0)
+    with pytest.warns(ConvergenceWarning, match="distribution-free"):
+        naive = basin_log10_volume(loss, n, 1.0, n_directions=100, estimator="naive",
+                                   max_radius=1e3, random_state=0)
+    assert naive.conservative_ci
+    lo, hi = naive.log10_volume_ci
+    # Markov below: log10(2 / 0.05) orders under the estimate, whatever the tails.
+    assert lo == pytest.approx(naive.log10_volume - math.log10(40), abs=1e-3)
+    # Above: the ball of the search cap.
+    assert hi == pytest.approx(log10_ball(n) + n * 3.0)
+    assert lo <= exact <= hi
+    good = basin_log10_volume(loss, n, 1.0, n_directions=100, max_radius=1e3,
+                              random_state=0)
+    assert not good.conservative_ci
+    assert good.log10_volume_ci[1] - good.log10_volume_ci[0] < 0.1

@@ -159,8 +159,13 @@ class VolumeEstimator(FlatnessAnalyzer):
     log10_volume_ : ndarray of shape (n_cutoffs,)
         Estimated ``log10`` of the basin volume per cutoff, in ``space_``.
     log10_volume_ci_ : ndarray of shape (n_cutoffs, 2)
-        Confidence interval (Monte-Carlo standard error over rays, delta
-        method on the log scale; widened below by the bisection tolerance).
+        Confidence interval: the Monte-Carlo standard error over rays (delta
+        method on the log scale, widened below by the bisection tolerance)
+        where at least 10 % of the rays carry the estimate; otherwise
+        distribution-free bounds (Markov's inequality below, the ball of
+        ``max_radius`` above), see ``conservative_ci_``.
+    conservative_ci_ : ndarray of bool of shape (n_cutoffs,)
+        Where the interval is the distribution-free one.
     log10_volume_raw_ : ndarray of shape (n_cutoffs,)
         The volume in raw weight space (NaN for ``'paper'``).
     log10_scale_det_ : float
@@ -312,6 +317,7 @@ class VolumeEstimator(FlatnessAnalyzer):
         self.saturated_ = self.capped_fraction_ > self.max_capped_fraction
         self.log10_volume_ = np.atleast_1d(result.log10_volume)
         self.log10_volume_ci_ = np.reshape(result.log10_volume_ci, (-1, 2))
+        self.conservative_ci_ = np.atleast_1d(result.conservative_ci)
         self.log10_volume_tolerance_ = result.log10_volume_tolerance
         self.effective_sample_size_ = np.atleast_1d(result.effective_sample_size)
         self.convergence_n_directions_ = result.convergence_n_directions
@@ -345,6 +351,9 @@ class VolumeEstimator(FlatnessAnalyzer):
             max_capped_fraction=float(self.max_capped_fraction),
             estimator="paper",
             loss0=self.base_loss_,
+            log10_volume_bound=float(
+                log10_ball_volume([self.max_radius], self.n_dims_)
+            ),
         )
 
     def _fit_engine(self, estimator, X, y):

@@ -55,6 +55,10 @@ def _accuracy_table(result):
     return table(["model", "poison factor", "train acc", "test acc", "gap"], rows)
 
 
+# VolumeEstimator's default max_capped_fraction.
+_SATURATED = 0.05
+
+
 def _volume_table(result):
     cutoffs = result.flatness[0].cutoffs if result.flatness else []
     gaps = {m.name: m.generalization_gap for m in result.models}
@@ -64,11 +68,15 @@ def _volume_table(result):
     rows = []
     for f in result.flatness:
         cells = [f.name, _fmt(gaps.get(f.name)), _fmt(f.base_loss, ".3g")]
-        for volume, ci in zip(f.log10_volume, f.log10_volume_ci):
+        capped = f.capped_fraction or [None] * len(f.log10_volume)
+        for volume, ci, share in zip(f.log10_volume, f.log10_volume_ci, capped):
             if volume is None:
                 cells.append("no basin")
-            else:
-                cells.append(f"{volume:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]")
+                continue
+            cell = f"{volume:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]"
+            if share is not None and share > _SATURATED:
+                cell += f" **saturated: {share:.0%} of rays capped**"
+            cells.append(cell)
         cells.append(_fmt(f.top_eigenvalue, ".3g"))
         rows.append(cells)
     return table(headers, rows)

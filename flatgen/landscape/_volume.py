@@ -469,6 +469,30 @@ def _interval(log_weights, z):
     return np.log(mean) + top[..., 0], half, ess
 
 
+def _bounded_interval(log10_est, half, ess, m, alpha, tolerance, upper_bound):
+    """Delta-method interval where many rays carry the estimate, else sure bounds.
+
+    The mean of non-negative weights is unbiased, so by Markov's inequality
+    it exceeds ``t`` times the truth with probability at most ``1/t``: the
+    truth is above ``estimate - log10(2/alpha)`` with probability
+    ``1 - alpha/2`` whatever the tails. No finite number of rays bounds it
+    from above, except the ball of the search cap.
+    """
+    log10_est = np.asarray(log10_est, dtype=float)
+    trusted = (m >= 20) & (np.asarray(ess) >= 0.1 * m)
+    delta = np.stack(
+        [log10_est - half / _LN10 - tolerance, log10_est + half / _LN10], axis=-1
+    )
+    sure = np.stack(
+        [
+            log10_est - math.log10(2.0 / alpha) - tolerance,
+            np.maximum(np.full_like(log10_est, upper_bound), log10_est),
+        ],
+        axis=-1,
+    )
+    return np.where(trusted[..., None], delta, sure), ~trusted
+
+
 def _convergence_sizes(n_directions):
     sizes = np.unique(np.geomspace(min(10, n_directions), n_directions, 25).astype(int))
     return sizes[sizes >= 2] if n_directions >= 2 else np.array([n_directions])
@@ -486,8 +510,15 @@ class BasinVolume:
     log10_volume : float or ndarray of shape (n_cutoffs,)
         Estimated ``log10`` of the basin's volume.
     log10_volume_ci : ndarray of shape (2,) or (n_cutoffs, 2)
-        Confidence interval: the Monte-Carlo standard error (delta method,
-        over directions) widened below by the bisection tolerance.
+        Confidence interval. Where at least 10 % of 20 or more rays carry the
+        estimate (effective sample size): the Monte-Carlo standard error
+        (delta method on the log scale) widened below by the bisection
+        tolerance. Otherwise distribution-free bounds: below, Markov's
+        inequality for the unbiased, non-negative estimate (``log10(2 /
+        (1 - confidence_level))`` orders under it); above, the ball of the
+        search cap (inf without one).
+    conservative_ci : bool or ndarray of bool of shape (n_cutoffs,)
+        Whether the interval is the distribution-free one.
     radii : ndarray of shape (n_directions,) or (n_cutoffs, n_directions)
         Euclidean radius of the basin along each sampled ray, in the
         coordinates of the displacement.
@@ -533,6 +564,7 @@ class BasinVolume:
 
     log10_volume: object
     log10_volume_ci: np.ndarray
+    conservative_ci: object
     radii: np.ndarray
     capped: np.ndarray
     capped_fraction: object
@@ -812,6 +844,11 @@ def basin_log10_volume(
         preconditioner_rank=preconditioner.rank,
         n_evaluations=n_evaluations,
         n_hvp=n_hvp,
+        log10_volume_bound=(
+            log10_unit_ball_volume(n_dims) + n_dims * math.log10(max_radius)
+            if max_radius is not None
+            else math.inf
+        ),
     )
 
 
@@ -831,6 +868,7 @@ def volume_from_radii(
     preconditioner_rank=0,
     n_evaluations=0,
     n_hvp=0,
+    log10_volume_bound=math.inf,
 ):
     """Summarize radii along rays into a log-volume with interval and diagnostics.
 
@@ -869,6 +907,9 @@ def volume_from_radii(
         Recorded.
     n_evaluations, n_hvp : int, default=0
         Recorded.
+    log10_volume_bound : float, default=inf
+        A sure upper bound of ``log10 V`` (the ball of the search cap), the
+        upper end of the interval when the rays cannot give one.
 
     Returns
     -------
@@ -890,13 +931,21 @@ def volume_from_radii(
     log_mean, half, ess = _interval(log_weights, z)
     log10_volume = constant + log_mean / _LN10
     tolerance = float(-n * math.log1p(-rtol) / _LN10)
-    ci = np.stack([log10_volume - half / _LN10 - tolerance,
-                   log10_volume + half / _LN10], axis=-1)
+    alpha = 1.0 - confidence_level
+    ci, conservative = _bounded_interval(
+        log10_volume, half, ess, rho.shape[1], alpha, tolerance, log10_volume_bound
+    )
     sizes = _convergence_sizes(rho.shape[1])
     running = [_interval(log_weights[:, :m], z) for m in sizes]
     conv = np.stack([constant + r[0] / _LN10 for r in running], axis=-1)
-    conv_half = np.stack([r[1] / _LN10 for r in running], axis=-1)
-    conv_ci = np.stack([conv - conv_half - tolerance, conv + conv_half], axis=-1)
+    conv_ci = np.stack(
+        [
+            _bounded_interval(conv[:, j], r[1], r[2], m, alpha, tolerance,
+                              log10_volume_bound)[0]
+            for j, (m, r) in enumerate(zip(sizes, running))
+        ],
+        axis=1,
+    )
     capped_fraction = capped.mean(axis=1)
     messages = []
     for k, level in enumerate(cutoffs):
@@ -911,9 +960,10 @@ def volume_from_radii(
         if rho.shape[1] >= 20 and ess[k] < 0.1 * rho.shape[1]:
             messages.append(
                 f"cutoff {level:.4g}: the estimate rests on {ess[k]:.1f} of "
-                f"{rho.shape[1]} rays (effective sample size); its interval may be "
-                "too narrow. Use more directions or estimator='preconditioned' "
-                "with a larger rank."
+                f"{rho.shape[1]} rays (effective sample size), so it is set by a "
+                "few rays and the true volume is usually above it; the interval "
+                "falls back to distribution-free bounds. Use more directions or "
+                "estimator='preconditioned' with a larger rank."
             )
             warnings.warn(messages[-1], ConvergenceWarning, stacklevel=3)
 
@@ -926,6 +976,7 @@ def volume_from_radii(
     return BasinVolume(
         log10_volume=pick_float(log10_volume),
         log10_volume_ci=pick(ci),
+        conservative_ci=pick(conservative),
         radii=pick(radii),
         capped=pick(capped),
         capped_fraction=pick_float(capped_fraction),

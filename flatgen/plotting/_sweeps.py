@@ -471,6 +471,18 @@ class VolumeGapDisplay:
                     fontsize="x-small",
                 )
             ax.margins(x=0.08)  # room for the last label
+        if show_ci and self.log10_volume_ci is not None:
+            # A volume set by a few rays has only a sure upper bound (the ball
+            # of the search cap), thousands of orders up: clip the view to
+            # the estimates and lower ends, so such whiskers run off the top.
+            points = self.log10_volumes[np.isfinite(self.log10_volumes)]
+            lows = self.log10_volume_ci[..., 0]
+            lows = lows[np.isfinite(lows)]
+            if points.size:
+                bottom = min(points.min(), lows.min() if lows.size else np.inf)
+                top = points.max()
+                pad = 0.08 * max(top - bottom, 1.0)
+                ax.set_ylim(bottom - pad, top + pad)
         ax.set_xlabel("generalization gap (train − test accuracy)")
         ax.set_ylabel("log$_{10}$ basin volume")
         ax.grid(alpha=0.3)
