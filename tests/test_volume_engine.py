@@ -323,3 +323,33 @@ def test_interval_falls_back_to_sure_bounds_when_few_rays_count():
                               random_state=0)
     assert not good.conservative_ci
     assert good.log10_volume_ci[1] - good.log10_volume_ci[0] < 0.1
+
+
+def test_volume_estimator_seeded_and_independent_of_n_jobs(fitted):
+    clf, X, y = fitted
+    params = {"n_directions": 150, "cutoff": [1.05, 1.2], "cutoff_type": "relative",
+                  "max_capped_fraction": 1.0, "rank": 8, "n_probes": 8}
+    serial = VolumeEstimator(**params, random_state=4, n_jobs=1).fit(clf, X, y)
+    again = VolumeEstimator(**params, random_state=4, n_jobs=1).fit(clf, X, y)
+    parallel = VolumeEstimator(**params, random_state=4, n_jobs=2).fit(clf, X, y)
+    other = VolumeEstimator(**params, random_state=5, n_jobs=1).fit(clf, X, y)
+    for fitted_volume in (again, parallel):
+        assert_array_equal(fitted_volume.radii_, serial.radii_)
+        assert_array_equal(fitted_volume.log10_volume_, serial.log10_volume_)
+    assert not np.array_equal(other.radii_, serial.radii_)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_volume_estimator_on_cuda_matches_cpu_radii():
+    X, y = blobs(n_samples=90, n_classes=3)
+    clf = PoisonedMLPClassifier((16,), max_iter=300, random_state=0, device="cuda")
+    clf.fit(X, y)
+    # Uniform rays: the same on both devices (the preconditioner's choice
+    # could flip on float32 rounding of the curvature).
+    params = {"n_directions": 40, "cutoff": 1.2, "cutoff_type": "relative",
+                  "max_capped_fraction": 1.0, "estimator": "naive", "random_state": 0}
+    gpu = VolumeEstimator(**params).fit(clf, X, y)
+    clf.net_.module_.cpu()
+    cpu = VolumeEstimator(**params).fit(clf, X, y)
+    # Same rays; the losses differ only by float32 rounding across devices.
+    assert_allclose(gpu.radii_, cpu.radii_, rtol=1e-3)
