@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from .._torch_utils import resolve_device, seeded_torch, torch_threads
 from ..networks import ACTIVATIONS
 from ..poison import POISON_LOSSES, JitterSource, SamplerSource
+from ._fit_check import training_fit_report, warn_if_unfitted
 from ._training import PoisonTrainer, PoisonTrainingNet, ProgressBar
 
 _SOLVERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
@@ -211,6 +212,15 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
         self.net_ = net
         self.n_iter_ = trainer.steps_done // trainer.steps_per_epoch
         self.loss_curve_ = np.asarray(net.history[:, "train_loss"], dtype=float)
+        accuracy, spread, n_predicted = training_fit_report(
+            net.module_, X_t, y_t, n_classes
+        )
+        self.train_accuracy_ = accuracy
+        self.fitted_training_set_ = accuracy == 1.0
+        self.collapsed_ = warn_if_unfitted(
+            type(self).__name__, accuracy, spread, n_predicted, n_classes,
+            self.poison_factor,
+        )
 
     # -- prediction ----------------------------------------------------------
     def _logits(self, X):

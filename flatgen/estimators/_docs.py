@@ -89,7 +89,17 @@ classes_ : ndarray of shape (n_classes,)
     n_polish_iter_ : int
         Polish steps run after the main schedule.
     loss_curve_ : ndarray of shape (n_blocks,)
-        Mean objective over each block of steps."""
+        Mean objective over each block of steps.
+    train_accuracy_ : float
+        Training accuracy at the end of the fit.
+    fitted_training_set_ : bool
+        Whether every training point is classified right, as the method
+        assumes; a :class:`~sklearn.exceptions.ConvergenceWarning` says so
+        when not.
+    collapsed_ : bool
+        Whether the model is (near-)constant on its training set (class
+        probabilities varying by less than 0.01, or one predicted class);
+        warned about too."""
 
 
 def fill(docstring, **values):

@@ -41,12 +41,20 @@ def table(headers, rows):
     return "\n".join(lines)
 
 
+def _unfitted_flag(model, *, markdown):
+    """Return a visible mark for networks that do not fit their training set."""
+    if model.poison_factor is None or model.train_accuracy >= 1.0:
+        return ""
+    text = "does not fit its training set: flatness not comparable"
+    return f" **({text})**" if markdown else f"   <- {text}"
+
+
 def _accuracy_table(result):
     rows = [
         (
             m.name,
             "–" if m.poison_factor is None else f"{m.poison_factor:g}",
-            _pct(m.train_accuracy),
+            _pct(m.train_accuracy) + _unfitted_flag(m, markdown=True),
             _pct(m.test_accuracy),
             _fmt(m.generalization_gap),
         )
@@ -108,7 +116,7 @@ def _sections(result):
         [
             (
                 f"{m.poison_factor:g}",
-                _pct(m.train_accuracy),
+                _pct(m.train_accuracy) + _unfitted_flag(m, markdown=True),
                 _pct(m.test_accuracy),
                 _fmt(m.generalization_gap),
             )
@@ -253,7 +261,7 @@ def format_summary(result, out):
     for m in result.models:
         lines.append(
             f"{m.name:<18}{m.train_accuracy:>10.3f}{m.test_accuracy:>10.3f}"
-            f"{m.generalization_gap:>8.3f}"
+            f"{m.generalization_gap:>8.3f}{_unfitted_flag(m, markdown=False)}"
         )
     if result.flatness:
         cutoffs = result.flatness[0].cutoffs
