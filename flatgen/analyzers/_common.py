@@ -83,12 +83,8 @@ class FlatnessAnalyzer(BaseEstimator):
             )
         return absolute
 
-    def _measure(self, estimator, X, y, cutoffs):
-        """Radii for ``cutoffs`` along seeded directions; sets common attributes.
-
-        Also returns the network copy, prepared data and direction seed for
-        follow-up computations on the same directions.
-        """
+    def _prepare(self, estimator, X, y, cutoffs):
+        """Network copy and prepared data; sets the loss, accuracy and cutoffs."""
         module, X, y = network_and_data(estimator, X, y)
         loss0, accuracy0 = base_loss(module, X, y, self.n_threads)
         if not np.isfinite(loss0):
@@ -98,6 +94,16 @@ class FlatnessAnalyzer(BaseEstimator):
             )
         self.base_loss_, self.base_accuracy_ = loss0, accuracy0
         self.cutoffs_ = self._absolute_cutoffs(cutoffs, loss0)
+        return module, X, y
+
+    def _measure(self, estimator, X, y, cutoffs):
+        """Radii for ``cutoffs`` along seeded directions; sets common attributes.
+
+        Also returns the network copy, prepared data and direction seed for
+        follow-up computations on the same directions.
+        """
+        module, X, y = self._prepare(estimator, X, y, cutoffs)
+        loss0 = self.base_loss_
         self.n_dims_ = n_perturbed(module, self.include_bias)
         seed = int(
             check_random_state(self.random_state).randint(np.iinfo(np.int32).max)

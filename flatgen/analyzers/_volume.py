@@ -8,9 +8,7 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..landscape import NetworkBasinLoss, basin_log10_volume, volume_from_radii
-from ._access import network_and_data
 from ._common import FlatnessAnalyzer
-from ._radii import base_loss
 
 _QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -357,15 +355,8 @@ class VolumeEstimator(FlatnessAnalyzer):
         )
 
     def _fit_engine(self, estimator, X, y):
-        module, X, y = network_and_data(estimator, X, y)
-        loss0, accuracy0 = base_loss(module, X, y, self.n_threads)
-        if not np.isfinite(loss0):
-            raise ValueError(
-                f"The training loss of the estimator is not finite ({loss0}); "
-                "flatness cannot be measured."
-            )
-        self.base_loss_, self.base_accuracy_ = loss0, accuracy0
-        self.cutoffs_ = self._absolute_cutoffs(self.cutoff, loss0)
+        module, X, y = self._prepare(estimator, X, y, self.cutoff)
+        loss0 = self.base_loss_
         loss = NetworkBasinLoss(
             module, X, y, space=self.space, include_bias=self.include_bias
         )

@@ -962,8 +962,14 @@ def volume_from_radii(
                 f"cutoff {level:.4g}: the estimate rests on {ess[k]:.1f} of "
                 f"{rho.shape[1]} rays (effective sample size), so it is set by a "
                 "few rays and the true volume is usually above it; the interval "
-                "falls back to distribution-free bounds. Use more directions or "
-                "estimator='preconditioned' with a larger rank."
+                "falls back to distribution-free bounds. "
+                + (
+                    "Use estimator='preconditioned'."
+                    if estimator != "preconditioned"
+                    else "The basin is far from the measured quadratic model (usual "
+                    "for trained networks); more rays or a larger rank help only "
+                    "slowly."
+                )
             )
             warnings.warn(messages[-1], ConvergenceWarning, stacklevel=3)
 
