@@ -12,7 +12,9 @@ from flatgen.estimators._fit_check import training_fit_report
 
 def test_overlapping_classes_poisoned_collapse_is_flagged():
     X, y = make_moons(200, noise=0.3, random_state=0)
-    clf = PoisonedMLPClassifier(poison_factor=1.0, max_iter=1500, random_state=0)
+    clf = PoisonedMLPClassifier(
+        poison_factor=1.0, max_iter=800, max_polish_iter=0, random_state=0
+    )
     with pytest.warns(ConvergenceWarning, match="collapsed to a .near-.constant"):
         clf.fit(X, y)
     assert clf.collapsed_ and not clf.fitted_training_set_
@@ -23,7 +25,9 @@ def test_overlapping_classes_poisoned_collapse_is_flagged():
 
 def test_a_partial_fit_warns_with_its_accuracy():
     X, y = make_moons(200, noise=0.3, random_state=0)
-    clf = PoisonedMLPClassifier(poison_factor=0.0, max_iter=3000, random_state=0)
+    clf = PoisonedMLPClassifier(
+        (16,), poison_factor=0.0, max_iter=400, max_polish_iter=0, random_state=0
+    )
     with pytest.warns(ConvergenceWarning, match=r"fits \d+\.\d% of its training set"):
         clf.fit(X, y)
     assert not clf.collapsed_ and not clf.fitted_training_set_

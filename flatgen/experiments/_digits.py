@@ -24,6 +24,8 @@ FULL = {
     "n_directions": 100,
     # Rays drawn from a measured curvature model (see VolumeEstimator).
     "volume_estimator": "preconditioned",
+    "volume_rank": 40,
+    "volume_probes": 64,
     # Radii to 1e-4 relative: the log-volume is then exact to n * 1e-4 / ln 10
     # (under 1 of thousands of orders of magnitude), at half the bisections.
     "rtol": 1e-4,
@@ -43,6 +45,9 @@ QUICK = {
     "max_iter": 200,
     "max_polish_iter": 50,
     "n_directions": 8,
+    # Curvature model of the volume estimator on toy sizes.
+    "volume_rank": 8,
+    "volume_probes": 8,
     "curvature_iter": 20,
     "trace_samples": 2,
     "basin_cutoff": 2.0,

@@ -89,6 +89,8 @@ def run_image_sweep(
         "volume": {
             "n_directions": settings["n_directions"],
             "estimator": settings["volume_estimator"],
+            "rank": settings["volume_rank"],
+            "n_probes": settings["volume_probes"],
             "rtol": settings["rtol"],
             "random_state": seeds["directions"],
         },

@@ -18,6 +18,8 @@ FULL = {
     "n_directions": 100,
     # Rays drawn from a measured curvature model (see VolumeEstimator).
     "volume_estimator": "preconditioned",
+    "volume_rank": 40,
+    "volume_probes": 64,
     "rtol": 1e-4,
     "curvature_iter": 100,
     "trace_samples": 10,
@@ -35,6 +37,9 @@ QUICK = {
     "max_polish_iter": 20,
     "batch_size": None,
     "n_directions": 8,
+    # Curvature model of the volume estimator on toy sizes.
+    "volume_rank": 8,
+    "volume_probes": 8,
     "curvature_iter": 20,
     "trace_samples": 2,
     "basin_cutoff": 2.0,

@@ -51,6 +51,8 @@ FULL = {
     "n_directions": 1000,
     # Rays drawn from a measured curvature model (see VolumeEstimator).
     "volume_estimator": "preconditioned",
+    "volume_rank": 40,
+    "volume_probes": 64,
     "curvature_iter": 200,
     "trace_samples": 50,
     "basin_cutoff": 0.5,
@@ -78,6 +80,9 @@ QUICK = {
     "max_polish_iter": 20,
     "cutoffs": [0.5, 1.0, 2.0],
     "n_directions": 16,
+    # Curvature model of the volume estimator on toy sizes.
+    "volume_rank": 8,
+    "volume_probes": 8,
     "curvature_iter": 50,
     "trace_samples": 2,
     "basin_cutoff": 1.0,
@@ -209,6 +214,8 @@ def run_swissroll(
         "volume": {
             "n_directions": settings["n_directions"],
             "estimator": settings["volume_estimator"],
+            "rank": settings["volume_rank"],
+            "n_probes": settings["volume_probes"],
             "random_state": seeds["directions"],
         },
         "curvature": {
