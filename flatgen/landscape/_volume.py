@@ -20,7 +20,10 @@ so the average is no longer set by the single longest ray:
   on the whitened operator adds a low-rank correction. On a quadratic basin
   with an exact model every ray has the same ``rho`` and the estimate is
   exact; this is importance sampling of directions by the angular Gaussian
-  of ``M^{-1}`` (Scherlis & Belrose, 2025).
+  of ``M^{-1}`` (Scherlis & Belrose, 2025). The full model, its diagonal
+  alone and ``P = I`` are ranked by the Jensen gap each leaves (from a few
+  products) and the best is used, so it never does worse than uniform rays
+  on a quadratic basin.
 """
 
 import math
@@ -672,8 +675,9 @@ def basin_log10_volume(
     rank : int, default=40
         Lanczos steps in each of the preconditioner's two stages.
     n_probes : int, default=64
-        Probe vectors for the preconditioner's diagonal (and, for
-        ``'naive'``, for the curvature scale that starts each search).
+        Probe vectors for the preconditioner's diagonal (a quarter of them,
+        at least 8, to rank the candidate preconditioners; for ``'naive'``,
+        all of them for the curvature scale that starts each search).
     max_radius : float, default=None
         Largest Euclidean radius searched along a ray; rays still inside the
         basin there are capped (their radius is a lower bound). None caps
