@@ -8,10 +8,11 @@ import torch
 __all__ = ["filter_normalized_directions"]
 
 
-def _direction_seed(seed, index):
-    # One independent stream per (seed, index): direction k is the same
-    # whether it is drawn alone, in a chunk or in one big call.
-    state = np.random.SeedSequence(entropy=seed, spawn_key=(index,)).generate_state(
+def _direction_seed(seed, *key):
+    # One independent stream per (seed, key): direction k is the same
+    # whether it is drawn alone, in a chunk or in one big call; other keys
+    # (tuples of any length) name other streams of the same seed.
+    state = np.random.SeedSequence(entropy=seed, spawn_key=key).generate_state(
         2, dtype=np.uint32
     )
     return int(state[0]) << 31 | int(state[1]) >> 1

@@ -96,11 +96,7 @@ def log10_unit_ball_volume(n_dims):
 
 def _stream(seed, *key):
     """Return a seeded CPU generator for the named stream of ``seed``."""
-    state = np.random.SeedSequence(entropy=seed, spawn_key=key).generate_state(
-        2, dtype=np.uint32
-    )
-    value = int(state[0]) << 31 | int(state[1]) >> 1
-    return torch.Generator(device="cpu").manual_seed(value)
+    return torch.Generator(device="cpu").manual_seed(_direction_seed(seed, *key))
 
 
 class CurvaturePreconditioner:
@@ -328,7 +324,7 @@ def _jensen_gap(preconditioner, trace, n_dims):
     return math.log(trace / n_dims) - 2.0 * preconditioner.log_det / n_dims
 
 
-def _autograd_hvp(loss_fn, n_dims, dtype, device):
+def _autograd_hvp(loss_fn, dtype, device):
     """Hessian-vector products at 0 by double backprop through ``loss_fn``."""
 
     def hvp(vectors):
@@ -443,14 +439,6 @@ def _chunk_task(loss_fn, preconditioner, seed, start, stop, settings):
             losses_at, start_step, cap, settings["cutoffs"], settings["rtol"]
         )
     return rho, capped, rho * lengths, n_evaluations
-
-
-def _log_mean_exp(values, axis=-1):
-    top = np.max(values, axis=axis, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    mean = np.mean(np.exp(values - top), axis=axis, keepdims=True)
-    with np.errstate(divide="ignore"):
-        return np.squeeze(np.log(mean) + top, axis=axis)
 
 
 def _interval(log_weights, z):
@@ -776,7 +764,7 @@ def basin_log10_volume(
         delta = float(cutoffs.min() - loss0)
         floor = 2 * delta / max_radius**2 if max_radius is not None else 0.0
         if hvp is None:
-            hvp = _autograd_hvp(loss_fn, n_dims, dtype, device)
+            hvp = _autograd_hvp(loss_fn, dtype, device)
         if estimator == "preconditioned":
             candidates = [
                 CurvaturePreconditioner.from_curvature(
