@@ -150,6 +150,9 @@ class JitterSource:
         Training inputs on the training device.
     y : torch.LongTensor of shape (n_train,)
         Encoded training labels.
+    weight : torch.Tensor of shape (n_train,)
+        Sample weights: source points are drawn in proportion to them, and
+        the feature spread is their weighted standard deviation.
     n_classes : int
         Number of classes.
     points_per_step : int
@@ -160,11 +163,15 @@ class JitterSource:
         Seeded generator on the training device.
     """
 
-    def __init__(self, X, y, n_classes, points_per_step, bandwidth, generator):
+    def __init__(self, X, y, weight, n_classes, points_per_step, bandwidth, generator):
         self.X, self.y = X, y
         self.points_per_step = points_per_step
         self.generator = generator
-        self.sigma = bandwidth * X.std(dim=0, unbiased=False)
+        w = (weight / weight.sum()).reshape((-1,) + (1,) * (X.dim() - 1))
+        mean = (w * X).sum(dim=0)
+        self.sigma = bandwidth * ((w * (X - mean) ** 2).sum(dim=0)).sqrt()
+        # Equal weights draw source points uniformly; otherwise by inverse CDF.
+        self.cdf = None if bool((weight == weight[0]).all()) else weight.cumsum(0)
         # A fixed wrong label per source point, for the 'random' poison loss.
         offsets = torch.randint(
             1, max(n_classes, 2), (len(X),), generator=generator, device=X.device
@@ -190,9 +197,7 @@ class JitterSource:
         y_true, y_wrong : torch.LongTensor of shape (n_steps, points_per_step)
         """
         shape = (n_steps, self.points_per_step)
-        idx = torch.randint(
-            len(self.X), shape, generator=self.generator, device=self.X.device
-        )
+        idx = self._source_index(shape)
         noise = torch.randn(
             shape + self.X.shape[1:],
             generator=self.generator,
@@ -200,6 +205,20 @@ class JitterSource:
             dtype=self.X.dtype,
         )
         return self.X[idx] + noise * self.sigma, self.y[idx], self.y_wrong[idx]
+
+    def _source_index(self, shape):
+        if self.cdf is None:
+            return torch.randint(
+                len(self.X), shape, generator=self.generator, device=self.X.device
+            )
+        return _weighted_index(self.cdf, shape, self.generator)
+
+
+def _weighted_index(cdf, shape, generator):
+    """Draw indices in proportion to the weights whose cumulative sum is ``cdf``."""
+    u = torch.rand(shape, generator=generator, device=cdf.device, dtype=cdf.dtype)
+    idx = torch.searchsorted(cdf, u * cdf[-1], right=True)
+    return idx.clamp_(max=len(cdf) - 1)
 
 
 class SamplerSource:

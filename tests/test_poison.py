@@ -36,7 +36,9 @@ def test_random_loss_uses_the_wrong_labels():
 def test_jitter_keeps_source_labels_and_scales_with_the_data():
     X = torch.tensor([[0.0, 0.0], [10.0, 100.0]])
     y = torch.tensor([0, 1])
-    source = JitterSource(X, y, 3, 500, 0.2, torch.Generator().manual_seed(0))
+    source = JitterSource(
+        X, y, torch.ones(2), 3, 500, 0.2, torch.Generator().manual_seed(0)
+    )
     X_p, y_p, wrong = source.draw(4)
     assert X_p.shape == (4, 500, 2) and y_p.shape == (4, 500)
     # Each draw lies near its source point, with a per-feature spread of

@@ -5,16 +5,23 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
 
 from .._torch_utils import resolve_device, seeded_torch, torch_threads
 from ..networks import ACTIVATIONS
 from ..poison import POISON_LOSSES, JitterSource, SamplerSource
 from ._fit_check import training_fit_report, warn_if_unfitted
-from ._training import PoisonTrainer, PoisonTrainingNet, ProgressBar
+from ._training import (
+    PoisonTrainer,
+    PoisonTrainingNet,
+    ProgressBar,
+    ValidationStopping,
+)
+from ._weights import canonical_training_set
 
 _SOLVERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 _INFERENCE_CHUNK = 256
@@ -51,6 +58,11 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
         "max_polish_iter": [Interval(Integral, 0, None, closed="left")],
+        "warm_start": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
         "callbacks": [list, None],
         "device": [str, torch.device],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
@@ -79,11 +91,12 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
             settings["optimizer__momentum"] = self.momentum
         return solver, settings
 
-    def _poison_source(self, X, y, rng, generator, points_per_step, device):
+    def _poison_source(self, X, y, weight, rng, generator, points_per_step, device):
         if self.poison_source == "jitter":
             return JitterSource(
                 X,
                 y,
+                weight,
                 len(self.classes_),
                 points_per_step,
                 self.poison_bandwidth,
@@ -100,7 +113,7 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
         )
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train the network on ``X, y`` with the poison objective.
 
         The loss is ``CE(X, y) + poison_factor * P(poison set)`` where the
@@ -108,34 +121,90 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
         rewards wrong predictions on it. Every point passed here is a
         training point, fitted to its own label.
 
+        The fit sees the training data as a weighted set: identical rows are
+        merged (their weights summed), rows of weight 0 are dropped and rows
+        are taken in one canonical order. So a weight of ``k`` trains exactly
+        as ``k`` copies of the row, and the order of the rows does not change
+        the result.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             Training inputs (see the class docstring for image shapes).
         y : array-like of shape (n_samples,)
             Class labels: any values, at least two distinct.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample in the training loss (a
+            weighted mean of the cross-entropies); None weighs all equally.
+            The ``'jitter'`` poison source draws its source points in
+            proportion to these weights too. Classes whose samples all have
+            weight 0 are not learned (not in ``classes_``).
 
         Returns
         -------
         self : object
             The fitted classifier.
         """
-        X = self._prepare_X(X, reset=True)
+        warm = bool(self.warm_start) and hasattr(self, "net_")
+        X = self._prepare_X(X, reset=not warm)
         y = self._validate_y(y, n_samples=len(X))
-        self.classes_, y_encoded = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
+        sample_weight = _check_sample_weight(
+            sample_weight, X, dtype=np.float64, ensure_non_negative=True
+        )
+        positive = sample_weight > 0
+        classes, y_encoded = np.unique(y[positive], return_inverse=True)
+        if len(classes) < 2:
             raise ValueError(
-                "The classifier needs samples of at least 2 classes in y; got 1 "
-                f"class: {self.classes_[0]!r}."
+                "The classifier needs samples of at least 2 classes in y (with "
+                f"positive sample_weight); got 1 class: {classes[0]!r}."
             )
+        if warm and not np.array_equal(classes, self.classes_):
+            raise ValueError(
+                "warm_start can only continue a fit on the same classes: the "
+                f"previous fit saw {self.classes_!r}, this one {classes!r}."
+            )
+        self.classes_ = classes
+        X_rows, y_rows, w_rows = canonical_training_set(
+            X[positive], y_encoded, sample_weight[positive]
+        )
         device = resolve_device(self.device)
         rng = check_random_state(self.random_state)
-        init_seed, poison_seed, order_seed = rng.randint(np.iinfo(np.int32).max, size=3)
+        seeds = rng.randint(np.iinfo(np.int32).max, size=3)
+        validation = None
+        if self.early_stopping:
+            X_rows, y_rows, w_rows, validation = self._hold_out(
+                X_rows, y_rows, w_rows, rng
+            )
         with torch_threads(self.n_threads):
             self._fit_network(
-                X, y_encoded, device, init_seed, poison_seed, order_seed, rng
+                X_rows, y_rows, w_rows, validation, device, seeds, rng, warm
             )
         return self
+
+    def _hold_out(self, X, y, w, rng):
+        """Split the validation set off for early stopping (stratified)."""
+        counts = np.bincount(y)
+        stratify = y if counts.min() >= 2 else None
+        try:
+            train, valid = train_test_split(
+                np.arange(len(y)),
+                test_size=self.validation_fraction,
+                random_state=rng,
+                stratify=stratify,
+            )
+        except ValueError as exc:
+            raise ValueError(
+                f"early_stopping cannot hold out validation_fraction="
+                f"{self.validation_fraction} of {len(y)} distinct training "
+                f"rows: {exc}"
+            ) from exc
+        train, valid = np.sort(train), np.sort(valid)
+        if len(np.unique(y[train])) < len(counts):
+            raise ValueError(
+                "early_stopping held out every sample of a class; lower "
+                "validation_fraction or pass more samples."
+            )
+        return X[train], y[train], w[train], (X[valid], y[valid], w[valid])
 
     def _validate_y(self, y, n_samples):
         if y is None:
@@ -152,15 +221,18 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         return y
 
-    def _fit_network(
-        self, X, y_encoded, device, init_seed, poison_seed, order_seed, rng
-    ):
+    def _fit_network(self, X, y_encoded, weight, validation, device, seeds, rng, warm):
+        init_seed, poison_seed, order_seed = (int(s) for s in seeds)
         n_classes = len(self.classes_)
-        with seeded_torch(int(init_seed)):
-            module = self._build_module(n_classes)
+        if warm:
+            module = self.net_.module_
+        else:
+            with seeded_torch(init_seed):
+                module = self._build_module(n_classes)
         solver, optimizer_settings = self._optimizer_settings()
         X_t = torch.as_tensor(X, device=device)
         y_t = torch.as_tensor(y_encoded, dtype=torch.int64, device=device)
+        w_t = torch.as_tensor(weight, dtype=X_t.dtype, device=device)
 
         def generator(seed):
             return torch.Generator(device=device).manual_seed(int(seed))
@@ -168,6 +240,7 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
         trainer = PoisonTrainer(
             X_t,
             y_t,
+            w_t,
             n_epochs=self.max_iter,
             batch_size=self.batch_size,
             poison_factor=self.poison_factor,
@@ -181,8 +254,19 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
         if self.poison_factor > 0:
             points_per_step = self.poison_size or 2 * trainer.batch_size
             trainer.poison_source = self._poison_source(
-                X_t, y_t, rng, generator(poison_seed), points_per_step, device
+                X_t, y_t, w_t, rng, generator(poison_seed), points_per_step, device
             )
+        callbacks = [("progress_bar", ProgressBar(disable=not self.verbose))]
+        stopping = None
+        if validation is not None:
+            stopping = ValidationStopping(
+                torch.as_tensor(validation[0], device=device),
+                torch.as_tensor(validation[1], dtype=torch.int64, device=device),
+                torch.as_tensor(validation[2], dtype=torch.float64, device=device),
+                self.n_iter_no_change,
+                self.tol,
+            )
+            callbacks.append(("validation_stopping", stopping))
         net = PoisonTrainingNet(
             module=module,
             criterion=torch.nn.CrossEntropyLoss,
@@ -192,8 +276,7 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
             batch_size=trainer.batch_size,
             iterator_valid__batch_size=_INFERENCE_CHUNK,
             train_split=None,
-            callbacks=[("progress_bar", ProgressBar(disable=not self.verbose))]
-            + list(self.callbacks or []),
+            callbacks=callbacks + list(self.callbacks or []),
             classes=list(range(n_classes)),
             verbose=0,
             device=str(device),
@@ -205,20 +288,39 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
             net.partial_fit(X_t, y_t)
             if trainer.interrupted:
                 raise KeyboardInterrupt
-            self.n_polish_iter_ = trainer.polish(net.module_, self.max_polish_iter)
+            n_polish = trainer.polish(net.module_, self.max_polish_iter)
         finally:
             del net._trainer
         net.module_.eval()
+        previous_iter = self.n_iter_ if warm else 0
+        previous_curve = self.loss_curve_ if warm else np.empty(0)
         self.net_ = net
-        self.n_iter_ = trainer.steps_done // trainer.steps_per_epoch
-        self.loss_curve_ = np.asarray(net.history[:, "train_loss"], dtype=float)
+        self.n_polish_iter_ = n_polish
+        self.n_iter_ = previous_iter + trainer.steps_done // trainer.steps_per_epoch
+        self.loss_curve_ = np.concatenate(
+            [previous_curve, np.asarray(net.history[:, "train_loss"], dtype=float)]
+        )
+        if stopping is not None:
+            self.validation_scores_ = np.asarray(
+                net.history[:, "valid_acc"], dtype=float
+            )
+            self.best_validation_score_ = stopping.best_score_
+            self.stopped_early_ = stopping.stopped_early_
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+            self.stopped_early_ = False
         accuracy, spread, n_predicted = training_fit_report(
-            net.module_, X_t, y_t, n_classes
+            net.module_, X_t, y_t, n_classes, weight=w_t
         )
         self.train_accuracy_ = accuracy
         self.fitted_training_set_ = accuracy == 1.0
         self.collapsed_ = warn_if_unfitted(
-            type(self).__name__, accuracy, spread, n_predicted, n_classes,
+            type(self).__name__,
+            accuracy,
+            spread,
+            n_predicted,
+            n_classes,
             self.poison_factor,
         )
 

@@ -58,6 +58,25 @@ solver : {'sgd', 'adam'} or torch.optim.Optimizer subclass, default='sgd'
         every training point is classified correctly (usually 0-10 steps).
         The poison term stays on: a training-loss-only fine-tune would undo
         the poisoning. 0 disables.
+    warm_start : bool, default=False
+        When True and the classifier is fitted, ``fit`` continues from the
+        current weights (same classes and features) with a fresh optimizer
+        and a full new schedule of ``max_iter`` epochs; ``n_iter_`` and
+        ``loss_curve_`` keep counting. Otherwise ``fit`` starts afresh.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training rows (stratified)
+        and stop when their accuracy has not improved by more than ``tol``
+        for ``n_iter_no_change`` blocks of steps in a row, keeping the weights
+        of the best block. Held-out rows are not trained on. The accuracy on
+        unseen points is exactly what poisoning lowers, so early stopping
+        ends a poisoned fit before the poison acts: use it for clean training.
+    validation_fraction : float, default=0.1
+        Share of the training rows held out when ``early_stopping`` is on.
+    n_iter_no_change : int, default=10
+        Blocks of steps (about 200 per fit, see ``callbacks``) without an
+        improvement before early stopping ends the fit.
+    tol : float, default=1e-4
+        Smallest gain in held-out accuracy that counts as an improvement.
     callbacks : list of skorch callbacks, default=None
         Extra skorch callbacks; a skorch *epoch* is a block of optimizer
         steps here (about 200 blocks per fit), and ``train_loss`` is
@@ -85,13 +104,21 @@ classes_ : ndarray of shape (n_classes,)
         The trained skorch net; ``net_.module_`` is the torch network and
         ``net_.history`` has one row per block of steps.
     n_iter_ : int
-        Epochs run.
+        Epochs run (summed over ``warm_start`` fits).
     n_polish_iter_ : int
         Polish steps run after the main schedule.
     loss_curve_ : ndarray of shape (n_blocks,)
-        Mean objective over each block of steps.
+        Mean objective over each block of steps (continued over
+        ``warm_start`` fits).
+    validation_scores_ : ndarray of shape (n_blocks,) or None
+        Held-out accuracy after each block when ``early_stopping`` is on.
+    best_validation_score_ : float or None
+        The best of them, whose weights the fit keeps.
+    stopped_early_ : bool
+        Whether early stopping ended the fit before ``max_iter``.
     train_accuracy_ : float
-        Training accuracy at the end of the fit.
+        Training accuracy at the end of the fit (weighted by
+        ``sample_weight``; held-out rows excluded).
     fitted_training_set_ : bool
         Whether every training point is classified right, as the method
         assumes; a :class:`~sklearn.exceptions.ConvergenceWarning` says so

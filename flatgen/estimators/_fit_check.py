@@ -17,7 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 COLLAPSE_SPREAD = 0.01
 
 
-def training_fit_report(module, X, y_encoded, n_classes, chunk=256):
+def training_fit_report(module, X, y_encoded, n_classes, weight=None, chunk=256):
     """Training accuracy and output spread of a trained module.
 
     Parameters
@@ -30,6 +30,8 @@ def training_fit_report(module, X, y_encoded, n_classes, chunk=256):
         Encoded labels.
     n_classes : int
         Number of classes.
+    weight : torch.Tensor or None, default=None
+        Sample weights of the rows; None weighs them equally.
     chunk : int, default=256
         Samples per forward pass.
 
@@ -51,7 +53,12 @@ def training_fit_report(module, X, y_encoded, n_classes, chunk=256):
             ]
         )
     predicted = proba.argmax(dim=1)
-    accuracy = float((predicted == y_encoded).double().mean())
+    correct = (predicted == y_encoded).double()
+    if weight is None:
+        accuracy = float(correct.mean())
+    else:
+        weight = weight.double()
+        accuracy = float((correct * weight).sum() / weight.sum())
     spread = float((proba.max(dim=0).values - proba.min(dim=0).values).max())
     return accuracy, spread, int(len(torch.unique(predicted)))
 

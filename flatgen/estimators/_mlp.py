@@ -86,6 +86,11 @@ class PoisonedMLPClassifier(BasePoisonedClassifier):
         batch_size=None,
         max_grad_norm=8.0,
         max_polish_iter=1000,
+        warm_start=False,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
         callbacks=None,
         device="cpu",
         n_threads=1,
@@ -108,6 +113,11 @@ class PoisonedMLPClassifier(BasePoisonedClassifier):
         self.batch_size = batch_size
         self.max_grad_norm = max_grad_norm
         self.max_polish_iter = max_polish_iter
+        self.warm_start = warm_start
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
         self.callbacks = callbacks
         self.device = device
         self.n_threads = n_threads

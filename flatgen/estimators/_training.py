@@ -53,6 +53,73 @@ class ProgressBar(Callback):
         self.bar_.close()
 
 
+class ValidationStopping(Callback):
+    """Early stopping on held-out accuracy, checked after every block of steps.
+
+    Records ``valid_acc`` in the history; when it has not improved by more
+    than ``tol`` for ``n_iter_no_change`` blocks in a row, training stops
+    (skorch's way: a KeyboardInterrupt from a callback) and the weights of
+    the best block are restored.
+
+    Parameters
+    ----------
+    X : torch.Tensor
+        Held-out inputs on the training device.
+    y : torch.LongTensor
+        Their encoded labels.
+    weight : torch.Tensor
+        Their weights.
+    n_iter_no_change : int
+        Blocks without improvement before stopping.
+    tol : float
+        Smallest accuracy gain that counts as an improvement.
+    """
+
+    def __init__(self, X, y, weight, n_iter_no_change, tol):
+        self.X, self.y, self.weight = X, y, weight
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+
+    def on_train_begin(self, net, **kwargs):
+        self.best_score_ = -math.inf
+        self.best_state_ = None
+        self.misses_ = 0
+        self.stopped_early_ = False
+
+    @torch.no_grad()
+    def _score(self, module):
+        module.eval()
+        correct = torch.cat(
+            [
+                (module(self.X[i : i + 4096]).argmax(1) == self.y[i : i + 4096])
+                for i in range(0, len(self.y), 4096)
+            ]
+        )
+        module.train()
+        return float(
+            (correct.to(self.weight.dtype) * self.weight).sum() / self.weight.sum()
+        )
+
+    def on_epoch_end(self, net, **kwargs):
+        score = self._score(net.module_)
+        net.history.record("valid_acc", score)
+        if score > self.best_score_ + self.tol:
+            self.best_score_ = score
+            self.best_state_ = {
+                k: v.detach().clone() for k, v in net.module_.state_dict().items()
+            }
+            self.misses_ = 0
+            return
+        self.misses_ += 1
+        if self.misses_ >= self.n_iter_no_change:
+            self.stopped_early_ = True
+            raise KeyboardInterrupt
+
+    def on_train_end(self, net, **kwargs):
+        if self.best_state_ is not None:
+            net.module_.load_state_dict(self.best_state_)
+
+
 class PoisonTrainingNet(NeuralNetClassifier):
     """skorch classifier whose epochs are blocks of poisoned optimizer steps.
 
@@ -106,6 +173,9 @@ class PoisonTrainer:
         Training inputs.
     y : torch.LongTensor of shape (n_train,)
         Encoded training labels.
+    sample_weight : torch.Tensor of shape (n_train,)
+        Weight of each training row; a batch's training loss is the
+        weighted mean of its rows' cross-entropies.
     n_epochs : int
         Passes over the training set.
     batch_size : int or None
@@ -130,6 +200,7 @@ class PoisonTrainer:
         self,
         X,
         y,
+        sample_weight,
         *,
         n_epochs,
         batch_size,
@@ -142,6 +213,7 @@ class PoisonTrainer:
         n_classes,
     ):
         self.X, self.y = X, y
+        self.sample_weight = sample_weight
         self.n_train = len(X)
         self.batch_size = (
             self.n_train if batch_size is None else min(batch_size, len(X))
@@ -161,7 +233,8 @@ class PoisonTrainer:
         self.block_steps = epochs_per_block * self.steps_per_epoch
         self._order = None
         self.n_classes = n_classes
-        self._weights = {}
+        self._full_batch_weight = sample_weight / sample_weight.sum()
+        self._row_weight_cache = {}
 
     @property
     def n_blocks(self):
@@ -179,55 +252,62 @@ class PoisonTrainer:
 
     def _batch(self, step):
         if self.batch_size == self.n_train:
-            return self.X, self.y
+            return self.X, self.y, self._full_batch_weight
         position = step % self.steps_per_epoch
         if position == 0 or self._order is None:
             self._order = torch.randperm(
                 self.n_train, generator=self.generator, device=self.X.device
             )
         idx = self._order[position * self.batch_size : (position + 1) * self.batch_size]
-        return self.X[idx], self.y[idx]
+        weight = self.sample_weight[idx]
+        return self.X[idx], self.y[idx], weight / weight.sum()
 
-    def _loss(self, module, inputs, y, poison, train_weight):
+    def _loss(self, module, inputs, y, weight, poison, train_weight):
         """Objective of one step.
 
         ``inputs`` holds the training batch followed by the poison points, so
-        both go through the network in one forward pass.
+        both go through the network in one forward pass; ``weight`` holds the
+        batch rows' weights, summing to 1.
         """
         logits = module(inputs)
+        n = len(y)
         if poison is not None and self.n_classes == 2:
             # With two classes both poison losses are the cross-entropy on the
             # flipped label: one weighted cross-entropy over all rows does the
             # whole objective in a few ops (the step is overhead-bound).
-            targets = torch.cat([y, poison[1]])
-            weights = self._row_weights(len(y), len(poison[1]), train_weight)
+            y_p = poison[1]
+            targets = torch.cat([y, y_p])
+            weights = self._row_weights(weight, len(y_p), train_weight)
             per_row = torch.nn.functional.cross_entropy(
                 logits, targets, reduction="none"
             )
             return torch.dot(per_row, weights)
-        loss = torch.nn.functional.cross_entropy(logits[: len(y)], y)
+        per_row = torch.nn.functional.cross_entropy(logits[:n], y, reduction="none")
+        loss = torch.dot(per_row, weight)
         if train_weight != 1.0:
             loss = train_weight * loss
         if poison is not None:
             y_p, wrong_p = poison
             loss = loss + self.poison_factor * poison_loss(
-                logits[len(y) :], y_p, wrong_p, self.poison_kind
+                logits[n:], y_p, wrong_p, self.poison_kind
             )
         return loss
 
-    def _row_weights(self, n_train, n_poison, train_weight):
-        key = (n_train, n_poison, train_weight)
-        if key not in self._weights:
-            self._weights[key] = torch.cat(
-                [
-                    torch.full((n_train,), train_weight / n_train),
-                    torch.full((n_poison,), self.poison_factor / n_poison),
-                ]
-            ).to(self.X.device)
-        return self._weights[key]
+    def _row_weights(self, weight, n_poison, train_weight):
+        """Weights of the training rows and poison rows of one step."""
+        key = (n_poison, train_weight)
+        if weight is self._full_batch_weight and key in self._row_weight_cache:
+            return self._row_weight_cache[key]
+        poison = torch.full(
+            (n_poison,), self.poison_factor / n_poison, device=self.X.device
+        )
+        weights = torch.cat([train_weight * weight, poison])
+        if weight is self._full_batch_weight:
+            self._row_weight_cache[key] = weights
+        return weights
 
     def _step_batches(self, first_step, n_steps):
-        """Yield ``(inputs, y, poison)`` for each of the next ``n_steps`` steps.
+        """Yield ``(inputs, y, weight, poison)`` for each of the next ``n_steps`` steps.
 
         Poison points are drawn for many steps at once; in full-batch training
         the training inputs are stacked with each step's poison points once
@@ -236,20 +316,21 @@ class PoisonTrainer:
         step, end = first_step, first_step + n_steps
         while step < end:
             if self.poison_source is None:
-                X, y = self._batch(step)
-                yield X, y, None
+                X, y, weight = self._batch(step)
+                yield X, y, weight, None
                 step += 1
                 continue
             size = self.poison_source.block_size(end - step)
             X_p, y_p, wrong_p = self.poison_source.draw(size)
             if self.batch_size == self.n_train:
                 stacked = torch.cat([self.X.expand(size, *self.X.shape), X_p], dim=1)
+                weight = self._full_batch_weight
                 for i in range(size):
-                    yield stacked[i], self.y, (y_p[i], wrong_p[i])
+                    yield stacked[i], self.y, weight, (y_p[i], wrong_p[i])
             else:
                 for i in range(size):
-                    X, y = self._batch(step + i)
-                    yield torch.cat([X, X_p[i]]), y, (y_p[i], wrong_p[i])
+                    X, y, weight = self._batch(step + i)
+                    yield torch.cat([X, X_p[i]]), y, weight, (y_p[i], wrong_p[i])
             step += size
 
     def _update(self, module, optimizer, loss):
@@ -269,11 +350,11 @@ class PoisonTrainer:
         n_steps = min(self.block_steps, self.total_steps - self.steps_done)
         loss_sum = torch.zeros((), device=self.X.device)
         lr = self.initial_lr
-        for inputs, y, poison in self._step_batches(self.steps_done, n_steps):
+        for inputs, y, weight, poison in self._step_batches(self.steps_done, n_steps):
             lr = self._lr_at(self.steps_done)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = self._loss(module, inputs, y, poison, 1.0)
+            loss = self._loss(module, inputs, y, weight, poison, 1.0)
             self._update(module, optimizer, loss)
             loss_sum += loss.detach()
             self.steps_done += 1
@@ -313,11 +394,11 @@ class PoisonTrainer:
             module.parameters(), lr=_POLISH_LR_FRACTION * self.initial_lr
         )
         n_steps = 0
-        for inputs, y, poison in self._step_batches(self.steps_done, max_steps):
+        for inputs, y, weight, poison in self._step_batches(self.steps_done, max_steps):
             if self._all_correct(module):
                 break
             module.train()
-            loss = self._loss(module, inputs, y, poison, _POLISH_TRAIN_WEIGHT)
+            loss = self._loss(module, inputs, y, weight, poison, _POLISH_TRAIN_WEIGHT)
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(
                     f"Training diverged during the final polish: loss {float(loss)}."
