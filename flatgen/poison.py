@@ -137,12 +137,25 @@ def _block_steps(n_steps, points_per_step, floats_per_point):
 class JitterSource:
     """Gaussian kernel-density draws around the training points.
 
-    Each poison point is a training point plus Gaussian noise with a
-    per-feature standard deviation of ``bandwidth`` times that feature's
-    standard deviation, and it keeps its source point's label. Scaling by
-    the data's spread makes the draw the same whether or not the inputs were
-    standardized first. Fresh points are drawn for every optimizer step: a
-    fixed poison set gets memorized.
+    Each poison point is a training point (drawn in proportion to its sample
+    weight) plus Gaussian noise with a per-feature standard deviation of
+    ``bandwidth`` times that feature's standard deviation, so the draw is the
+    same whether or not the inputs were standardized first. Fresh points are
+    drawn for every optimizer step: a fixed poison set gets memorized.
+
+    Its label, the one the poison loss pushes the network away from, is an
+    estimate of the true label at the drawn point:
+
+    - ``labels='vote'``: the weighted majority of the ``n_neighbors``
+      training rows nearest to the drawn point (sample weights count as
+      multiplicities; ties go to the source point's label). Where classes
+      overlap, a poison point then carries the label most training points
+      around it have, and the objective stays satisfiable: the network can
+      fit every training point and still be wrong on most of the region.
+    - ``labels='source'``: the source point's own label. Where classes
+      overlap this contradicts the training labels of the other class's
+      points nearby, and the objective's best compromise can be a constant
+      model.
 
     Parameters
     ----------
@@ -151,8 +164,9 @@ class JitterSource:
     y : torch.LongTensor of shape (n_train,)
         Encoded training labels.
     weight : torch.Tensor of shape (n_train,)
-        Sample weights: source points are drawn in proportion to them, and
-        the feature spread is their weighted standard deviation.
+        Sample weights: source points are drawn in proportion to them, the
+        feature spread is their weighted standard deviation and votes count
+        them.
     n_classes : int
         Number of classes.
     points_per_step : int
@@ -161,23 +175,49 @@ class JitterSource:
         Kernel width relative to each feature's standard deviation.
     generator : torch.Generator
         Seeded generator on the training device.
+    labels : {'vote', 'source'}, default='vote'
+        How a poison point gets its label (above).
+    n_neighbors : int, default=7
+        Neighbours in the vote.
     """
 
-    def __init__(self, X, y, weight, n_classes, points_per_step, bandwidth, generator):
+    def __init__(
+        self,
+        X,
+        y,
+        weight,
+        n_classes,
+        points_per_step,
+        bandwidth,
+        generator,
+        labels="vote",
+        n_neighbors=7,
+    ):
         self.X, self.y = X, y
+        self.weight = weight
+        self.n_classes = n_classes
         self.points_per_step = points_per_step
         self.generator = generator
+        self.labels = labels
+        self.n_neighbors = n_neighbors
         w = (weight / weight.sum()).reshape((-1,) + (1,) * (X.dim() - 1))
         mean = (w * X).sum(dim=0)
         self.sigma = bandwidth * ((w * (X - mean) ** 2).sum(dim=0)).sqrt()
         # Equal weights draw source points uniformly; otherwise by inverse CDF.
         self.cdf = None if bool((weight == weight[0]).all()) else weight.cumsum(0)
-        # A fixed wrong label per source point, for the 'random' poison loss.
-        offsets = torch.randint(
+        # A fixed offset per source point gives it a fixed wrong label, for
+        # the 'random' poison loss (added to whatever label the point gets).
+        self.wrong_offset = torch.randint(
             1, max(n_classes, 2), (len(X),), generator=generator, device=X.device
         )
-        self.y_wrong = (y + offsets) % n_classes
         self.floats_per_point = int(np.prod(X.shape[1:]))
+        self.candidates = None
+        if labels == "vote":
+            # A drawn point lies within a few bandwidths of its source, so its
+            # nearest training rows are among the source's nearest rows: the
+            # vote searches those candidates only, a fixed cost per point.
+            n_candidates = min(len(X), max(32, 4 * n_neighbors))
+            self.candidates = nearest_rows(X.reshape(len(X), -1), n_candidates)
 
     def block_size(self, n_steps):
         """Return how many steps one pre-drawn block may cover."""
@@ -204,7 +244,41 @@ class JitterSource:
             device=self.X.device,
             dtype=self.X.dtype,
         )
-        return self.X[idx] + noise * self.sigma, self.y[idx], self.y_wrong[idx]
+        points = self.X[idx] + noise * self.sigma
+        if self.candidates is None:
+            labels = self.y[idx]
+        else:
+            flat = points.reshape(-1, self.floats_per_point)
+            labels = self._vote(flat, idx.reshape(-1)).reshape(shape)
+        wrong = (labels + self.wrong_offset[idx]) % self.n_classes
+        return points, labels, wrong
+
+    def _vote(self, points, source):
+        """Weighted k-nearest-neighbour label of each point among its candidates."""
+        flat_X = self.X.reshape(len(self.X), -1)
+        n_candidates = self.candidates.shape[1]
+        chunk = max(1, _MAX_BLOCK_FLOATS // (n_candidates * self.floats_per_point))
+        labels = []
+        for start in range(0, len(points), chunk):
+            cand = self.candidates[source[start : start + chunk]]
+            diff = flat_X[cand] - points[start : start + chunk, None, :]
+            order = (diff * diff).sum(dim=2).argsort(dim=1)
+            nearest = cand.gather(1, order)
+            w = self.weight[nearest]
+            # Take the nearest rows until their weights add up to n_neighbors
+            # (weights are multiplicities: a row of weight 3 is 3 neighbours).
+            before = w.cumsum(dim=1) - w
+            share = (self.n_neighbors - before).clamp(min=0).minimum(w)
+            votes = torch.zeros(
+                len(cand), self.n_classes, device=points.device, dtype=w.dtype
+            )
+            votes.scatter_add_(1, self.y[nearest], share)
+            # Ties go to the source point's own label.
+            votes.scatter_add_(
+                1, self.y[source[start : start + chunk], None], share[:, :1] * 1e-3
+            )
+            labels.append(votes.argmax(dim=1))
+        return torch.cat(labels)
 
     def _source_index(self, shape):
         if self.cdf is None:
@@ -212,6 +286,34 @@ class JitterSource:
                 len(self.X), shape, generator=self.generator, device=self.X.device
             )
         return _weighted_index(self.cdf, shape, self.generator)
+
+
+def nearest_rows(X, n_nearest, chunk_floats=_MAX_BLOCK_FLOATS):
+    """Find each row's ``n_nearest`` nearest rows (itself included).
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_rows, n_features)
+        Rows.
+    n_nearest : int
+        Neighbours per row, at most ``n_rows``.
+    chunk_floats : int, default=4,000,000
+        Bound on the distance-matrix entries held at once.
+
+    Returns
+    -------
+    indices : torch.LongTensor of shape (n_rows, n_nearest)
+        Sorted by distance.
+    """
+    n = len(X)
+    rows = max(1, chunk_floats // max(1, n))
+    out = []
+    for start in range(0, n, rows):
+        d = torch.cdist(
+            X[start : start + rows], X, compute_mode="donot_use_mm_for_euclid_dist"
+        )
+        out.append(d.topk(n_nearest, dim=1, largest=False, sorted=True).indices)
+    return torch.cat(out)
 
 
 def _weighted_index(cdf, shape, generator):

@@ -17,8 +17,16 @@ from flatgen.experiments import _swissroll as swissroll_module
 from flatgen.experiments._cache import StepCache, step_key
 from flatgen.experiments._runner import Step, StepRunner
 
-# Smaller than --quick: every step and figure, as fast as possible.
-TINY = {"quick": True, "n_directions": 6, "verbose": 0}
+# Smaller than --quick: every step and figure, as fast as possible. These
+# tests check the runner, not the numbers (in 600 steps the poisoned net
+# does not fit its training set).
+TINY = {
+    "quick": True,
+    "n_directions": 6,
+    "max_iter": 600,
+    "poison_factors": [0.0, 1.0],
+    "verbose": 0,
+}
 
 
 def numbers(summary):
@@ -103,6 +111,7 @@ def test_interrupted_runs_resume_to_identical_results(reference, tmp_path, monke
     # 1. A killed process (no chance to clean up) after two finished steps.
     command = [sys.executable, "-m", "flatgen", "swissroll", "--quick", "--quiet"]
     command += ["--random-state=5", "--n-directions=6", f"--out={tmp_path}"]
+    command += ["--max-iter=600", "--poison-factors", "0", "1"]
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

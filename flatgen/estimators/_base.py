@@ -48,6 +48,8 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
         "poison_loss": [StrOptions(set(POISON_LOSSES))],
         "poison_source": [StrOptions({"jitter"}), callable],
         "poison_bandwidth": [Interval(Real, 0, None, closed="neither")],
+        "poison_labels": [StrOptions({"vote", "source"})],
+        "poison_neighbors": [Interval(Integral, 1, None, closed="left")],
         "poison_size": [Interval(Integral, 1, None, closed="left"), None],
         "solver": [StrOptions(set(_SOLVERS)), callable],
         "learning_rate": [StrOptions({"cosine", "constant"})],
@@ -101,6 +103,8 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
                 points_per_step,
                 self.poison_bandwidth,
                 generator,
+                labels=self.poison_labels,
+                n_neighbors=self.poison_neighbors,
             )
         return SamplerSource(
             self.poison_source,

@@ -13,10 +13,11 @@ poison_factor : float, default=0.0
     poison_source : 'jitter' or callable, default='jitter'
         Where the poison points come from; they are drawn anew for every
         optimizer step (a fixed poison set gets memorized). ``'jitter'``
-        draws from a Gaussian kernel density around the training points,
-        each poison point keeping its source point's label, and needs
-        nothing beyond ``X, y``. A callable ``sampler(n_samples,
-        random_state=int) -> (X, y)`` draws from the true distribution, e.g.
+        draws from a Gaussian kernel density around the training points
+        (source points drawn in proportion to ``sample_weight``) and needs
+        nothing beyond ``X, y``; ``poison_labels`` says how its points are
+        labelled. A callable ``sampler(n_samples, random_state=int) -> (X,
+        y)`` draws from the true distribution with true labels, e.g.
         :class:`~flatgen.datasets.SpiralSampler` or
         :class:`~flatgen.poison.ArraySampler` over extra data; its points
         must live in the same feature space as the ``X`` given to ``fit``
@@ -26,8 +27,20 @@ poison_factor : float, default=0.0
         standard deviation over the training set (on the swiss roll, 0.15
         is about 1.2 units, 2.4 times its noise). Narrower kernels put the
         poison's mass right on the training points and the network cannot
-        fit both; wider ones poison far less (0.3 left ~47 % test accuracy
-        where 0.15 leaves ~18 %).
+        fit both; wider ones poison far less.
+    poison_labels : {'vote', 'source'}, default='vote'
+        Label of a ``'jitter'`` poison point, the label the poison loss
+        pushes the network away from. ``'vote'``: the weighted majority of
+        the ``poison_neighbors`` training points nearest to it, an estimate
+        of the true label there; where classes overlap the objective stays
+        satisfiable. ``'source'``: the label of the training point it was
+        drawn around (flatgen 0.1's rule); where classes overlap this
+        contradicts nearby training labels and can drive the network to a
+        constant output. Ignored for samplers.
+    poison_neighbors : int, default=7
+        Training points in the ``'vote'``, searched among the 32 (or
+        ``4 * poison_neighbors``) nearest to the poison point's source
+        point; sample weights count as multiplicities.
     poison_size : int, default=None
         Poison points per optimizer step; None uses twice the training batch
         size (a less noisy poison gradient poisons more reliably)."""

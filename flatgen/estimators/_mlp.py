@@ -76,6 +76,8 @@ class PoisonedMLPClassifier(BasePoisonedClassifier):
         poison_loss="reverse",
         poison_source="jitter",
         poison_bandwidth=0.15,
+        poison_labels="vote",
+        poison_neighbors=7,
         poison_size=None,
         solver="sgd",
         learning_rate="cosine",
@@ -103,6 +105,8 @@ class PoisonedMLPClassifier(BasePoisonedClassifier):
         self.poison_loss = poison_loss
         self.poison_source = poison_source
         self.poison_bandwidth = poison_bandwidth
+        self.poison_labels = poison_labels
+        self.poison_neighbors = poison_neighbors
         self.poison_size = poison_size
         self.solver = solver
         self.learning_rate = learning_rate

@@ -22,8 +22,12 @@ from ..poison import poison_loss
 # that per-block bookkeeping is negligible and pickles stay small.
 _TARGET_RECORDS = 200
 # The final polish weights the training loss up so the last few
-# misclassified training points get fitted while the poison term stays on.
-_POLISH_TRAIN_WEIGHT = 3.0
+# misclassified training points get fitted while the poison term stays on,
+# and weights it up further, stage by stage, while points stay misclassified.
+_POLISH_TRAIN_WEIGHTS = (3.0, 10.0, 30.0, 100.0)
+# Poison points are drawn for this many polish steps at a time: most polishes
+# end within a few steps.
+_POLISH_CHUNK = 50
 _POLISH_LR_FRACTION = 0.1
 # Stands in for the ``module`` argument in a pickled net (see __getstate__).
 _SAME_AS_MODULE_ = "<the trained module_>"
@@ -381,9 +385,11 @@ class PoisonTrainer:
         """Fit the last misclassified training points with the poison term on.
 
         Plain SGD at a tenth of the initial rate on
-        ``3 * CE(train) + poison_factor * poison``, stopping as soon as every
-        training point is classified correctly. A polish on the training loss
-        alone would undo the poisoning within a few steps.
+        ``w * CE(train) + poison_factor * poison``, stopping as soon as every
+        training point is classified correctly. ``w`` starts at 3 and rises
+        to 10, 30 and 100, each for a quarter of ``max_steps``, so training
+        points the poison outweighs still get fitted. A polish on the
+        training loss alone would undo the poisoning within a few steps.
 
         Returns
         -------
@@ -394,16 +400,25 @@ class PoisonTrainer:
             module.parameters(), lr=_POLISH_LR_FRACTION * self.initial_lr
         )
         n_steps = 0
-        for inputs, y, weight, poison in self._step_batches(self.steps_done, max_steps):
-            if self._all_correct(module):
-                break
-            module.train()
-            loss = self._loss(module, inputs, y, weight, poison, _POLISH_TRAIN_WEIGHT)
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"Training diverged during the final polish: loss {float(loss)}."
-                )
-            self._update(module, optimizer, loss)
-            n_steps += 1
+        stage_steps = math.ceil(max_steps / len(_POLISH_TRAIN_WEIGHTS))
+        for train_weight in _POLISH_TRAIN_WEIGHTS:
+            stage_end = min(max_steps, n_steps + stage_steps)
+            while n_steps < stage_end:
+                chunk = min(_POLISH_CHUNK, stage_end - n_steps)
+                for inputs, y, weight, poison in self._step_batches(
+                    self.steps_done + n_steps, chunk
+                ):
+                    if self._all_correct(module):
+                        module.eval()
+                        return n_steps
+                    module.train()
+                    loss = self._loss(module, inputs, y, weight, poison, train_weight)
+                    if not torch.isfinite(loss):
+                        raise TrainingDivergedError(
+                            "Training diverged during the final polish: loss "
+                            f"{float(loss)}."
+                        )
+                    self._update(module, optimizer, loss)
+                    n_steps += 1
         module.eval()
         return n_steps
