@@ -13,7 +13,11 @@ from flatgen.estimators._fit_check import training_fit_report
 def test_overlapping_classes_poisoned_collapse_is_flagged():
     X, y = make_moons(200, noise=0.3, random_state=0)
     clf = PoisonedMLPClassifier(
-        poison_factor=1.0, max_iter=800, max_polish_iter=0, random_state=0
+        poison_factor=1.0,
+        poison_labels="source",
+        max_iter=800,
+        max_polish_iter=0,
+        random_state=0,
     )
     with pytest.warns(ConvergenceWarning, match="collapsed to a .near-.constant"):
         clf.fit(X, y)

@@ -1,8 +1,15 @@
 import numpy as np
+import pytest
 import torch
 from numpy.testing import assert_allclose
 
-from flatgen.poison import ArraySampler, JitterSource, SamplerSource, poison_loss
+from flatgen.poison import (
+    ArraySampler,
+    JitterSource,
+    SamplerSource,
+    neighbor_vote,
+    poison_loss,
+)
 
 
 def test_reverse_loss_is_flipped_cross_entropy_for_two_classes():
@@ -68,3 +75,58 @@ def test_sampler_source_encodes_labels_and_reshapes():
     first = X_p[..., 0, 0, 0]
     assert_allclose(((first / 4) % 2).numpy(), y_p.numpy())
     assert bool((wrong == 1 - y_p).all())
+
+
+def test_neighbor_vote_relabels_a_point_inside_the_other_class():
+    # Class 0 on the left, class 1 on the right, and one class-1 point among
+    # the class-0 points: its neighbourhood votes 0.
+    X = torch.tensor([[0.0], [0.1], [0.2], [0.3], [0.15], [5.0], [5.1], [5.2]])
+    y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    labels = neighbor_vote(X, y, torch.ones(8), 2, 3)
+    assert labels.tolist() == [0, 0, 0, 0, 0, 1, 1, 1]
+
+
+def test_neighbor_vote_counts_weights_as_copies():
+    # A row of weight 3 votes like three copies of it: it outvotes the two
+    # class-1 rows around 1.0, which a single copy would only tie.
+    X = torch.tensor([[0.0], [1.0], [1.1], [2.05]])
+    y = torch.tensor([0, 1, 1, 0])
+    copies = neighbor_vote(
+        torch.tensor([[0.0], [1.0], [1.1], [2.05], [2.05], [2.05]]),
+        torch.tensor([0, 1, 1, 0, 0, 0]),
+        torch.ones(6),
+        2,
+        5,
+    )
+    weighted = neighbor_vote(X, y, torch.tensor([1.0, 1.0, 1.0, 3.0]), 2, 5)
+    assert weighted.tolist() == copies[:4].tolist()
+    assert weighted[1] == 0
+    assert neighbor_vote(X, y, torch.ones(4), 2, 5)[1] == 1
+
+
+def test_neighbor_vote_ties_keep_the_own_label():
+    X = torch.tensor([[0.0], [1.0]])
+    y = torch.tensor([0, 1])
+    assert neighbor_vote(X, y, torch.ones(2), 2, 2).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("labels", ["vote", "source"])
+def test_jitter_labels_come_from_the_chosen_rule(labels):
+    X = torch.tensor([[0.0], [0.1], [0.2], [0.15], [5.0], [5.1]])
+    y = torch.tensor([0, 0, 0, 1, 1, 1])
+    source = JitterSource(
+        X,
+        y,
+        torch.ones(6),
+        2,
+        2000,
+        1e-4,
+        torch.Generator().manual_seed(0),
+        labels=labels,
+        n_neighbors=3,
+    )
+    points, drawn, wrong = source.draw(1)
+    near_minority = (points[0, :, 0] - 0.15).abs() < 0.01
+    expected = 0 if labels == "vote" else 1
+    assert bool((drawn[0][near_minority] == expected).all())
+    assert bool((wrong != drawn).all())
