@@ -284,7 +284,7 @@ def neighbor_vote(X, y, weight, n_classes, n_neighbors):
     """
     # Rows of weight >= 1 fill the vote within n_neighbors rows; lighter rows
     # need more: take enough that the lightest rows could fill it.
-    lightest = float(weight.min())
+    lightest = float(weight[weight > 0].min())
     n_rows = n_neighbors if lightest >= 1 else math.ceil(n_neighbors / lightest)
     nearest = nearest_rows(X, min(len(X), n_rows))
     w = weight[nearest].double()

@@ -30,17 +30,18 @@ poison_factor : float, default=0.0
         fit both; wider ones poison far less.
     poison_labels : {'vote', 'source'}, default='vote'
         Label of a ``'jitter'`` poison point, the label the poison loss
-        pushes the network away from. ``'vote'``: the weighted majority of
-        the ``poison_neighbors`` training points nearest to it, an estimate
-        of the true label there; where classes overlap the objective stays
-        satisfiable. ``'source'``: the label of the training point it was
-        drawn around (flatgen 0.1's rule); where classes overlap this
-        contradicts nearby training labels and can drive the network to a
-        constant output. Ignored for samplers.
+        pushes the network away from. ``'vote'``: the weighted majority
+        label of the ``poison_neighbors`` training points nearest to the
+        point it was drawn around (itself included; computed once per fit),
+        an estimate of the true label there: where classes overlap the
+        poison says "not the majority class" and the objective stays
+        satisfiable. ``'source'``: the label of the point it was drawn around
+        (flatgen 0.1's rule); where classes overlap, poison labels then mix
+        like the training labels and the network can be driven to a constant
+        output. Ignored for samplers.
     poison_neighbors : int, default=7
-        Training points in the ``'vote'``, searched among the 32 (or
-        ``4 * poison_neighbors``) nearest to the poison point's source
-        point; sample weights count as multiplicities.
+        Training points in the ``'vote'``; sample weights count as
+        multiplicities.
     poison_size : int, default=None
         Poison points per optimizer step; None uses twice the training batch
         size (a less noisy poison gradient poisons more reliably)."""

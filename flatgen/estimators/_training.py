@@ -373,13 +373,13 @@ class PoisonTrainer:
         return {"train_loss": mean_loss, "n_steps": n_steps, "lr": lr}
 
     @torch.no_grad()
-    def _all_correct(self, module):
+    def _n_wrong(self, module):
         module.eval()
+        wrong = 0
         for start in range(0, self.n_train, 4096):
             logits = module(self.X[start : start + 4096])
-            if not bool((logits.argmax(1) == self.y[start : start + 4096]).all()):
-                return False
-        return True
+            wrong += int((logits.argmax(1) != self.y[start : start + 4096]).sum())
+        return wrong
 
     def polish(self, module, max_steps):
         """Fit the last misclassified training points with the poison term on.
@@ -401,16 +401,14 @@ class PoisonTrainer:
         )
         n_steps = 0
         stage_steps = math.ceil(max_steps / len(_POLISH_TRAIN_WEIGHTS))
+        n_wrong = self._n_wrong(module)
         for train_weight in _POLISH_TRAIN_WEIGHTS:
             stage_end = min(max_steps, n_steps + stage_steps)
-            while n_steps < stage_end:
+            while n_steps < stage_end and n_wrong > 0:
                 chunk = min(_POLISH_CHUNK, stage_end - n_steps)
                 for inputs, y, weight, poison in self._step_batches(
                     self.steps_done + n_steps, chunk
                 ):
-                    if self._all_correct(module):
-                        module.eval()
-                        return n_steps
                     module.train()
                     loss = self._loss(module, inputs, y, weight, poison, train_weight)
                     if not torch.isfinite(loss):
@@ -420,5 +418,10 @@ class PoisonTrainer:
                         )
                     self._update(module, optimizer, loss)
                     n_steps += 1
+                    n_wrong = self._n_wrong(module)
+                    if n_wrong == 0:
+                        break
+            if n_wrong == 0:
+                break
         module.eval()
         return n_steps
