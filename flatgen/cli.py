@@ -100,7 +100,7 @@ def _common(parser, name):
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="toy sizes: every step and file in seconds, for checks and CI",
+        help="toy sizes: every step and file in about a minute, for checks and CI",
     )
     parser.add_argument(
         "--poison-factors",
