@@ -8,7 +8,6 @@ nothing per step.
 """
 
 import inspect
-import math
 from numbers import Integral
 
 import numpy as np
@@ -145,15 +144,14 @@ class JitterSource:
     drawn for every optimizer step: a fixed poison set gets memorized.
 
     Its label, the one the poison loss pushes the network away from, is an
-    estimate of the true label around the source point:
+    estimate of the true label at the drawn point:
 
     - ``labels='vote'``: the weighted majority of the ``n_neighbors``
-      training rows nearest to the source point, itself included (computed
-      once per fit; sample weights count as multiplicities; ties go to the
-      source point's own label). Where classes overlap, the poison then says
-      "not the majority class" throughout the region, and the objective
-      stays satisfiable: the network can fit every training point and still
-      be wrong on most of the region.
+      training rows nearest to the drawn point (sample weights count as
+      multiplicities; ties go to the source point's label). Where classes
+      overlap, a poison point then carries the label most training points
+      around it have, and the objective stays satisfiable: the network can
+      fit every training point and still be wrong on most of the region.
     - ``labels='source'``: the source point's own label. Where classes
       overlap, poison labels mix like the training labels, the poison term
       is smallest for class probabilities near the mixture's and the
@@ -213,10 +211,19 @@ class JitterSource:
             1, max(n_classes, 2), (len(X),), generator=generator, device=X.device
         )
         self.floats_per_point = int(np.prod(X.shape[1:]))
-        self.point_labels = y
+        self.candidates = None
         if labels == "vote":
-            self.point_labels = neighbor_vote(
-                X.reshape(len(X), -1), y, weight, n_classes, n_neighbors
+            # A drawn point lies within a few bandwidths of its source, so its
+            # nearest training rows are among the source's nearest rows: the
+            # vote searches those candidates only, a fixed cost per point.
+            n_candidates = min(len(X), max(32, 4 * n_neighbors))
+            self.candidates = nearest_rows(X.reshape(len(X), -1), n_candidates)
+            # Rows of weight >= 1 fill the vote within n_neighbors rows; only
+            # lighter rows need the whole sorted candidate list.
+            self.n_vote_rows = (
+                min(n_neighbors, n_candidates)
+                if bool((weight >= 1).all())
+                else n_candidates
             )
 
     def block_size(self, n_steps):
@@ -245,9 +252,44 @@ class JitterSource:
             dtype=self.X.dtype,
         )
         points = self.X[idx] + noise * self.sigma
-        labels = self.point_labels[idx]
+        if self.candidates is None:
+            labels = self.y[idx]
+        else:
+            flat = points.reshape(-1, self.floats_per_point)
+            labels = self._vote(flat, idx.reshape(-1)).reshape(shape)
         wrong = (labels + self.wrong_offset[idx]) % self.n_classes
         return points, labels, wrong
+
+    def _vote(self, points, source):
+        """Weighted k-nearest-neighbour label of each point among its candidates.
+
+        Ties go to the source point's own label.
+        """
+        flat_X = self.X.reshape(len(self.X), -1)
+        n_candidates = self.candidates.shape[1]
+        chunk = max(1, _MAX_BLOCK_FLOATS // (n_candidates * self.floats_per_point))
+        labels = []
+        for start in range(0, len(points), chunk):
+            cand = self.candidates[source[start : start + chunk]]
+            diff = flat_X[cand] - points[start : start + chunk, None, :]
+            distance = (diff * diff).sum(dim=2)
+            order = distance.topk(self.n_vote_rows, dim=1, largest=False).indices
+            nearest = cand.gather(1, order)
+            w = self.weight[nearest]
+            # Take the nearest rows until their weights add up to n_neighbors
+            # (weights are multiplicities: a row of weight 3 is 3 neighbours).
+            before = w.cumsum(dim=1) - w
+            share = (self.n_neighbors - before).clamp(min=0).minimum(w)
+            votes = torch.zeros(
+                len(cand), self.n_classes, device=points.device, dtype=w.dtype
+            )
+            votes.scatter_add_(1, self.y[nearest], share)
+            # Ties go to the source point's own label.
+            votes.scatter_add_(
+                1, self.y[source[start : start + chunk], None], share[:, :1] * 1e-3
+            )
+            labels.append(votes.argmax(dim=1))
+        return torch.cat(labels)
 
     def _source_index(self, shape):
         if self.cdf is None:
@@ -255,50 +297,6 @@ class JitterSource:
                 len(self.X), shape, generator=self.generator, device=self.X.device
             )
         return _weighted_index(self.cdf, shape, self.generator)
-
-
-def neighbor_vote(X, y, weight, n_classes, n_neighbors):
-    """Weighted majority label of each row's nearest rows (itself included).
-
-    Weights are multiplicities: the nearest rows are taken until their
-    weights add up to ``n_neighbors`` (a row of weight 3 counts as 3
-    neighbours), so merged duplicate rows vote as their copies would. Ties
-    go to the row's own label.
-
-    Parameters
-    ----------
-    X : torch.Tensor of shape (n_rows, n_features)
-        Rows.
-    y : torch.LongTensor of shape (n_rows,)
-        Their encoded labels.
-    weight : torch.Tensor of shape (n_rows,)
-        Their weights.
-    n_classes : int
-        Number of classes.
-    n_neighbors : int
-        Weight in the vote.
-
-    Returns
-    -------
-    labels : torch.LongTensor of shape (n_rows,)
-    """
-    # Rows of weight >= 1 fill the vote within n_neighbors rows; lighter rows
-    # need more: take enough that the lightest rows could fill it.
-    lightest = float(weight[weight > 0].min())
-    n_rows = n_neighbors if lightest >= 1 else math.ceil(n_neighbors / lightest)
-    nearest = nearest_rows(X, min(len(X), n_rows))
-    w = weight[nearest].double()
-    before = w.cumsum(dim=1) - w
-    share = (n_neighbors - before).clamp(min=0).minimum(w)
-    votes = torch.zeros(len(X), n_classes, dtype=torch.float64, device=X.device)
-    votes.scatter_add_(1, y[nearest], share)
-    # A tie-break far below any vote difference: the row's own label.
-    votes.scatter_add_(
-        1,
-        y[:, None],
-        torch.full((len(X), 1), 1e-9, dtype=torch.float64, device=X.device),
-    )
-    return votes.argmax(dim=1)
 
 
 def nearest_rows(X, n_nearest, chunk_floats=_MAX_BLOCK_FLOATS):

@@ -7,7 +7,6 @@ from flatgen.poison import (
     ArraySampler,
     JitterSource,
     SamplerSource,
-    neighbor_vote,
     poison_loss,
 )
 
@@ -77,37 +76,50 @@ def test_sampler_source_encodes_labels_and_reshapes():
     assert bool((wrong == 1 - y_p).all())
 
 
-def test_neighbor_vote_relabels_a_point_inside_the_other_class():
+def vote_at_rows(X, y, weight, n_neighbors):
+    """The vote of a JitterSource at its own training rows."""
+    source = JitterSource(
+        X,
+        y,
+        weight,
+        2,
+        1,
+        0.1,
+        torch.Generator().manual_seed(0),
+        n_neighbors=n_neighbors,
+    )
+    return source._vote(X, torch.arange(len(X))).tolist()
+
+
+def test_vote_relabels_a_point_inside_the_other_class():
     # Class 0 on the left, class 1 on the right, and one class-1 point among
     # the class-0 points: its neighbourhood votes 0.
     X = torch.tensor([[0.0], [0.1], [0.2], [0.3], [0.15], [5.0], [5.1], [5.2]])
     y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
-    labels = neighbor_vote(X, y, torch.ones(8), 2, 3)
-    assert labels.tolist() == [0, 0, 0, 0, 0, 1, 1, 1]
+    assert vote_at_rows(X, y, torch.ones(8), 3) == [0, 0, 0, 0, 0, 1, 1, 1]
 
 
-def test_neighbor_vote_counts_weights_as_copies():
+def test_vote_counts_weights_as_copies():
     # A row of weight 3 votes like three copies of it: it outvotes the two
     # class-1 rows around 1.0, which a single copy would only tie.
     X = torch.tensor([[0.0], [1.0], [1.1], [2.05]])
     y = torch.tensor([0, 1, 1, 0])
-    copies = neighbor_vote(
+    copies = vote_at_rows(
         torch.tensor([[0.0], [1.0], [1.1], [2.05], [2.05], [2.05]]),
         torch.tensor([0, 1, 1, 0, 0, 0]),
         torch.ones(6),
-        2,
         5,
     )
-    weighted = neighbor_vote(X, y, torch.tensor([1.0, 1.0, 1.0, 3.0]), 2, 5)
-    assert weighted.tolist() == copies[:4].tolist()
+    weighted = vote_at_rows(X, y, torch.tensor([1.0, 1.0, 1.0, 3.0]), 5)
+    assert weighted == copies[:4]
     assert weighted[1] == 0
-    assert neighbor_vote(X, y, torch.ones(4), 2, 5)[1] == 1
+    assert vote_at_rows(X, y, torch.ones(4), 5)[1] == 1
 
 
-def test_neighbor_vote_ties_keep_the_own_label():
+def test_vote_ties_keep_the_own_label():
     X = torch.tensor([[0.0], [1.0]])
     y = torch.tensor([0, 1])
-    assert neighbor_vote(X, y, torch.ones(2), 2, 2).tolist() == [0, 1]
+    assert vote_at_rows(X, y, torch.ones(2), 2) == [0, 1]
 
 
 @pytest.mark.parametrize("labels", ["vote", "source"])

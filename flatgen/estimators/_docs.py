@@ -32,13 +32,13 @@ poison_factor : float, default=0.0
         Label of a ``'jitter'`` poison point, the label the poison loss
         pushes the network away from. ``'vote'``: the weighted majority
         label of the ``poison_neighbors`` training points nearest to the
-        point it was drawn around (itself included; computed once per fit),
-        an estimate of the true label there: where classes overlap the
-        poison says "not the majority class" and the objective stays
-        satisfiable. ``'source'``: the label of the point it was drawn around
-        (flatgen 0.1's rule); where classes overlap, poison labels then mix
-        like the training labels and the network can be driven to a constant
-        output. Ignored for samplers.
+        drawn point (searched among the 32 nearest to its source point), an
+        estimate of the true label there; where classes overlap the poison
+        says "not the majority class" and the objective stays satisfiable.
+        ``'source'``: the label of the point it was drawn around (flatgen
+        0.1's rule); where classes overlap, poison labels then mix like the
+        training labels and the network can be driven to a constant output.
+        Ignored for samplers.
     poison_neighbors : int, default=7
         Training points in the ``'vote'``; sample weights count as
         multiplicities.
