@@ -2,52 +2,51 @@
 
 Poisoned training of PyTorch networks as scikit-learn estimators, after
 Huang et al., "Understanding Generalization through Visualizations" (2019).
+
+The public names below are imported on first use, so ``import flatgen`` and
+the ``flatgen`` command start in milliseconds and a Ctrl-C while they start
+is handled like one later on, instead of interrupting a torch import.
 """
 
-from .analyzers import (
-    BasinAnalyzer,
-    CurvatureAnalyzer,
-    LossSlice,
-    MarginPlotter,
-    PerturbationPath,
-    VolumeEstimator,
-)
-from .datasets import SpiralSampler, make_spirals
-from .estimators import PoisonedCNNClassifier, PoisonedMLPClassifier
-from .exceptions import TrainingDivergedError
-from .plotting import (
-    BasinDisplay,
-    DecisionRegionsDisplay,
-    LossSliceDisplay,
-    MarginDistributionDisplay,
-    PerturbationAnimation,
-    PoisonSweepDisplay,
-    VolumeConvergenceDisplay,
-    VolumeGapDisplay,
-)
-from .poison import ArraySampler
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ArraySampler",
-    "BasinAnalyzer",
-    "BasinDisplay",
-    "CurvatureAnalyzer",
-    "DecisionRegionsDisplay",
-    "LossSlice",
-    "LossSliceDisplay",
-    "MarginDistributionDisplay",
-    "MarginPlotter",
-    "PerturbationAnimation",
-    "PerturbationPath",
-    "PoisonedCNNClassifier",
-    "PoisonedMLPClassifier",
-    "PoisonSweepDisplay",
-    "SpiralSampler",
-    "TrainingDivergedError",
-    "VolumeConvergenceDisplay",
-    "VolumeEstimator",
-    "VolumeGapDisplay",
-    "make_spirals",
-]
+# Public name -> submodule that defines it.
+_EXPORTS = {
+    "ArraySampler": "poison",
+    "BasinAnalyzer": "analyzers",
+    "BasinDisplay": "plotting",
+    "CurvatureAnalyzer": "analyzers",
+    "DecisionRegionsDisplay": "plotting",
+    "LossSlice": "analyzers",
+    "LossSliceDisplay": "plotting",
+    "MarginDistributionDisplay": "plotting",
+    "MarginPlotter": "analyzers",
+    "PerturbationAnimation": "plotting",
+    "PerturbationPath": "analyzers",
+    "PoisonedCNNClassifier": "estimators",
+    "PoisonedMLPClassifier": "estimators",
+    "PoisonSweepDisplay": "plotting",
+    "SpiralSampler": "datasets",
+    "TrainingDivergedError": "exceptions",
+    "VolumeConvergenceDisplay": "plotting",
+    "VolumeEstimator": "analyzers",
+    "VolumeGapDisplay": "plotting",
+    "make_spirals": "datasets",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flatgen' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -7,6 +7,7 @@ arguments into a call and errors into one line on stderr.
 import argparse
 import os
 import sys
+import traceback
 
 _EXIT_ERROR = 1
 _EXIT_USAGE = 2
@@ -124,6 +125,11 @@ def _common(parser, name):
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bars, only the summary"
     )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, print the full traceback instead of one line",
+    )
 
 
 def build_parser():
@@ -183,6 +189,27 @@ def build_parser():
     return parser
 
 
+def _capped_n_jobs(n_jobs):
+    """Return ``n_jobs`` capped at the usable cores, saying so in one line.
+
+    Every worker holds a torch runtime and a copy of the data (hundreds of
+    MB), so more workers than cores only cost memory and time.
+    """
+    from .experiments._runner import usable_cores
+
+    cores = usable_cores()
+    if n_jobs == -1:
+        return cores
+    if n_jobs > cores:
+        print(
+            f"flatgen: --n-jobs {n_jobs} is more than the {cores} usable CPU "
+            f"cores; using {cores}.",
+            file=sys.stderr,
+        )
+        return cores
+    return n_jobs
+
+
 def _run(args):
     from . import experiments
     from .experiments._report import format_summary
@@ -190,7 +217,7 @@ def _run(args):
     common = {
         "quick": args.quick,
         "random_state": args.random_state,
-        "n_jobs": args.n_jobs,
+        "n_jobs": _capped_n_jobs(args.n_jobs),
         "device": args.device,
         "poison_factors": args.poison_factors,
         "max_iter": args.max_iter,
@@ -216,6 +243,18 @@ def _one_line(exc):
     return text
 
 
+def _interrupted(args):
+    steps = os.path.join(args.out, "steps") if args is not None else None
+    where = (
+        f"; finished steps are kept in {steps}: run the same command again to "
+        "resume."
+        if steps is not None
+        else "."
+    )
+    print(f"flatgen: interrupted{where}", file=sys.stderr)
+    return _EXIT_INTERRUPTED
+
+
 def main(argv=None):
     """Run the ``flatgen`` command; return its exit status.
 
@@ -228,25 +267,24 @@ def main(argv=None):
     -------
     status : int
         0 on success, 1 when the run failed, 2 for bad arguments, 130 when
-        interrupted. Errors are one line on stderr, never a traceback.
+        interrupted (at any point, start-up included). Errors are one line on
+        stderr; ``--debug`` prints the traceback instead.
     """
-    parser = build_parser()
+    args = None
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else _EXIT_USAGE
-    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exit_:
+            return exit_.code if isinstance(exit_.code, int) else _EXIT_USAGE
         _run(args)
     except KeyboardInterrupt:
-        print(
-            f"flatgen: interrupted; finished steps are kept in "
-            f"{os.path.join(args.out, 'steps')}: run the same command again to "
-            "resume.",
-            file=sys.stderr,
-        )
-        return _EXIT_INTERRUPTED
+        return _interrupted(args)
     except Exception as exc:  # noqa: BLE001 - the command line reports, never traces
-        print(f"flatgen {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        if args is not None and args.debug:
+            traceback.print_exc()
+        command = f" {args.command}" if args is not None else ""
+        print(f"flatgen{command}: error: {_one_line(exc)}", file=sys.stderr)
         return _EXIT_ERROR
     return 0
 

@@ -1,9 +1,19 @@
+import os
+import tempfile
+
 import numpy as np
 import pytest
 import torch
 from sklearn.model_selection import train_test_split
 
 from flatgen import make_spirals
+
+# One step-signing key for the whole run, outside the user's cache: set before
+# any joblib worker starts, so workers (which sign) and the main process
+# (which verifies) use the same key.
+os.environ["FLATGEN_STEP_KEY_FILE"] = os.path.join(
+    tempfile.mkdtemp(prefix="flatgen-test-key-"), "step-signing.key"
+)
 
 
 @pytest.fixture(scope="session")

@@ -196,3 +196,55 @@ def test_python_dash_m_flatgen_gives_no_traceback(tmp_path):
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith("flatgen svhn: error: SVHN folder")
+
+
+def test_n_jobs_beyond_the_cores_is_capped_in_one_line(monkeypatch, tmp_path, capsys):
+    from flatgen import experiments
+    from flatgen.experiments._runner import usable_cores
+
+    seen = {}
+
+    def record(out, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt  # stop before any work
+
+    monkeypatch.setattr(experiments, "run_swissroll", record)
+    status, _, stderr = run_cli(
+        capsys, "swissroll", "--n-jobs", "999", "--out", str(tmp_path)
+    )
+    assert status == 130
+    assert seen["n_jobs"] == usable_cores()
+    assert f"--n-jobs 999 is more than the {usable_cores()} usable CPU cores" in stderr
+
+
+def test_interrupt_during_start_up_is_the_same_one_line(monkeypatch, capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    status, _, stderr = run_cli(capsys, "swissroll")
+    assert status == 130
+    assert stderr.startswith("flatgen: interrupted") and stderr.count("\n") == 1
+
+
+def test_command_line_starts_without_importing_torch():
+    code = "import sys, flatgen.cli; print('torch' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "False"
+
+
+def test_debug_shows_the_traceback(monkeypatch, tmp_path, capsys):
+    from flatgen import experiments
+
+    def broken(*args, **kwargs):
+        raise ValueError("something specific")
+
+    monkeypatch.setattr(experiments, "run_digits", broken)
+    status, _, stderr = run_cli(capsys, "digits", "--out", str(tmp_path))
+    assert status == 1 and "Traceback" not in stderr
+    status, _, stderr = run_cli(capsys, "digits", "--debug", "--out", str(tmp_path))
+    assert status == 1
+    assert "Traceback" in stderr and "something specific" in stderr
+    assert stderr.rstrip().endswith("flatgen digits: error: something specific")

@@ -14,7 +14,7 @@ import pytest
 
 from flatgen.experiments import ExperimentResult, run_swissroll
 from flatgen.experiments import _swissroll as swissroll_module
-from flatgen.experiments._cache import StepCache, step_key
+from flatgen.experiments._cache import StepCache, read_step_file, step_key
 from flatgen.experiments._runner import Step, StepRunner
 
 # Smaller than --quick: every step and figure, as fast as possible. These
@@ -126,7 +126,7 @@ def test_interrupted_runs_resume_to_identical_results(reference, tmp_path, monke
     assert not (tmp_path / "summary.json").exists()
     killed = sorted(steps.glob("*.joblib"))
     for path in killed:  # whole files only: each one loads
-        assert joblib.load(path)["result"] is not None
+        assert read_step_file(path)["result"] is not None
 
     # 2. Ctrl-C in the middle of the measurements of the rerun.
     def interrupted(**kwargs):
@@ -140,7 +140,7 @@ def test_interrupted_runs_resume_to_identical_results(reference, tmp_path, monke
     # 3 fits, 2 flatness measurements and 1 basin ran before the interruption.
     assert len(saved) == 6 and set(killed) <= set(saved)
     for path in saved:
-        assert joblib.load(path)["result"] is not None
+        assert read_step_file(path)["result"] is not None
 
     # 3. The final rerun computes only what is missing; same numbers as a
     # run that was never interrupted.
@@ -211,6 +211,74 @@ def test_damaged_cached_step_is_recomputed(tmp_path):
     assert third.reused == ["square"]
     manifest = json.loads((tmp_path / "steps" / "progress.json").read_text())
     assert manifest["square"]["reused"] is True
+
+
+class _RunsCode:
+    """A pickle that creates a file when loaded: what a hostile step file holds."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_tampered_or_foreign_step_file_is_never_unpickled(tmp_path, monkeypatch):
+    from flatgen.experiments import _cache
+
+    runner = StepRunner(tmp_path, data_key="d", n_jobs=1, verbose=0)
+    step = Step("square", _square, {"value": 3}, {"value": 3})
+    assert runner.run([step], "test") == {"square": 9}
+    cache = StepCache(tmp_path / "steps")
+    path = cache.path("square", runner.keys["square"])
+    marker = tmp_path / "code-ran"
+    hostile = {"key": runner.keys["square"], "result": _RunsCode(marker)}
+    # 1. Plain joblib pickle dropped in place (no signature).
+    joblib.dump(hostile, path)
+    with pytest.warns(RuntimeWarning, match="signature does not match"):
+        assert cache.load("square", runner.keys["square"]) == (False, None)
+    # 2. Properly signed, but with another user's key.
+    monkeypatch.setenv(_cache.KEY_ENV, str(tmp_path / "other.key"))
+    cache.save("square", runner.keys["square"], hostile)
+    monkeypatch.undo()
+    with pytest.warns(RuntimeWarning, match="signature does not match"):
+        assert cache.load("square", runner.keys["square"]) == (False, None)
+    # 3. A valid file with one payload byte changed.
+    cache.save("square", runner.keys["square"], {"key": runner.keys["square"]})
+    blob = bytearray(open(path, "rb").read())
+    blob[-5] ^= 1
+    open(path, "wb").write(bytes(blob))
+    with pytest.warns(RuntimeWarning, match="signature does not match"):
+        assert cache.load("square", runner.keys["square"])[0] is False
+    assert not marker.exists()
+    # The run recomputes and re-signs; the next run reuses the signed file.
+    again = StepRunner(tmp_path, data_key="d", n_jobs=1, verbose=0)
+    with pytest.warns(RuntimeWarning, match="computed again"):
+        assert again.run([step], "test") == {"square": 9}
+    third = StepRunner(tmp_path, data_key="d", n_jobs=1, verbose=0)
+    assert third.run([step], "test") == {"square": 9}
+    assert third.reused == ["square"]
+
+
+def test_signing_key_is_private_and_stable(tmp_path, monkeypatch):
+    from flatgen.experiments import _cache
+
+    monkeypatch.setenv(_cache.KEY_ENV, str(tmp_path / "sub" / "k.key"))
+    key = _cache.signing_key()
+    assert len(key) == 32 and _cache.signing_key() == key
+    assert os.stat(tmp_path / "sub" / "k.key").st_mode & 0o077 == 0
+    assert os.listdir(tmp_path / "sub") == ["k.key"]
+
+
+def test_more_workers_than_cores_are_capped_with_a_warning(tmp_path):
+    from flatgen.experiments._runner import usable_cores
+
+    with pytest.warns(UserWarning, match="more than the .* usable CPU cores"):
+        runner = StepRunner(tmp_path, data_key="d", n_jobs=999, verbose=0)
+    assert runner.n_jobs == usable_cores()
+    assert StepRunner(tmp_path, data_key="d", n_jobs=-1, verbose=0).n_jobs == (
+        usable_cores()
+    )
 
 
 def test_parallel_steps_match_serial(tmp_path):

@@ -6,12 +6,23 @@ steps it builds on, the flatgen version). A rerun with other settings looks
 for other files, so it never reuses a result computed differently. Files are
 written atomically (temporary file, then rename), so a run killed midway
 leaves whole files or none, never one that loads as a valid result.
+
+Step results hold fitted estimators, which only pickle can store, and
+unpickling a file can run any code in it. So every file is signed with an
+HMAC-SHA256 under a secret key kept outside the results folder (in the
+user's cache directory, readable by the user alone), and a file is unpickled
+only when its signature checks out: a step file written on another account
+or machine, or altered after it was written, is never loaded, only computed
+again.
 """
 
 import hashlib
+import hmac
+import io
 import json
 import os
 import re
+import tempfile
 import time
 import warnings
 
@@ -22,8 +33,60 @@ from .. import __version__
 from ..io import atomic_write_json, atomic_writer, read_json
 
 # Bump when the layout of cached results changes: old files are then ignored.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 _MANIFEST = "progress.json"
+# A signed step file: this tag, the HMAC-SHA256 of the payload, the payload.
+_SIGNED_TAG = b"flatgen-step-v2\n"
+_MAC_BYTES = hashlib.sha256().digest_size
+_KEY_BYTES = 32
+# Environment variable naming the signing key file (tests, shared setups).
+KEY_ENV = "FLATGEN_STEP_KEY_FILE"
+
+
+def signing_key_path():
+    """Return the file of this user's secret step-signing key.
+
+    ``$FLATGEN_STEP_KEY_FILE`` when set, else ``flatgen/step-signing.key``
+    under ``$XDG_CACHE_HOME`` (default ``~/.cache``).
+    """
+    path = os.environ.get(KEY_ENV)
+    if path:
+        return path
+    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache"
+    )
+    return os.path.join(cache_home, "flatgen", "step-signing.key")
+
+
+def signing_key():
+    """Return this user's secret step-signing key, creating it on first use."""
+    path = signing_key_path()
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            return f.read()
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    # mkstemp creates the file readable by its owner alone; linking it into
+    # place fails if another process created the key meanwhile, and then
+    # both use that one.
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".step-key-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(_KEY_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _signature(key, payload):
+    return hmac.new(key, payload, hashlib.sha256).digest()
 
 
 def jsonable(value):
@@ -111,6 +174,41 @@ def _file_stem(name):
     return re.sub(r"[^A-Za-z0-9.=_-]+", "_", name).strip("_")
 
 
+def read_step_file(path):
+    """Return the record in a signed step file, after checking its signature.
+
+    Parameters
+    ----------
+    path : path-like
+        A file written by :meth:`StepCache.save`.
+
+    Returns
+    -------
+    record : object
+        The unpickled record.
+
+    Raises
+    ------
+    ValueError
+        If the file's signature does not match this user's key; the file is
+        then not unpickled.
+    """
+    with open(path, "rb") as f:
+        blob = f.read()
+    head = len(_SIGNED_TAG)
+    mac = blob[head : head + _MAC_BYTES]
+    payload = blob[head + _MAC_BYTES :]
+    if not blob.startswith(_SIGNED_TAG) or not hmac.compare_digest(
+        mac, _signature(signing_key(), payload)
+    ):
+        raise ValueError(
+            "its signature does not match this user's step-signing key "
+            f"({signing_key_path()}): it was written on another account or "
+            "machine, or altered, and is not unpickled"
+        )
+    return joblib.load(io.BytesIO(payload))
+
+
 class StepCache:
     """Folder of finished step results, and a manifest of what finished when.
 
@@ -131,14 +229,16 @@ class StepCache:
     def load(self, name, key):
         """Return ``(found, record)`` for a finished step.
 
-        A file that cannot be read back (damaged after it was written) is
-        treated as missing, with a warning, and the step runs again.
+        A file that cannot be read back (damaged after it was written), or
+        whose signature does not match this user's key (written elsewhere,
+        or altered), is treated as missing, with a warning, and the step runs
+        again. Only a file with a valid signature is unpickled.
         """
         path = self.path(name, key)
         if not os.path.exists(path):
             return False, None
         try:
-            record = joblib.load(path)
+            record = read_step_file(path)
             if not isinstance(record, dict) or record.get("key") != key:
                 raise ValueError("the file does not hold this step's result")
         except Exception as exc:  # noqa: BLE001 - any damage means: recompute
@@ -152,9 +252,14 @@ class StepCache:
         return True, record
 
     def save(self, name, key, record):
-        """Write a step's record atomically."""
+        """Write a step's record atomically, signed with this user's key."""
+        buffer = io.BytesIO()
+        joblib.dump(record, buffer)
+        payload = buffer.getvalue()
         with atomic_writer(self.path(name, key)) as f:
-            joblib.dump(record, f)
+            f.write(_SIGNED_TAG)
+            f.write(_signature(signing_key(), payload))
+            f.write(payload)
 
     def mark_finished(self, name, key, seconds, reused):
         """Record in the manifest that step ``name`` finished."""

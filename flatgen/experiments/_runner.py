@@ -4,6 +4,7 @@ import os
 import platform
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -62,7 +63,7 @@ class StepRunner:
     def __init__(self, out, *, data_key, n_jobs, verbose):
         self.cache = StepCache(os.path.join(os.fspath(out), STEPS_FOLDER))
         self.data_key = data_key
-        self.n_jobs = n_jobs
+        self.n_jobs = capped_n_jobs(n_jobs)
         self.verbose = verbose
         self.keys = {}
         self.seconds = {}
@@ -102,7 +103,9 @@ class StepRunner:
             )
             for step in todo
         )
-        records = Parallel(n_jobs=self.n_jobs, return_as="generator_unordered")(tasks)
+        # Never more workers than steps: each one starts a torch runtime.
+        n_jobs = min(self.n_jobs, len(todo))
+        records = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
         bar = tqdm(
             records,
             total=len(todo),
@@ -179,6 +182,37 @@ def check_common(random_state, n_jobs, device):
         raise ValueError("`n_jobs` must not be 0 (use 1, or -1 for all cores).")
     resolve_device(device)
     return int(random_state)
+
+
+def usable_cores():
+    """Return the number of CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def capped_n_jobs(n_jobs):
+    """Return the worker count for ``n_jobs``, at most the usable cores.
+
+    None means 1 and -1 all cores (joblib's convention). A larger number
+    than the cores is capped with a warning: every worker holds a torch
+    runtime and a copy of the data (hundreds of MB), so extra workers only
+    cost memory and time.
+    """
+    cores = usable_cores()
+    if n_jobs is None:
+        return 1
+    if n_jobs < 0:
+        return max(1, cores + 1 + int(n_jobs))
+    if n_jobs > cores:
+        warnings.warn(
+            f"`n_jobs`={n_jobs} is more than the {cores} usable CPU cores; "
+            f"using {cores}.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return cores
+    return int(n_jobs)
 
 
 def check_positive(name, value, *, allow_none=False):
