@@ -21,6 +21,7 @@ _EXPORTS = {
     "DecisionRegionsDisplay": "plotting",
     "LossSlice": "analyzers",
     "LossSliceDisplay": "plotting",
+    "MarginAnalyzer": "analyzers",
     "MarginDistributionDisplay": "plotting",
     "MarginPlotter": "analyzers",
     "PerturbationAnimation": "plotting",

@@ -16,10 +16,35 @@ from sklearn.utils import check_random_state
 
 __all__ = ["ArraySampler", "poison_loss", "POISON_LOSSES"]
 
-POISON_LOSSES = ("reverse", "random")
 
 # Upper bound on the floats held by one block of pre-drawn poison points.
 _MAX_BLOCK_FLOATS = 4_000_000
+
+
+def _reverse_loss(logits, y_true, y_wrong):
+    # -log(1 - p_y) = logsumexp(all logits) - logsumexp(logits other than y):
+    # exact and stable even when p_y rounds to 1 in float32.
+    others = logits.scatter(1, y_true[:, None], float("-inf"))
+    return (torch.logsumexp(logits, dim=1) - torch.logsumexp(others, dim=1)).mean()
+
+
+def _random_loss(logits, y_true, y_wrong):
+    return torch.nn.functional.cross_entropy(logits, y_wrong)
+
+
+# The poison losses, by name: the one place a new one is added. Each maps
+# (logits, true labels, wrong labels) to the batch mean. With two classes
+# both equal the cross-entropy on the flipped label (for 'random' the one
+# wrong label is the other class), which the training loop uses to fold the
+# whole objective into one weighted cross-entropy; a loss added here without
+# that property must be listed in _NOT_FLIPPED_CE_FOR_TWO_CLASSES.
+POISON_LOSSES = {"reverse": _reverse_loss, "random": _random_loss}
+_NOT_FLIPPED_CE_FOR_TWO_CLASSES = frozenset()
+
+
+def is_flipped_cross_entropy_for_two_classes(kind):
+    """Return whether poison loss ``kind`` is the flipped-label CE for two classes."""
+    return kind in POISON_LOSSES and kind not in _NOT_FLIPPED_CE_FOR_TWO_CLASSES
 
 
 def poison_loss(logits, y_true, y_wrong, kind="reverse"):
@@ -34,9 +59,10 @@ def poison_loss(logits, y_true, y_wrong, kind="reverse"):
     y_wrong : torch.LongTensor of shape (n_points,)
         A wrong class index per point, used by ``kind='random'``.
     kind : {'reverse', 'random'}, default='reverse'
-        ``'reverse'`` is ``mean(-log(1 - p(y_true | x)))``, which for two
-        classes equals the cross-entropy on the flipped label; ``'random'``
-        is the cross-entropy against ``y_wrong``.
+        A name in :data:`POISON_LOSSES`. ``'reverse'`` is
+        ``mean(-log(1 - p(y_true | x)))``, which for two classes equals the
+        cross-entropy on the flipped label; ``'random'`` is the
+        cross-entropy against ``y_wrong``.
 
     Returns
     -------
@@ -52,12 +78,13 @@ def poison_loss(logits, y_true, y_wrong, kind="reverse"):
     >>> bool(torch.isclose(poison_loss(logits, y, 1 - y), flipped))
     True
     """
-    if kind == "random":
-        return torch.nn.functional.cross_entropy(logits, y_wrong)
-    # -log(1 - p_y) = logsumexp(all logits) - logsumexp(logits other than y):
-    # exact and stable even when p_y rounds to 1 in float32.
-    others = logits.scatter(1, y_true[:, None], float("-inf"))
-    return (torch.logsumexp(logits, dim=1) - torch.logsumexp(others, dim=1)).mean()
+    try:
+        loss = POISON_LOSSES[kind]
+    except KeyError:
+        raise ValueError(
+            f"kind must be one of {sorted(POISON_LOSSES)}. Got {kind!r} instead."
+        ) from None
+    return loss(logits, y_true, y_wrong)
 
 
 class ArraySampler:

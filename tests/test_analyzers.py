@@ -14,6 +14,7 @@ from sklearn.svm import SVC
 from flatgen import (
     BasinAnalyzer,
     CurvatureAnalyzer,
+    LossSlice,
     PoisonedCNNClassifier,
     PoisonedMLPClassifier,
     VolumeEstimator,
@@ -246,3 +247,53 @@ def test_basin_display_draws_saved_arrays_without_recomputing(fitted):
     assert labelled.lines_[0].get_label() == "clean"
     assert labelled.ax_.get_legend() is not None
     plt.close("all")
+
+
+def test_public_network_access_matches_prediction(fitted):
+    clf, X, y = fitted
+    inputs = clf.network_inputs(X)
+    assert inputs.dtype == np.float32 and inputs.shape == X.shape
+    with torch.no_grad():
+        logits = clf.module_(torch.as_tensor(inputs)).numpy()
+    assert_array_equal(clf.classes_[logits.argmax(1)], clf.predict(X))
+    assert_array_equal(clf.classes_[clf.encode_labels(y)], y)
+    assert clf.encode_labels(y).dtype == np.int64
+    with pytest.raises(ValueError, match=r"not fitted on: \[7\]"):
+        clf.encode_labels(np.array([0, 7]))
+    unfitted = PoisonedMLPClassifier()
+    for access in (
+        lambda: unfitted.module_,
+        lambda: unfitted.network_inputs(X),
+        lambda: unfitted.encode_labels(y),
+    ):
+        with pytest.raises(NotFittedError):
+            access()
+
+
+def test_analyzers_use_only_public_estimator_access():
+    # The estimators' private hooks and the skorch net behind them may
+    # change; analyzers must go through module_, network_inputs and
+    # encode_labels.
+    from pathlib import Path
+
+    import flatgen.analyzers
+
+    folder = Path(flatgen.analyzers.__file__).parent
+    for path in folder.glob("*.py"):
+        text = path.read_text()
+        for private in ("._prepare_X", ".net_.", "._logits", "._trainer"):
+            assert private not in text, f"{path.name} uses {private}"
+
+
+def test_analysis_seeds_are_shared_across_analyzers(fitted):
+    from flatgen.analyzers._model_landscape import ModelLandscape, analysis_seeds
+
+    clf, X, y = fitted
+    (seed,) = analysis_seeds(3)
+    assert analysis_seeds(3, 2)[0] == seed
+    landscape = ModelLandscape.from_estimator(clf, X, y)
+    first_two = landscape.directions(2, seed).numpy()
+    plane = LossSlice(n_dims=2, resolution=3, random_state=3).fit(clf, X, y)
+    assert_array_equal(plane.directions_, first_two)
+    # Chunked draws give the same vectors.
+    assert_array_equal(landscape.directions(1, seed, start=1).numpy(), first_two[1:])

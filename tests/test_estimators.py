@@ -109,7 +109,7 @@ def test_pickle_round_trip_gives_identical_probabilities(spirals):
     clf.fit(X_train, y_train)
     restored = pickle.loads(pickle.dumps(clf))
     assert_array_equal(clf.predict_proba(X_test), restored.predict_proba(X_test))
-    assert not hasattr(restored.net_, "_trainer")
+    assert restored.net_.trainer is None  # no training data in the pickle
 
 
 def test_same_random_state_is_bit_identical(spirals):
@@ -147,6 +147,43 @@ def test_poison_factor_sweep_shares_initial_weights(spirals):
         captured.append(capture.weights_)
     for a, b in zip(*captured):
         assert torch.equal(a, b)
+
+
+class CountSteps(Callback):
+    def on_train_begin(self, net, **kwargs):
+        self.begins_, self.ends_, self.losses_, self.blocks_ = 0, 0, [], 0
+
+    def on_batch_begin(self, net, batch=None, training=None, **kwargs):
+        assert training
+        self.begins_ += 1
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        inputs, targets = batch
+        self.rows_ = len(inputs), len(targets)
+        self.ends_ += 1
+        self.losses_.append(float(kwargs["loss"]))
+
+    def on_epoch_end(self, net, **kwargs):
+        self.blocks_ += 1
+
+
+def test_skorch_batch_and_epoch_callbacks_fire_per_step_and_block(spirals):
+    X_train, _, y_train, _ = spirals
+    counter = CountSteps()
+    clf = PoisonedMLPClassifier(
+        max_iter=450,
+        poison_factor=0.3,
+        max_polish_iter=0,
+        random_state=0,
+        callbacks=[counter],
+    ).fit(X_train, y_train)
+    assert counter.begins_ == counter.ends_ == 450
+    # 100 training rows then 200 poison points per step; targets: the rows'.
+    assert counter.rows_ == (300, 100)
+    assert counter.blocks_ == len(clf.loss_curve_) == len(clf.net_.history)
+    # The history's per-block loss is the mean of the per-step objectives.
+    block = clf.net_.history[0, "n_steps"]
+    assert np.mean(counter.losses_[:block]) == pytest.approx(clf.loss_curve_[0])
 
 
 def test_poisoning_lowers_test_accuracy(spirals):

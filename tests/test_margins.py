@@ -208,3 +208,36 @@ def test_errors():
         MarginPlotter().fit(svc, X, y, X_test=X[:, :1])
     with pytest.raises(NotFittedError):
         MarginPlotter().plot()
+
+
+def test_scores_never_label_the_plotting_grid():
+    from flatgen import MarginAnalyzer
+
+    X, y = make_blobs(40, centers=2, random_state=0)
+    svc = SVC(kernel="rbf").fit(X, y)
+    calls = []
+
+    class Counting(ClassifierMixin, BaseEstimator):
+        def fit(self, X, y):
+            return self
+
+        def predict(self, X):
+            calls.append(len(X))
+            return svc.predict(X)
+
+    counting = Counting()
+    counting.classes_ = svc.classes_
+    analyzer = MarginAnalyzer(n_directions=8, random_state=0).fit(counting, X, y)
+    assert not hasattr(analyzer, "grid_labels_")
+    measured = sum(calls)
+    assert measured == analyzer.n_predictions_ > 0
+    calls.clear()
+    plotter = MarginPlotter(grid_resolution=50, n_directions=8, random_state=0)
+    score = plotter(counting, X, y)
+    assert sum(calls) == measured  # the same search, no grid
+    calls.clear()
+    fitted = plotter.fit(counting, X, y)
+    assert sum(calls) == measured + 50 * 50 == fitted.n_predictions_
+    assert fitted.grid_labels_.shape == (50, 50)
+    assert score == fitted.median_margin_ == analyzer.median_margin_
+    assert_array_equal(analyzer.margins_, fitted.margins_)

@@ -173,6 +173,7 @@ def test_binary_fast_path_equals_the_general_objective(kind):
         poison_kind=kind,
         poison_source=None,
         learning_rate="constant",
+        learning_rate_init=0.1,
         max_grad_norm=None,
         generator=gen,
         n_classes=2,

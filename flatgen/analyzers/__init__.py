@@ -2,7 +2,7 @@
 
 from ._basin import BasinAnalyzer
 from ._curvature import CurvatureAnalyzer
-from ._margins import MarginPlotter
+from ._margins import MarginAnalyzer, MarginPlotter
 from ._path import PerturbationPath
 from ._slices import LossSlice
 from ._volume import VolumeEstimator, log10_ball_volume
@@ -11,6 +11,7 @@ __all__ = [
     "BasinAnalyzer",
     "CurvatureAnalyzer",
     "LossSlice",
+    "MarginAnalyzer",
     "MarginPlotter",
     "PerturbationPath",
     "VolumeEstimator",

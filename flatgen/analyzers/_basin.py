@@ -160,7 +160,7 @@ class BasinAnalyzer(FlatnessAnalyzer):
         self : BasinAnalyzer
             The analyzer, with results in its ``*_`` attributes.
         """
-        radii, capped, (module, X, y, seed) = self._measure(
+        radii, capped, landscape, seed = self._measure(
             estimator, X, y, [self.cutoff]
         )
         self.cutoff_ = float(self.cutoffs_[0])
@@ -173,14 +173,10 @@ class BasinAnalyzer(FlatnessAnalyzer):
             extent = min(self.max_radius, 3 * float(self.radii_[:n_profiles].max()))
         self.profile_distances_ = np.linspace(0, extent, self.n_profile_points)
         self.profile_losses_ = loss_profiles(
-            module,
-            X,
-            y,
+            landscape,
             seed=seed,
             n_profiles=n_profiles,
             distances=self.profile_distances_,
-            include_bias=self.include_bias,
-            n_threads=self.n_threads,
         )
         self.mean_radius_ = self.score_ = float(np.mean(self.radii_))
         return self

@@ -4,11 +4,10 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._access import network_and_data
-from ._radii import base_loss, n_perturbed, radii_along_directions
+from ._model_landscape import ModelLandscape, analysis_seeds
+from ._radii import radii_along_directions
 
 
 class FlatnessAnalyzer(BaseEstimator):
@@ -84,9 +83,12 @@ class FlatnessAnalyzer(BaseEstimator):
         return absolute
 
     def _prepare(self, estimator, X, y, cutoffs):
-        """Network copy and prepared data; sets the loss, accuracy and cutoffs."""
-        module, X, y = network_and_data(estimator, X, y)
-        loss0, accuracy0 = base_loss(module, X, y, self.n_threads)
+        """Landscape of the estimator; sets the loss, accuracy and cutoffs."""
+        landscape = ModelLandscape.from_estimator(
+            estimator, X, y, include_bias=self.include_bias, n_threads=self.n_threads
+        )
+        with landscape.threads():
+            loss0, accuracy0 = landscape.base_loss()
         if not np.isfinite(loss0):
             raise ValueError(
                 f"The training loss of the estimator is not finite ({loss0}); "
@@ -94,33 +96,30 @@ class FlatnessAnalyzer(BaseEstimator):
             )
         self.base_loss_, self.base_accuracy_ = loss0, accuracy0
         self.cutoffs_ = self._absolute_cutoffs(cutoffs, loss0)
-        return module, X, y
+        return landscape
 
     def _measure(self, estimator, X, y, cutoffs):
         """Radii for ``cutoffs`` along seeded directions; sets common attributes.
 
-        Also returns the network copy, prepared data and direction seed for
-        follow-up computations on the same directions.
+        Also returns the landscape and the direction seed, for follow-up
+        computations on the same directions.
         """
-        module, X, y = self._prepare(estimator, X, y, cutoffs)
-        loss0 = self.base_loss_
-        self.n_dims_ = n_perturbed(module, self.include_bias)
-        seed = int(
-            check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        )
+        landscape = self._prepare(estimator, X, y, cutoffs)
+        self.n_dims_ = landscape.n_perturbed
+        (seed,) = analysis_seeds(self.random_state)
         radii, capped, self.n_evaluations_ = radii_along_directions(
-            module,
-            X,
-            y,
+            landscape.module,
+            landscape.X,
+            landscape.y,
             n_directions=self.n_directions,
             seed=seed,
             n_jobs=self.n_jobs,
             verbose=self.verbose,
             cutoffs=self.cutoffs_.tolist(),
-            loss0=loss0,
+            loss0=self.base_loss_,
             max_radius=float(self.max_radius),
             rtol=float(self.rtol),
             include_bias=bool(self.include_bias),
             n_threads=self.n_threads,
         )
-        return radii, capped, (module, X, y, seed)
+        return radii, capped, landscape, seed

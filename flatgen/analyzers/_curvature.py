@@ -4,14 +4,12 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import _fit_context
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
 from .._torch_utils import torch_threads
 from ..landscape import hessian_trace, top_hessian_eigenvalue
-from ._access import network_and_data
 from ._common import FlatnessAnalyzer
-from ._radii import base_loss
+from ._model_landscape import ModelLandscape, analysis_seeds
 
 
 class CurvatureAnalyzer(FlatnessAnalyzer):
@@ -113,12 +111,13 @@ class CurvatureAnalyzer(FlatnessAnalyzer):
         self : CurvatureAnalyzer
             The analyzer, with results in its ``*_`` attributes.
         """
-        module, X, y = network_and_data(estimator, X, y)
-        self.base_loss_ = base_loss(module, X, y, self.n_threads)[0]
-        rng = check_random_state(self.random_state)
-        eig_seed, trace_seed = (
-            int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2)
+        landscape = ModelLandscape.from_estimator(
+            estimator, X, y, n_threads=self.n_threads
         )
+        module, X, y = landscape.module, landscape.X, landscape.y
+        with landscape.threads():
+            self.base_loss_ = landscape.base_loss()[0]
+        eig_seed, trace_seed = analysis_seeds(self.random_state, 2)
         options = {
             "filter_normalized": self.filter_normalized,
             "include_bias": self.include_bias,

@@ -1,9 +1,9 @@
-"""MarginPlotter: input-space margins and decision regions of any classifier."""
+"""Input-space margins of any classifier, measured (MarginAnalyzer) and drawn."""
 
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -33,8 +33,8 @@ def _linear_binary(estimator):
     return coef.ravel(), decision
 
 
-class MarginPlotter(BaseEstimator):
-    """Input-space margins and decision regions of any fitted classifier.
+class MarginAnalyzer(BaseEstimator):
+    """Input-space margins of any fitted classifier.
 
     The margin of a point is its distance, in input space, to the nearest
     point the classifier labels differently: the distance to the decision
@@ -49,14 +49,13 @@ class MarginPlotter(BaseEstimator):
     (within ``rtol`` for linear ones, tested); a boundary feature narrower
     than the angle between scanned rays can be missed.
 
-    With two features, :meth:`fit` also labels a grid over the data, and
-    :meth:`plot` draws the decision regions with the training points marked
-    right or wrong (the paper's pictures: a clean network has wide margins, a
-    poisoned one draws islands and fingers around the points).
+    It draws nothing: :class:`MarginPlotter` adds the decision regions for
+    a plot, and :class:`~flatgen.MarginDistributionDisplay` draws the
+    margins of several models.
 
-    Calling the plotter, ``plotter(estimator, X, y)``, returns the median
-    margin of ``X`` computed on a fresh clone, so it can serve as a scorer in
-    ``GridSearchCV(scoring=...)``.
+    Calling the analyzer, ``analyzer(estimator, X, y)``, returns the median
+    margin of ``X`` computed on a fresh analyzer, so it can serve as a scorer
+    in ``GridSearchCV(scoring=...)``; it never labels a plotting grid.
 
     Parameters
     ----------
@@ -76,10 +75,6 @@ class MarginPlotter(BaseEstimator):
         bounding box.
     rtol : float, default=1e-4
         Relative precision of the numerical margins.
-    grid_resolution : int, default=200
-        Grid points per axis for the decision regions (2 features only).
-    grid_padding : float, default=0.1
-        Grid extent beyond the data, as a fraction of the data's range.
     batch_size : int, default=65536
         Points per ``predict`` call.
     random_state : int, RandomState instance or None, default=None
@@ -107,14 +102,8 @@ class MarginPlotter(BaseEstimator):
         Search radius used.
     test_predictions_, test_correct_, test_margins_ : ndarray or None
         The same for ``X_test``, when given.
-    grid_x_, grid_y_ : ndarray of shape (grid_resolution,) or None
-        Grid coordinates of the decision regions (2 features only).
-    grid_labels_ : ndarray of int of shape (grid_resolution, grid_resolution)
-        Index into ``classes_`` of the predicted label at
-        ``(grid_x_[j], grid_y_[i])`` in row ``i``, column ``j``; None unless
-        ``X`` has 2 features.
     X_, y_, X_test_, y_test_ : ndarray or None
-        The data, kept for plotting.
+        The measured data.
     estimator_name_ : str
         Class name of the measured estimator.
     n_predictions_ : int
@@ -122,7 +111,7 @@ class MarginPlotter(BaseEstimator):
 
     See Also
     --------
-    flatgen.plotting.DecisionRegionsDisplay : Draws the decision regions.
+    MarginPlotter : The same measurement plus the decision regions, drawn.
     flatgen.plotting.MarginDistributionDisplay : Compares margins of models.
 
     References
@@ -135,13 +124,13 @@ class MarginPlotter(BaseEstimator):
     --------
     >>> from sklearn.datasets import make_blobs
     >>> from sklearn.svm import SVC
-    >>> from flatgen import MarginPlotter
+    >>> from flatgen import MarginAnalyzer
     >>> X, y = make_blobs(60, centers=2, random_state=0)
     >>> svc = SVC(kernel="linear").fit(X, y)
-    >>> plotter = MarginPlotter().fit(svc, X, y)
-    >>> plotter.method_, plotter.margins_.shape
+    >>> analyzer = MarginAnalyzer().fit(svc, X, y)
+    >>> analyzer.method_, analyzer.margins_.shape
     ('exact', (60,))
-    >>> bool(plotter.margins_.min() > 0)
+    >>> bool(analyzer.margins_.min() > 0)
     True
     """
 
@@ -151,8 +140,6 @@ class MarginPlotter(BaseEstimator):
         "n_refine": [Interval(Integral, 0, None, closed="left")],
         "max_distance": [Interval(Real, 0, None, closed="neither"), None],
         "rtol": [Interval(Real, 0, 1, closed="neither")],
-        "grid_resolution": [Interval(Integral, 2, None, closed="left")],
-        "grid_padding": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -166,8 +153,6 @@ class MarginPlotter(BaseEstimator):
         n_refine=40,
         max_distance=None,
         rtol=1e-4,
-        grid_resolution=200,
-        grid_padding=0.1,
         batch_size=65536,
         random_state=None,
         verbose=0,
@@ -177,14 +162,12 @@ class MarginPlotter(BaseEstimator):
         self.n_refine = n_refine
         self.max_distance = max_distance
         self.rtol = rtol
-        self.grid_resolution = grid_resolution
-        self.grid_padding = grid_padding
         self.batch_size = batch_size
         self.random_state = random_state
         self.verbose = verbose
 
     def fit(self, estimator, X, y=None, *, X_test=None, y_test=None):
-        """Measure margins of ``X`` (and ``X_test``) and label the plot grid.
+        """Measure margins of ``X`` (and ``X_test``).
 
         Parameters
         ----------
@@ -195,18 +178,25 @@ class MarginPlotter(BaseEstimator):
             Points whose margins are measured (the training set, usually),
             in the estimator's input space. Images may keep their shape.
         y : array-like of shape (n_samples,), default=None
-            True labels; mark points right or wrong in the plot.
+            True labels; ``correct_`` records which points are predicted
+            right.
         X_test : array-like, default=None
-            Further points to measure and draw (e.g. the test set).
+            Further points to measure (e.g. the test set).
         y_test : array-like of shape (n_test_samples,), default=None
             Their labels.
 
         Returns
         -------
-        self : MarginPlotter
-            Fitted plotter.
+        self : MarginAnalyzer
+            Fitted analyzer.
         """
         self._validate_params()
+        oracle, _ = self._measure(estimator, X, y, X_test, y_test)
+        self.n_predictions_ = oracle.n_calls
+        return self
+
+    def _measure(self, estimator, X, y, X_test, y_test):
+        """Set every measured attribute; return the label oracle and the points."""
         if not callable(getattr(estimator, "predict", None)):
             raise TypeError(
                 "estimator must be a fitted classifier with a predict method; got "
@@ -267,9 +257,7 @@ class MarginPlotter(BaseEstimator):
         self.estimator_name_ = type(estimator).__name__
         if isinstance(estimator, Pipeline):
             self.estimator_name_ = type(estimator.steps[-1][1]).__name__
-        self._label_grid(oracle, points)
-        self.n_predictions_ = oracle.n_calls
-        return self
+        return oracle, points
 
     def __call__(self, estimator, X, y=None):
         """Return the median margin of ``X`` under ``estimator``.
@@ -288,57 +276,14 @@ class MarginPlotter(BaseEstimator):
         score : float
             Median distance of the points to the decision boundary.
         """
-        return float(clone(self).fit(estimator, X, y).median_margin_)
-
-    @classmethod
-    def from_estimator(
-        cls, estimator, X, y=None, *, X_test=None, y_test=None, ax=None, **params
-    ):
-        """Measure margins and draw the decision regions in one call.
-
-        Parameters
-        ----------
-        estimator : fitted classifier
-            Anything with ``predict``.
-        X : array-like of shape (n_samples, 2)
-            Points to measure and draw.
-        y : array-like of shape (n_samples,), default=None
-            True labels.
-        X_test, y_test : array-like, default=None
-            Test points to draw as well.
-        ax : matplotlib Axes, default=None
-            Where to draw; a new figure when None.
-        **params
-            Hyperparameters of the plotter.
-
-        Returns
-        -------
-        plotter : MarginPlotter
-            Fitted, with the drawn display in ``display_``.
-        """
-        plotter = cls(**params).fit(estimator, X, y, X_test=X_test, y_test=y_test)
-        plotter.display_ = plotter.plot(ax=ax)
-        return plotter
-
-    def plot(self, ax=None, **kwargs):
-        """Draw the decision regions and the points.
-
-        Parameters
-        ----------
-        ax : matplotlib Axes, default=None
-            Where to draw; a new figure when None.
-        **kwargs
-            Passed to :meth:`flatgen.plotting.DecisionRegionsDisplay.plot`.
-
-        Returns
-        -------
-        display : flatgen.plotting.DecisionRegionsDisplay
-            With ``ax_`` and ``figure_`` set.
-        """
-        from ..plotting import DecisionRegionsDisplay
-
-        check_is_fitted(self, "margins_")
-        return DecisionRegionsDisplay.from_plotter(self).plot(ax=ax, **kwargs)
+        # A plain analyzer, even when called on a MarginPlotter: a score
+        # never labels a plotting grid.
+        params = {
+            name: value
+            for name, value in self.get_params(deep=False).items()
+            if name in MarginAnalyzer._get_param_names()
+        }
+        return float(MarginAnalyzer(**params).fit(estimator, X, y).median_margin_)
 
     # -- pieces of fit -----------------------------------------------------
 
@@ -415,6 +360,184 @@ class MarginPlotter(BaseEstimator):
             return np.asarray(classes)
         seen = [labels] + [v for v in (y, y_test) if v is not None]
         return np.unique(np.concatenate(seen))
+
+
+class MarginPlotter(MarginAnalyzer):
+    """Input-space margins and decision regions of any fitted classifier.
+
+    A :class:`MarginAnalyzer` that, for two-feature data, also labels a grid
+    over the data, so that :meth:`plot` draws the decision regions with the
+    training points marked right or wrong (the paper's pictures: a clean
+    network has wide margins, a poisoned one draws islands and fingers
+    around the points). Called as a scorer it measures margins only, like
+    :class:`MarginAnalyzer`: scores never label the grid.
+
+    Parameters
+    ----------
+    method : {'auto', 'exact', 'search'}, default='auto'
+        See :class:`MarginAnalyzer`.
+    n_directions : int, default=64
+        See :class:`MarginAnalyzer`.
+    n_refine : int, default=40
+        See :class:`MarginAnalyzer`.
+    max_distance : float, default=None
+        See :class:`MarginAnalyzer`.
+    rtol : float, default=1e-4
+        See :class:`MarginAnalyzer`.
+    grid_resolution : int, default=200
+        Grid points per axis for the decision regions (2 features only).
+    grid_padding : float, default=0.1
+        Grid extent beyond the data, as a fraction of the data's range.
+    batch_size : int, default=65536
+        Points per ``predict`` call.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the ray directions.
+    verbose : int, default=0
+        Show a progress bar of the search when positive.
+
+    Attributes
+    ----------
+    grid_x_, grid_y_ : ndarray of shape (grid_resolution,) or None
+        Grid coordinates of the decision regions (2 features only).
+    grid_labels_ : ndarray of int of shape (grid_resolution, grid_resolution)
+        Index into ``classes_`` of the predicted label at
+        ``(grid_x_[j], grid_y_[i])`` in row ``i``, column ``j``; None unless
+        ``X`` has 2 features.
+    n_predictions_ : int
+        Points passed to ``predict`` in total, grid included.
+    margins_, capped_, predictions_, correct_, median_margin_ : ndarray, float
+        As measured by :class:`MarginAnalyzer`, like its other attributes
+        (``method_``, ``classes_``, ``max_distance_``, ``test_*``, ``X_``,
+        ``y_``, ``estimator_name_``).
+
+    See Also
+    --------
+    MarginAnalyzer : The measurement alone.
+    flatgen.plotting.DecisionRegionsDisplay : Draws the decision regions.
+    flatgen.plotting.MarginDistributionDisplay : Compares margins of models.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_blobs
+    >>> from sklearn.svm import SVC
+    >>> from flatgen import MarginPlotter
+    >>> X, y = make_blobs(60, centers=2, random_state=0)
+    >>> svc = SVC(kernel="linear").fit(X, y)
+    >>> plotter = MarginPlotter(grid_resolution=50).fit(svc, X, y)
+    >>> plotter.margins_.shape, plotter.grid_labels_.shape
+    ((60,), (50, 50))
+    """
+
+    _parameter_constraints = {
+        **MarginAnalyzer._parameter_constraints,
+        "grid_resolution": [Interval(Integral, 2, None, closed="left")],
+        "grid_padding": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        method="auto",
+        *,
+        n_directions=64,
+        n_refine=40,
+        max_distance=None,
+        rtol=1e-4,
+        grid_resolution=200,
+        grid_padding=0.1,
+        batch_size=65536,
+        random_state=None,
+        verbose=0,
+    ):
+        super().__init__(
+            method,
+            n_directions=n_directions,
+            n_refine=n_refine,
+            max_distance=max_distance,
+            rtol=rtol,
+            batch_size=batch_size,
+            random_state=random_state,
+            verbose=verbose,
+        )
+        self.grid_resolution = grid_resolution
+        self.grid_padding = grid_padding
+
+    def fit(self, estimator, X, y=None, *, X_test=None, y_test=None):
+        """Measure margins of ``X`` (and ``X_test``) and label the plot grid.
+
+        Parameters
+        ----------
+        estimator : fitted classifier
+            Anything with ``predict``: a flatgen network, ``SVC``, a Pipeline.
+            Not modified.
+        X : array-like of shape (n_samples, n_features) or (n_samples, ...)
+            Points whose margins are measured (the training set, usually).
+        y : array-like of shape (n_samples,), default=None
+            True labels; mark points right or wrong in the plot.
+        X_test : array-like, default=None
+            Further points to measure and draw (e.g. the test set).
+        y_test : array-like of shape (n_test_samples,), default=None
+            Their labels.
+
+        Returns
+        -------
+        self : MarginPlotter
+            Fitted plotter.
+        """
+        self._validate_params()
+        oracle, points = self._measure(estimator, X, y, X_test, y_test)
+        self._label_grid(oracle, points)
+        self.n_predictions_ = oracle.n_calls
+        return self
+
+    @classmethod
+    def from_estimator(
+        cls, estimator, X, y=None, *, X_test=None, y_test=None, ax=None, **params
+    ):
+        """Measure margins and draw the decision regions in one call.
+
+        Parameters
+        ----------
+        estimator : fitted classifier
+            Anything with ``predict``.
+        X : array-like of shape (n_samples, 2)
+            Points to measure and draw.
+        y : array-like of shape (n_samples,), default=None
+            True labels.
+        X_test, y_test : array-like, default=None
+            Test points to draw as well.
+        ax : matplotlib Axes, default=None
+            Where to draw; a new figure when None.
+        **params
+            Hyperparameters of the plotter.
+
+        Returns
+        -------
+        plotter : MarginPlotter
+            Fitted, with the drawn display in ``display_``.
+        """
+        plotter = cls(**params).fit(estimator, X, y, X_test=X_test, y_test=y_test)
+        plotter.display_ = plotter.plot(ax=ax)
+        return plotter
+
+    def plot(self, ax=None, **kwargs):
+        """Draw the decision regions and the points.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default=None
+            Where to draw; a new figure when None.
+        **kwargs
+            Passed to :meth:`flatgen.plotting.DecisionRegionsDisplay.plot`.
+
+        Returns
+        -------
+        display : flatgen.plotting.DecisionRegionsDisplay
+            With ``ax_`` and ``figure_`` set.
+        """
+        from ..plotting import DecisionRegionsDisplay
+
+        check_is_fitted(self, "margins_")
+        return DecisionRegionsDisplay.from_plotter(self).plot(ax=ax, **kwargs)
 
     def _label_grid(self, oracle, points):
         self.grid_x_ = self.grid_y_ = self.grid_labels_ = None

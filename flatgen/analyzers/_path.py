@@ -6,22 +6,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, _fit_context
-from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from .._torch_utils import torch_threads
 from ..landscape import (
-    BatchedEvaluator,
     ParameterLayout,
-    filter_normalized_directions,
-    flatten_parameters,
     top_hessian_eigenvalue,
 )
-from ._access import network_and_data
-from ._radii import n_perturbed
-from ._slices import direction_seed
+from ._access import network_classifier, network_inputs
+from ._model_landscape import ModelLandscape, analysis_seeds
 
 # Grid points per forward pass of one frame; bounds the activations of large
 # grids. A loop over frames, each one pass over the whole grid, was faster on
@@ -38,16 +32,6 @@ def path_parameter(n_frames):
     """
     s = 4 * np.arange(n_frames) / n_frames
     return np.where(s <= 1, s, np.where(s <= 3, 2 - s, s - 4))
-
-
-def _network_inputs(estimator, X):
-    """``X`` as the network sees it: the Pipeline's transformers, then its own."""
-    if isinstance(estimator, Pipeline):
-        for _, step in estimator.steps[:-1]:
-            if step is not None and step != "passthrough":
-                X = step.transform(X)
-        estimator = estimator.steps[-1][1]
-    return estimator._prepare_X(X, reset=False)
 
 
 class PerturbationPath(BaseEstimator):
@@ -233,9 +217,11 @@ class PerturbationPath(BaseEstimator):
                     "instead; use grid_resolution=None to record the path without "
                     "decision regions."
                 )
-        module, X, y = network_and_data(estimator, X, y)
-        last = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
-        self.classes_ = np.asarray(last.classes_)
+        landscape = ModelLandscape.from_estimator(
+            estimator, X, y, include_bias=self.include_bias, n_threads=self.n_threads
+        )
+        module, X, y = landscape.module, landscape.X, landscape.y
+        self.classes_ = np.asarray(network_classifier(estimator).classes_)
         if self.response_method == "predict_proba" and len(self.classes_) != 2:
             raise ValueError(
                 "response_method='predict_proba' draws the probability of the "
@@ -244,10 +230,9 @@ class PerturbationPath(BaseEstimator):
             )
         self.t_ = path_parameter(self.n_frames)
         self.coefficients_ = float(self.span) / 2 * self.t_**5
-        with torch_threads(self.n_threads):
-            evaluator = BatchedEvaluator(module, X, y)
-            theta0 = flatten_parameters(module).to(evaluator.device)
-            direction = self._direction(module, X, y, evaluator.layout, theta0)
+        with landscape.threads():
+            evaluator, theta0 = landscape.evaluator, landscape.theta0
+            direction = self._direction(landscape)
             loss0, accuracy0 = evaluator.evaluate(theta0)
             steps = torch.as_tensor(self.coefficients_, dtype=theta0.dtype)
             self.losses_, self.accuracies_ = evaluator.evaluate_along(
@@ -261,20 +246,19 @@ class PerturbationPath(BaseEstimator):
                 self._decision_frames(estimator, module, raw_X, theta0, direction)
         self.base_loss_, self.base_accuracy_ = float(loss0[0]), float(accuracy0[0])
         self.direction_ = direction.cpu().numpy()
-        self.n_perturbed_ = n_perturbed(module, self.include_bias)
+        self.n_perturbed_ = landscape.n_perturbed
         return self
 
-    def _direction(self, module, X, y, layout, theta0):
-        seed = direction_seed(self.random_state)
+    def _direction(self, landscape):
+        (seed,) = analysis_seeds(self.random_state)
         self.eigenvalue_ = np.nan
         if self.direction == "random":
-            return filter_normalized_directions(
-                layout, theta0, 1, seed, include_bias=self.include_bias
-            )[0]
+            return landscape.directions(1, seed)[0]
+        theta0, layout = landscape.theta0, landscape.evaluator.layout
         self.eigenvalue_, u = top_hessian_eigenvalue(
-            module,
-            X,
-            y,
+            landscape.module,
+            landscape.X,
+            landscape.y,
             seed=seed,
             filter_normalized=True,
             include_bias=self.include_bias,
@@ -336,7 +320,7 @@ class PerturbationPath(BaseEstimator):
         self.grid_x_ = np.linspace(low[0] - margin[0], high[0] + margin[0], res)
         self.grid_y_ = np.linspace(low[1] - margin[1], high[1] + margin[1], res)
         xx, yy = np.meshgrid(self.grid_x_, self.grid_y_)
-        grid = _network_inputs(estimator, np.c_[xx.ravel(), yy.ravel()])
+        grid = network_inputs(estimator, np.c_[xx.ravel(), yy.ravel()])
         grid = torch.as_tensor(grid).to(theta0.device, theta0.dtype)
         layout = ParameterLayout.from_module(module)
         proba = self.response_method == "predict_proba"

@@ -5,52 +5,30 @@ import torch
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from .._torch_utils import torch_threads
-from ..landscape import (
-    BatchedEvaluator,
-    basin_radii,
-    filter_normalized_directions,
-    flatten_parameters,
-)
+from ..landscape import basin_radii
+from ._model_landscape import ModelLandscape
 
 # Directions per task. Fixed, so that neither n_jobs nor the joblib backend
 # changes which directions a task draws or how its work is batched.
 CHUNK_SIZE = 128
 
 
-def n_perturbed(module, include_bias):
-    """Return the number of parameters the directions move."""
-    return int(
-        sum(p.numel() for p in module.parameters() if include_bias or p.ndim >= 2)
-    )
-
-
-def base_loss(module, X, y, n_threads):
-    """Return training loss and accuracy of ``module`` at its own weights."""
-    with torch_threads(n_threads):
-        evaluator = BatchedEvaluator(module, X, y)
-        theta0 = flatten_parameters(module).to(evaluator.device)
-        loss, accuracy = evaluator.evaluate(theta0[None])
-    return float(loss[0]), float(accuracy[0])
-
-
 def _chunk_task(data, seed, start, stop, settings):
     module, X, y = data
-    with torch_threads(settings["n_threads"]):
-        evaluator = BatchedEvaluator(module, X, y)
-        theta0 = flatten_parameters(module).to(evaluator.device)
-        directions = filter_normalized_directions(
-            evaluator.layout,
-            theta0,
-            stop - start,
-            seed,
-            start=start,
-            include_bias=settings["include_bias"],
-        )
+    landscape = ModelLandscape(
+        module,
+        X,
+        y,
+        include_bias=settings["include_bias"],
+        n_threads=settings["n_threads"],
+    )
+    with landscape.threads():
+        evaluator = landscape.evaluator
+        directions = landscape.directions(stop - start, seed, start=start)
         # All cutoffs in one search: they share the scan's loss evaluations.
         result = basin_radii(
             evaluator.loss,
-            theta0,
+            landscape.theta0,
             directions,
             np.asarray(settings["cutoffs"], dtype=float),
             max_radius=settings["max_radius"],
@@ -120,9 +98,7 @@ def radii_along_directions(
     return radii, capped, int(sum(r[2] for r in results))
 
 
-def loss_profiles(
-    module, X, y, *, seed, n_profiles, distances, include_bias, n_threads
-):
+def loss_profiles(landscape, *, seed, n_profiles, distances):
     """Training loss at ``distances`` along the first ``n_profiles`` directions.
 
     The directions are redrawn from ``(seed, k)``, identical to those of
@@ -134,13 +110,10 @@ def loss_profiles(
     """
     if n_profiles == 0:
         return np.empty((0, len(distances)))
-    with torch_threads(n_threads):
-        evaluator = BatchedEvaluator(module, X, y)
-        theta0 = flatten_parameters(module).to(evaluator.device)
-        directions = filter_normalized_directions(
-            evaluator.layout, theta0, n_profiles, seed, include_bias=include_bias
-        )
+    with landscape.threads():
+        theta0 = landscape.theta0
+        directions = landscape.directions(n_profiles, seed)
         steps = torch.as_tensor(distances, dtype=theta0.dtype, device=theta0.device)
         thetas = theta0 + steps[None, :, None] * directions[:, None]
-        losses = evaluator.loss(thetas.reshape(-1, len(theta0)))
+        losses = landscape.evaluator.loss(thetas.reshape(-1, len(theta0)))
     return np.asarray(losses).reshape(n_profiles, len(distances))

@@ -5,31 +5,14 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options
 from tqdm.auto import tqdm
 
-from .._torch_utils import torch_threads
-from ..landscape import (
-    BatchedEvaluator,
-    filter_normalized_directions,
-    flatten_parameters,
-)
-from ._access import network_and_data
-from ._radii import n_perturbed
+from ._model_landscape import ModelLandscape, analysis_seeds
 
 # Bound on the stacked parameter vectors of one block of a 2-D slice: large
 # networks would otherwise need resolution**2 * n_params floats at once.
 _BLOCK_BYTES = 32 * 1024**2
-
-
-def direction_seed(random_state):
-    """Seed of the directions, drawn as :class:`BasinAnalyzer` draws it.
-
-    With the same ``random_state``, direction ``k`` of every analyzer is the
-    same vector (it depends only on the seed and ``k``).
-    """
-    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
 class LossSlice(BaseEstimator):
@@ -156,20 +139,15 @@ class LossSlice(BaseEstimator):
         self : LossSlice
             The analyzer, with results in its ``*_`` attributes.
         """
-        module, X, y = network_and_data(estimator, X, y)
-        seed = direction_seed(self.random_state)
+        landscape = ModelLandscape.from_estimator(
+            estimator, X, y, include_bias=self.include_bias, n_threads=self.n_threads
+        )
+        (seed,) = analysis_seeds(self.random_state)
         half = float(self.span) / 2
         self.distances_ = np.linspace(-half, half, self.resolution)
-        with torch_threads(self.n_threads):
-            evaluator = BatchedEvaluator(module, X, y)
-            theta0 = flatten_parameters(module).to(evaluator.device)
-            directions = filter_normalized_directions(
-                evaluator.layout,
-                theta0,
-                self.n_dims,
-                seed,
-                include_bias=self.include_bias,
-            )
+        with landscape.threads():
+            evaluator, theta0 = landscape.evaluator, landscape.theta0
+            directions = landscape.directions(self.n_dims, seed)
             loss0, accuracy0 = evaluator.evaluate(theta0)
             steps = torch.as_tensor(self.distances_, dtype=theta0.dtype)
             steps = steps.to(evaluator.device)
@@ -187,7 +165,7 @@ class LossSlice(BaseEstimator):
         self.base_loss_, self.base_accuracy_ = float(loss0[0]), float(accuracy0[0])
         self.losses_, self.accuracies_ = losses, accuracies
         self.directions_ = directions.cpu().numpy()
-        self.n_perturbed_ = n_perturbed(module, self.include_bias)
+        self.n_perturbed_ = landscape.n_perturbed
         return self
 
     def _plane(self, evaluator, theta0, directions, steps):

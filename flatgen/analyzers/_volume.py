@@ -336,9 +336,11 @@ class VolumeEstimator(FlatnessAnalyzer):
         return self
 
     def _fit_paper(self, estimator, X, y):
-        radii, capped, (module, X, y, _) = self._measure(estimator, X, y, self.cutoff)
+        radii, capped, landscape, _ = self._measure(estimator, X, y, self.cutoff)
         self.space_ = "paper"
-        loss = NetworkBasinLoss(module, X, y, include_bias=self.include_bias)
+        loss = NetworkBasinLoss(
+            landscape.module, landscape.X, landscape.y, include_bias=self.include_bias
+        )
         self.log10_scale_det_ = loss.log10_filter_norm_det
         self.n_hvp_ = 0
         self.log10_volume_raw_ = np.full(len(self.cutoffs_), np.nan)
@@ -355,10 +357,14 @@ class VolumeEstimator(FlatnessAnalyzer):
         )
 
     def _fit_engine(self, estimator, X, y):
-        module, X, y = self._prepare(estimator, X, y, self.cutoff)
+        landscape = self._prepare(estimator, X, y, self.cutoff)
         loss0 = self.base_loss_
         loss = NetworkBasinLoss(
-            module, X, y, space=self.space, include_bias=self.include_bias
+            landscape.module,
+            landscape.X,
+            landscape.y,
+            space=self.space,
+            include_bias=self.include_bias,
         )
         self.n_dims_ = loss.n_dims
         self.space_ = self.space

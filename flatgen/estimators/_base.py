@@ -241,6 +241,20 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
         def generator(seed):
             return torch.Generator(device=device).manual_seed(int(seed))
 
+        batch_size = len(X_t) if self.batch_size is None else min(
+            self.batch_size, len(X_t)
+        )
+        poison_source = None
+        if self.poison_factor > 0:
+            poison_source = self._poison_source(
+                X_t,
+                y_t,
+                w_t,
+                rng,
+                generator(poison_seed),
+                self.poison_size or 2 * batch_size,
+                device,
+            )
         trainer = PoisonTrainer(
             X_t,
             y_t,
@@ -249,17 +263,13 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
             batch_size=self.batch_size,
             poison_factor=self.poison_factor,
             poison_kind=self.poison_loss,
-            poison_source=None,
+            poison_source=poison_source,
             learning_rate=self.learning_rate,
+            learning_rate_init=self.learning_rate_init,
             max_grad_norm=self.max_grad_norm,
             generator=generator(order_seed),
             n_classes=n_classes,
         )
-        if self.poison_factor > 0:
-            points_per_step = self.poison_size or 2 * trainer.batch_size
-            trainer.poison_source = self._poison_source(
-                X_t, y_t, w_t, rng, generator(poison_seed), points_per_step, device
-            )
         callbacks = [("progress_bar", ProgressBar(disable=not self.verbose))]
         stopping = None
         if validation is not None:
@@ -284,9 +294,9 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
             classes=list(range(n_classes)),
             verbose=0,
             device=str(device),
+            trainer=trainer,
             **optimizer_settings,
         )
-        net._trainer = trainer
         try:
             net.initialize()
             net.partial_fit(X_t, y_t)
@@ -294,7 +304,7 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
                 raise KeyboardInterrupt
             n_polish = trainer.polish(net.module_, self.max_polish_iter)
         finally:
-            del net._trainer
+            net.trainer = None  # the net keeps no training data
         net.module_.eval()
         previous_iter = self.n_iter_ if warm else 0
         previous_curve = self.loss_curve_ if warm else np.empty(0)
@@ -327,6 +337,64 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
             n_classes,
             self.poison_factor,
         )
+
+    # -- the trained network, for analyzers --------------------------------
+    @property
+    def module_(self):
+        """The trained torch network (``net_.module_``), in eval mode.
+
+        Analyzers measure a deep copy of it; change it in place only if you
+        mean to change the classifier.
+        """
+        check_is_fitted(self)
+        return self.net_.module_
+
+    def network_inputs(self, X):
+        """Return ``X`` as the network receives it in ``predict``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Inputs, as passed to ``predict``.
+
+        Returns
+        -------
+        X_network : ndarray of float32
+            Validated inputs, shaped for :attr:`module_` (images keep their
+            channel and pixel axes).
+        """
+        check_is_fitted(self)
+        return self._prepare_X(X, reset=False)
+
+    def encode_labels(self, y):
+        """Return the index of each label in ``classes_`` (the network's targets).
+
+        Parameters
+        ----------
+        y : array-like of shape (n_samples,)
+            Labels from ``classes_``.
+
+        Returns
+        -------
+        codes : ndarray of int64, shape (n_samples,)
+            Class indices, the targets of the network's cross-entropy.
+
+        Raises
+        ------
+        ValueError
+            If ``y`` holds a label the classifier was not fitted on.
+        """
+        check_is_fitted(self)
+        y = column_or_1d(y)
+        codes = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
+        unknown = self.classes_[codes] != y
+        if np.any(unknown):
+            raise ValueError(
+                "y holds labels the estimator was not fitted on: "
+                f"{np.unique(y[unknown])[:5].tolist()}; known classes are "
+                f"{self.classes_.tolist()}."
+            )
+        return codes.astype(np.int64)
 
     # -- prediction ----------------------------------------------------------
     def _logits(self, X):

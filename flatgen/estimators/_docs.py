@@ -68,8 +68,9 @@ solver : {'sgd', 'adam'} or torch.optim.Optimizer subclass, default='sgd'
         Clip the gradient's global norm to this value; None disables.
     max_polish_iter : int, default=1000
         After the main schedule, up to this many SGD steps at a tenth of the
-        initial rate on ``3 * CE(train) + poison_factor * P`` stop as soon as
-        every training point is classified correctly (usually 0-10 steps).
+        initial rate on ``w * CE(train) + poison_factor * P`` stop as soon as
+        every training point is classified correctly (usually 0-300 steps);
+        ``w`` is 3, then 10, 30 and 100, each for a quarter of the steps.
         The poison term stays on: a training-loss-only fine-tune would undo
         the poisoning. 0 disables.
     warm_start : bool, default=False
@@ -92,9 +93,14 @@ solver : {'sgd', 'adam'} or torch.optim.Optimizer subclass, default='sgd'
     tol : float, default=1e-4
         Smallest gain in held-out accuracy that counts as an improvement.
     callbacks : list of skorch callbacks, default=None
-        Extra skorch callbacks; a skorch *epoch* is a block of optimizer
-        steps here (about 200 blocks per fit), and ``train_loss`` is
-        recorded per block.
+        Extra skorch callbacks. A skorch *epoch* is a block of optimizer
+        steps here (about 200 blocks per fit): ``on_epoch_begin`` and
+        ``on_epoch_end`` fire per block, with ``train_loss`` recorded per
+        block; ``on_batch_begin`` and ``on_batch_end`` fire per optimizer
+        step, with ``batch=(inputs, targets)`` (training rows then poison
+        points) and, at the end, ``loss`` (the step's objective, a tensor;
+        ``y_pred`` is None); ``on_train_begin``/``on_train_end`` per fit.
+        The final polish steps run after ``on_train_end``.
     device : str or torch.device, default='cpu'
         Where to train and predict, e.g. ``'cuda'``.
     n_threads : int, default=1
@@ -115,8 +121,12 @@ classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
         Number of features seen during fit.
     net_ : skorch.NeuralNetClassifier
-        The trained skorch net; ``net_.module_`` is the torch network and
-        ``net_.history`` has one row per block of steps.
+        The trained skorch net; ``net_.history`` has one row per block of
+        steps.
+    module_ : torch.nn.Module
+        The trained torch network (``net_.module_``). With
+        :meth:`network_inputs` and :meth:`encode_labels` it is how analyzers
+        reach the network, its input transform and its targets.
     n_iter_ : int
         Epochs run (summed over ``warm_start`` fits).
     n_polish_iter_ : int

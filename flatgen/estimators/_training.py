@@ -1,11 +1,20 @@
 """The training loop behind the poisoned classifiers, as a skorch net.
 
 The paper trains tiny networks full-batch for tens of thousands of steps,
-where a step costs about half a millisecond. skorch's per-epoch bookkeeping
-(a DataLoader, history rows, callbacks) would cost more than the step itself,
-so one skorch *epoch* here is a block of optimizer steps run in a tight loop
-on tensors already on the device. Callbacks, history and the optimizer stay
-skorch's, per block.
+where a step costs about a millisecond. skorch's per-epoch machinery (a
+DataLoader collating samples, a criterion call, history rows) would cost more
+than the step itself, so the relation to skorch is this:
+
+- :class:`PoisonTrainer` owns the arithmetic: the data on the device, the
+  poison draws, the objective (training cross-entropy plus a poison loss
+  from :data:`flatgen.poison.POISON_LOSSES`), the schedule and the polish.
+- :class:`PoisonTrainingNet` (skorch) owns the module and optimizer set-up,
+  device placement, the history and the callbacks. One skorch *epoch* is a
+  block of optimizer steps (about 200 blocks per fit); ``on_epoch_*``
+  callbacks fire per block, ``on_batch_begin``/``on_batch_end`` per
+  optimizer step (``batch=(inputs, targets)``, ``loss`` the step's
+  objective), ``on_train_*`` per fit. skorch's data iterator and criterion
+  are not used for training; prediction calls the module directly.
 """
 
 import math
@@ -16,7 +25,7 @@ from skorch.callbacks import Callback, EpochTimer
 from tqdm.auto import tqdm
 
 from ..exceptions import TrainingDivergedError
-from ..poison import poison_loss
+from ..poison import is_flipped_cross_entropy_for_two_classes, poison_loss
 
 # Number of history rows a fit aims for: enough for a loss curve, few enough
 # that per-block bookkeeping is negligible and pickles stay small.
@@ -41,7 +50,7 @@ class ProgressBar(Callback):
 
     def on_train_begin(self, net, **kwargs):
         self.bar_ = tqdm(
-            total=net._trainer.total_steps,
+            total=net.trainer.total_steps,
             disable=self.disable,
             desc="training",
             unit="step",
@@ -127,9 +136,21 @@ class ValidationStopping(Callback):
 class PoisonTrainingNet(NeuralNetClassifier):
     """skorch classifier whose epochs are blocks of poisoned optimizer steps.
 
-    The estimators attach a :class:`PoisonTrainer` as ``_trainer`` for the
-    duration of a fit; it holds the data and does the arithmetic.
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network.
+    *args, **kwargs
+        skorch's ``NeuralNetClassifier`` arguments.
+    trainer : PoisonTrainer, default=None
+        The training loop's state for one fit. The estimators pass it when
+        they build the net and set it to None after the fit, so that a
+        fitted (or pickled) net holds no training data.
     """
+
+    def __init__(self, module, *args, trainer=None, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.trainer = trainer
 
     def get_default_callbacks(self):
         """Time each block; the loss is recorded by :meth:`run_single_epoch`."""
@@ -158,11 +179,13 @@ class PoisonTrainingNet(NeuralNetClassifier):
         if not training:
             return
         try:
-            stats = self._trainer.run_block(self.module_, self.optimizer_)
+            stats = self.trainer.run_block(
+                self.module_, self.optimizer_, notify=self.notify
+            )
         except KeyboardInterrupt:
             # skorch treats KeyboardInterrupt as "stop early" (its EarlyStopping
             # raises it from a callback); a user's Ctrl-C must still propagate.
-            self._trainer.interrupted = True
+            self.trainer.interrupted = True
             raise
         for key, value in stats.items():
             self.history.record(key, value)
@@ -192,6 +215,9 @@ class PoisonTrainer:
         Where poison points come from; unused when ``poison_factor`` is 0.
     learning_rate : {'cosine', 'constant'}
         Step-size schedule; cosine decays to 1 % of the initial rate.
+    learning_rate_init : float
+        Initial step size (the optimizer's ``lr``); the polish runs at a
+        tenth of it.
     max_grad_norm : float or None
         Clip the gradient's global norm to this value.
     generator : torch.Generator
@@ -212,6 +238,7 @@ class PoisonTrainer:
         poison_kind,
         poison_source,
         learning_rate,
+        learning_rate_init,
         max_grad_norm,
         generator,
         n_classes,
@@ -232,7 +259,12 @@ class PoisonTrainer:
         self.generator = generator
         self.steps_done = 0
         self.interrupted = False
-        self.initial_lr = None
+        self.initial_lr = float(learning_rate_init)
+        # With two classes the poison losses that equal the flipped-label
+        # cross-entropy let one weighted cross-entropy do the whole objective.
+        self._fold_binary = n_classes == 2 and is_flipped_cross_entropy_for_two_classes(
+            poison_kind
+        )
         epochs_per_block = max(1, math.ceil(n_epochs / _TARGET_RECORDS))
         self.block_steps = epochs_per_block * self.steps_per_epoch
         self._order = None
@@ -275,10 +307,10 @@ class PoisonTrainer:
         """
         logits = module(inputs)
         n = len(y)
-        if poison is not None and self.n_classes == 2:
-            # With two classes both poison losses are the cross-entropy on the
-            # flipped label: one weighted cross-entropy over all rows does the
-            # whole objective in a few ops (the step is overhead-bound).
+        if poison is not None and self._fold_binary:
+            # The poison loss is the cross-entropy on the flipped label: one
+            # weighted cross-entropy over all rows does the whole objective in
+            # a few ops (the step is overhead-bound).
             y_p = poison[1]
             targets = torch.cat([y, y_p])
             weights = self._row_weights(weight, len(y_p), train_weight)
@@ -346,10 +378,12 @@ class PoisonTrainer:
             )
         optimizer.step()
 
-    def run_block(self, module, optimizer):
-        """Run the next block of steps; return its history row."""
-        if self.initial_lr is None:
-            self.initial_lr = optimizer.param_groups[0]["lr"]
+    def run_block(self, module, optimizer, notify=None):
+        """Run the next block of steps; return its history row.
+
+        ``notify`` (skorch's ``net.notify``) is called with
+        ``'on_batch_begin'`` and ``'on_batch_end'`` around every step.
+        """
         module.train()
         n_steps = min(self.block_steps, self.total_steps - self.steps_done)
         loss_sum = torch.zeros((), device=self.X.device)
@@ -358,8 +392,18 @@ class PoisonTrainer:
             lr = self._lr_at(self.steps_done)
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            if notify is not None:
+                notify("on_batch_begin", batch=(inputs, y), training=True)
             loss = self._loss(module, inputs, y, weight, poison, 1.0)
             self._update(module, optimizer, loss)
+            if notify is not None:
+                notify(
+                    "on_batch_end",
+                    batch=(inputs, y),
+                    training=True,
+                    loss=loss.detach(),
+                    y_pred=None,
+                )
             loss_sum += loss.detach()
             self.steps_done += 1
         # One host sync per block: the divergence check costs nothing per step.

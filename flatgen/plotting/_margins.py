@@ -62,12 +62,12 @@ class MarginDistributionDisplay:
 
     @classmethod
     def from_plotters(cls, plotters, labels=None):
-        """Build the display from fitted :class:`~flatgen.MarginPlotter` objects.
+        """Build the display from fitted margin analyzers or plotters.
 
         Parameters
         ----------
-        plotters : list of MarginPlotter
-            Fitted plotters, one per model.
+        plotters : list of MarginAnalyzer or MarginPlotter
+            Fitted, one per model.
         labels : list of str, default=None
             Model names; the estimators' class names when None.
 
@@ -80,7 +80,7 @@ class MarginDistributionDisplay:
         for p in plotters:
             if not hasattr(p, "margins_"):
                 raise ValueError(
-                    "Every plotter must be fitted (MarginPlotter().fit(estimator, "
+                    "Every plotter must be fitted (MarginAnalyzer().fit(estimator, "
                     f"X, y)); got an unfitted {type(p).__name__}."
                 )
         if labels is None:
