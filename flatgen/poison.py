@@ -8,6 +8,7 @@ nothing per step.
 """
 
 import inspect
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -19,6 +20,9 @@ __all__ = ["ArraySampler", "poison_loss", "POISON_LOSSES"]
 
 # Upper bound on the floats held by one block of pre-drawn poison points.
 _MAX_BLOCK_FLOATS = 4_000_000
+# The vote's one-off nearest-row search warns above this many multiply-adds
+# (tens of seconds on a laptop core).
+_VOTE_SEARCH_WARN_WORK = 10_000_000_000
 # Inputs with at most this many features get per-feature candidate tables in
 # the neighbour vote (see JitterSource).
 _COORDINATE_TABLES_MAX_FEATURES = 2
@@ -247,6 +251,18 @@ class JitterSource:
             # nearest training rows are among the source's nearest rows: the
             # vote searches those candidates only, a fixed cost per point.
             n_candidates = min(len(X), max(32, 4 * n_neighbors))
+            work = len(X) ** 2 * self.floats_per_point
+            if work > _VOTE_SEARCH_WARN_WORK:
+                warnings.warn(
+                    f"poison_labels='vote' first finds the {n_candidates} nearest "
+                    f"of the {len(X)} training rows to each of them, about "
+                    f"{work:.2g} multiply-adds ({self.floats_per_point} features "
+                    "per row): minutes or more on a CPU. poison_labels='source' "
+                    "skips this search; a poison_source sampler needs no labels "
+                    "from the training set.",
+                    UserWarning,
+                    stacklevel=4,
+                )
             self.candidates = nearest_rows(X.reshape(len(X), -1), n_candidates)
             # Rows of weight >= 1 fill the vote within n_neighbors rows; only
             # lighter rows need the whole sorted candidate list.

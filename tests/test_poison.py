@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -142,3 +144,20 @@ def test_jitter_labels_come_from_the_chosen_rule(labels):
     expected = 0 if labels == "vote" else 1
     assert bool((drawn[0][near_minority] == expected).all())
     assert bool((wrong != drawn).all())
+
+
+def test_vote_warns_before_a_costly_neighbour_search(monkeypatch):
+    import flatgen.poison as poison
+
+    X = torch.randn(50, 4)
+    y = torch.arange(50) % 2
+    w = torch.ones(50)
+    gen = torch.Generator().manual_seed(0)
+    monkeypatch.setattr(poison, "_VOTE_SEARCH_WARN_WORK", 50 * 50 * 4 - 1)
+    with pytest.warns(UserWarning, match="poison_labels='source' skips this search"):
+        poison.JitterSource(X, y, w, 2, 10, 0.15, gen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        poison.JitterSource(X, y, w, 2, 10, 0.15, gen, labels="source")
+        monkeypatch.setattr(poison, "_VOTE_SEARCH_WARN_WORK", 50 * 50 * 4)
+        poison.JitterSource(X, y, w, 2, 10, 0.15, gen)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from numpy.testing import assert_array_equal
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
 from flatgen import PoisonedCNNClassifier, PoisonedMLPClassifier
@@ -125,6 +126,10 @@ def test_early_stopping_keeps_the_best_block():
     )
     assert clf.stopped_early_
     assert clf.n_iter_ < 4000
+    # Stopped short of fitting every training row: the warning says why.
+    assert clf.train_accuracy_ < 1
+    with pytest.warns(ConvergenceWarning, match="Early stopping ended the fit"):
+        clone(clf).fit(X, y)
     assert len(clf.validation_scores_) == len(clf.loss_curve_)
     assert clf.best_validation_score_ == clf.validation_scores_.max()
     assert clf.best_validation_score_ > 0.75

@@ -336,6 +336,7 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
             n_predicted,
             n_classes,
             self.poison_factor,
+            stopped_early=self.stopped_early_,
         )
 
     # -- the trained network, for analyzers --------------------------------

@@ -63,8 +63,19 @@ def training_fit_report(module, X, y_encoded, n_classes, weight=None, chunk=256)
     return accuracy, spread, int(len(torch.unique(predicted)))
 
 
-def warn_if_unfitted(name, accuracy, spread, n_predicted, n_classes, poison_factor):
+def warn_if_unfitted(
+    name,
+    accuracy,
+    spread,
+    n_predicted,
+    n_classes,
+    poison_factor,
+    stopped_early=False,
+):
     """Raise a ConvergenceWarning that says what went wrong and what to try.
+
+    ``stopped_early`` says early stopping ended the fit (and then kept the
+    weights of its best held-out block), which the advice names first.
 
     Returns
     -------
@@ -88,11 +99,19 @@ def warn_if_unfitted(name, accuracy, spread, n_predicted, n_classes, poison_fact
             stacklevel=5,
         )
     elif accuracy < 1.0:
+        early = (
+            "Early stopping ended the fit and kept the weights of its best "
+            "held-out block: set early_stopping=False (or raise "
+            "n_iter_no_change), or "
+            if stopped_early
+            else ""
+        )
         warnings.warn(
             f"{name} fits {accuracy:.1%} of its training set, not all of it; the "
             "method compares minima that fit the training set perfectly, so its "
-            "flatness is not comparable with theirs. Raise max_iter or "
-            "max_polish_iter"
+            f"flatness is not comparable with theirs. {early}"
+            + ("raise" if early else "Raise")
+            + " max_iter or max_polish_iter"
             + (", or lower poison_factor." if poison_factor > 0 else ".")
             + " Points of different classes at the same input cannot all be fitted.",
             ConvergenceWarning,
