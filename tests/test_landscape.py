@@ -371,9 +371,74 @@ def test_top_eigenpair_handles_a_dominant_negative_eigenvalue():
     def start():
         return torch.randn(5, generator=generator)
 
-    value, vector, converged = _top_eigenpair(lambda v: matrix @ v, start, 500, 1e-9)
-    assert converged
+    value, vector, converged, residual = _top_eigenpair(
+        lambda v: matrix @ v, start, 500, 1e-9
+    )
+    assert converged and residual <= 1e-9
     assert value == pytest.approx(2.0, rel=1e-5)
+
+
+def spectrum_operator(values, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    n = len(values)
+    gaussian = torch.randn(n, n, generator=generator, dtype=torch.float64)
+    basis, _ = torch.linalg.qr(gaussian)
+    matrix = basis @ torch.diag(torch.as_tensor(values, dtype=torch.float64)) @ basis.T
+    return matrix, basis
+
+
+def test_top_eigenpair_is_not_fooled_by_a_close_second_eigenvalue():
+    # Top two eigenvalues 0.1 % apart: power iteration's estimate creeps
+    # between them, and a stopping test on its change between products
+    # accepts a value short of the top. The residual test must not.
+    values = torch.cat([torch.tensor([10.0, 9.99]), torch.linspace(5, -2, 498)])
+    matrix, basis = spectrum_operator(values)
+    generator = torch.Generator().manual_seed(1)
+
+    def start():
+        return torch.randn(500, generator=generator, dtype=torch.float64)
+
+    # The old rule: stop when the Rayleigh quotient changes by <= 1e-5.
+    v = start()
+    v, previous = v / v.norm(), None
+    for _ in range(200):
+        w = matrix @ v
+        rayleigh = float(v @ w)
+        if previous is not None and abs(rayleigh - previous) <= 1e-5 * rayleigh:
+            break
+        previous, v = rayleigh, w / w.norm()
+    assert rayleigh < 10.0 * (1 - 1e-5)  # accepted, though off by more than tol
+
+    value, vector, converged, residual = _top_eigenpair(
+        lambda v: matrix @ v, start, 200, 1e-6
+    )
+    assert converged and residual <= 1e-6
+    assert value == pytest.approx(10.0, rel=1e-6)
+    assert abs(float(vector @ basis[:, 0])) == pytest.approx(1.0, abs=1e-3)
+    exact = torch.linalg.norm(matrix @ vector - value * vector) / value
+    assert float(exact) <= 1.01e-6
+
+
+def test_top_eigenpair_restarts_within_bounded_memory(monkeypatch):
+    from flatgen.landscape import _curvature
+
+    values = torch.cat([torch.tensor([3.0]), torch.linspace(2.5, 0, 299)])
+    matrix, _ = spectrum_operator(values, seed=2)
+    generator = torch.Generator().manual_seed(0)
+    monkeypatch.setattr(_curvature, "_MAX_BASIS_FLOATS", 300 * 12)  # 12 vectors
+    value, _, converged, _ = _curvature._top_eigenpair(
+        lambda v: matrix @ v,
+        lambda: torch.randn(300, generator=generator, dtype=torch.float64),
+        400,
+        1e-8,
+    )
+    assert converged and value == pytest.approx(3.0, rel=1e-8)
+
+
+def test_unconverged_top_eigenvalue_warns_with_its_residual(tiny_double):
+    net, X, y, *_ = tiny_double
+    with pytest.warns(ConvergenceWarning, match=r"residual is .* of the value"):
+        top_hessian_eigenvalue(net, X, y, n_iter=2, tol=1e-12)
 
 
 def test_hutchinson_trace(tiny_double):

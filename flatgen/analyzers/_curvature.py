@@ -31,8 +31,9 @@ class CurvatureAnalyzer(FlatnessAnalyzer):
         left out by default, as in the directions).
     n_iter : int, default=200
         Maximum Hessian-vector products of the power iteration.
-    tol : float, default=1e-5
-        Relative tolerance of the power iteration.
+    tol : float, default=1e-4
+        Relative residual at which the top eigenpair is accepted (see
+        :func:`flatgen.landscape.top_hessian_eigenvalue`).
     n_trace_samples : int, default=50
         Rademacher vectors for the trace; 0 skips the trace.
     random_state : int, RandomState instance or None, default=None
@@ -80,7 +81,7 @@ class CurvatureAnalyzer(FlatnessAnalyzer):
         include_bias=False,
         *,
         n_iter=200,
-        tol=1e-5,
+        tol=1e-4,
         n_trace_samples=50,
         random_state=None,
         n_threads=1,
