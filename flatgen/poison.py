@@ -66,7 +66,7 @@ def poison_loss(logits, y_true, y_wrong, kind="reverse"):
     y_wrong : torch.LongTensor of shape (n_points,)
         A wrong class index per point, used by ``kind='random'``.
     kind : {'reverse', 'random'}, default='reverse'
-        A name in :data:`POISON_LOSSES`. ``'reverse'`` is
+        A name in ``flatgen.poison.POISON_LOSSES``. ``'reverse'`` is
         ``mean(-log(1 - p(y_true | x)))``, which for two classes equals the
         cross-entropy on the flipped label; ``'random'`` is the
         cross-entropy against ``y_wrong``.

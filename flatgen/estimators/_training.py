@@ -7,7 +7,7 @@ than the step itself, so the relation to skorch is this:
 
 - :class:`PoisonTrainer` owns the arithmetic: the data on the device, the
   poison draws, the objective (training cross-entropy plus a poison loss
-  from :data:`flatgen.poison.POISON_LOSSES`), the schedule and the polish.
+  from ``flatgen.poison.POISON_LOSSES``), the schedule and the polish.
 - :class:`PoisonTrainingNet` (skorch) owns the module and optimizer set-up,
   device placement, the history and the callbacks. One skorch *epoch* is a
   block of optimizer steps (about 200 blocks per fit); ``on_epoch_*``
