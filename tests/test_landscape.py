@@ -19,6 +19,7 @@ from flatgen.landscape import (
     flatten_parameters,
     hessian_trace,
     module_with_parameters,
+    top_hessian_eigenpairs,
     top_hessian_eigenvalue,
 )
 from flatgen.landscape._curvature import _top_eigenpair
@@ -519,3 +520,37 @@ def test_evaluate_along_matches_stacked_vectors():
     direct = evaluator.evaluate(stacked)
     np.testing.assert_allclose(along[0], direct[0], rtol=1e-6)
     np.testing.assert_array_equal(along[1], direct[1])
+
+
+def test_top_eigenpairs_match_the_exact_spectrum():
+    from flatgen.landscape._curvature import _top_eigenpairs
+
+    values = torch.cat([torch.tensor([5.0, 4.0, 3.5, 3.0]), torch.linspace(2, -1, 296)])
+    matrix, basis = spectrum_operator(values, seed=3)
+    generator = torch.Generator().manual_seed(0)
+    found, vectors, converged, relative = _top_eigenpairs(
+        lambda v: matrix @ v,
+        lambda: torch.randn(300, generator=generator, dtype=torch.float64),
+        300,
+        1e-8,
+        3,
+    )
+    assert converged and np.all(relative <= 1e-8)
+    np.testing.assert_allclose(found, [5.0, 4.0, 3.5], rtol=1e-8)
+    overlaps = (vectors.T @ basis[:, :3]).abs()
+    identity = torch.eye(3, dtype=torch.float64)
+    torch.testing.assert_close(overlaps, identity, atol=1e-6, rtol=0)
+
+
+def test_top_hessian_eigenpairs_of_a_network(tiny_double):
+    net, X, y, hessian, *_ = tiny_double
+    exact, exact_vectors = torch.linalg.eigh(hessian)
+    values, vectors = top_hessian_eigenpairs(net, X, y, 3, tol=1e-9, n_iter=500)
+    np.testing.assert_allclose(values, exact.flip(0)[:3].numpy(), rtol=1e-7)
+    for i in range(3):
+        product = hessian @ vectors[:, i]
+        residual = torch.linalg.norm(product - values[i] * vectors[:, i])
+        assert float(residual) <= 1e-7 * abs(values[i])
+    assert values[0] == pytest.approx(top_hessian_eigenvalue(net, X, y, tol=1e-9))
+    with pytest.raises(ValueError, match="n_eigenpairs must be an integer"):
+        top_hessian_eigenpairs(net, X, y, 0)

@@ -6,7 +6,12 @@ function works on flat copies of the parameters or on a deep copy of the
 module.
 """
 
-from ._curvature import LossHessian, hessian_trace, top_hessian_eigenvalue
+from ._curvature import (
+    LossHessian,
+    hessian_trace,
+    top_hessian_eigenpairs,
+    top_hessian_eigenvalue,
+)
 from ._directions import filter_normalized_directions
 from ._evaluate import BatchedEvaluator
 from ._network_loss import NetworkBasinLoss
@@ -44,5 +49,6 @@ __all__ = [
     "flatten_parameters",
     "hessian_trace",
     "module_with_parameters",
+    "top_hessian_eigenpairs",
     "top_hessian_eigenvalue",
 ]

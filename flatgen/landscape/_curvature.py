@@ -13,7 +13,12 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._parameters import ParameterLayout, flatten_parameters
 
-__all__ = ["LossHessian", "hessian_trace", "top_hessian_eigenvalue"]
+__all__ = [
+    "LossHessian",
+    "hessian_trace",
+    "top_hessian_eigenpairs",
+    "top_hessian_eigenvalue",
+]
 
 
 class LossHessian:
@@ -222,56 +227,93 @@ def _top_eigenpair(matvec, start, n_iter, tol):
     residual : float
         Relative residual ``||H u - theta u|| / |theta|`` of the returned pair.
     """
+    values, vectors, converged, relative = _top_eigenpairs(
+        matvec, start, n_iter, tol, 1
+    )
+    return float(values[0]), vectors[:, 0], converged, float(relative[0])
+
+
+def _top_eigenpairs(matvec, start, n_iter, tol, k):
+    """Find the ``k`` largest eigenpairs by Lanczos, each checked on its residual.
+
+    As :func:`_top_eigenpair`, but the iteration stops only when each of the
+    ``k`` largest Ritz pairs has a residual of at most ``tol`` times its
+    value. A restart (memory bound) starts from the sum of those Ritz
+    vectors, which keeps every one of them in the new Krylov space.
+
+    Returns
+    -------
+    values : ndarray of shape (k,)
+        Descending.
+    vectors : torch.Tensor of shape (n, k)
+        Orthonormal Ritz vectors, in the dtype of ``start()``.
+    converged : bool
+    relative : ndarray of shape (k,)
+        Relative residual of each pair.
+    """
     q = start()
     out_dtype = q.dtype
     n = q.numel()
+    k = int(min(k, n))
     q = q.double()
     q = q / q.norm()
-    cycle_length = max(2, min(n, _MAX_BASIS_FLOATS // max(n, 1)))
+    cycle_length = max(2 * k, 2, min(n, _MAX_BASIS_FLOATS // max(n, 1)))
     products = 0
-    theta, vector, relative = float("nan"), q, float("inf")
+    values = np.full(k, np.nan)
+    relative = np.full(k, np.inf)
+    vectors = q[:, None].repeat(1, k)
     while products < n_iter:
         steps = min(cycle_length, n_iter - products)
         basis = torch.zeros((steps, n), dtype=torch.float64, device=q.device)
         alphas, betas = [], []
-        previous_beta = 0.0
         for j in range(steps):
             basis[j] = q
             w = matvec(q.to(out_dtype)).double()
             products += 1
             alpha = float(torch.dot(q, w))
             w = w - alpha * q
-            if j > 0:
-                w = w - previous_beta * basis[j - 1]
-            for _ in range(2):  # twice is enough
+            for _ in range(2):  # full re-orthogonalization, twice is enough
                 w = w - basis[: j + 1].T @ (basis[: j + 1] @ w)
             alphas.append(alpha)
             beta = float(w.norm())
-            # Only the top pair of the small tridiagonal matrix is needed.
-            values, small = eigh_tridiagonal(
-                np.array(alphas), np.array(betas), select="i", select_range=(j, j)
-            )
-            theta = float(values[0])
-            residual = abs(beta * float(small[-1, 0]))
-            relative = residual / abs(theta) if theta != 0 else (
-                0.0 if residual == 0 else float("inf")
-            )
             exhausted = beta <= 1e-12 * max(abs(a) for a in alphas + [1e-300])
-            enough = products >= min(_MIN_LANCZOS_STEPS, n)
-            if (enough and relative <= tol) or exhausted or j == steps - 1:
-                top = torch.as_tensor(small[:, 0], device=basis.device)
-                vector = basis[: j + 1].T @ top
-                vector = vector / vector.norm()
-                if (enough and relative <= tol) or exhausted:
-                    return theta, vector.to(out_dtype), True, relative
+            if j + 1 >= k:
+                # Only the top k pairs of the small tridiagonal are needed.
+                ritz, small = eigh_tridiagonal(
+                    np.array(alphas),
+                    np.array(betas),
+                    select="i",
+                    select_range=(j + 1 - k, j),
+                )
+                values, small = ritz[::-1], small[:, ::-1]
+                residual = np.abs(beta * small[-1])
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    relative = np.where(
+                        values != 0,
+                        residual / np.abs(values),
+                        np.where(residual == 0, 0.0, np.inf),
+                    )
+                enough = products >= min(_MIN_LANCZOS_STEPS, n)
+                done = (enough and bool(np.all(relative <= tol))) or exhausted
+                if done or j == steps - 1:
+                    coefficients = torch.as_tensor(
+                        small.copy(), device=basis.device
+                    )
+                    vectors = basis[: j + 1].T @ coefficients
+                    vectors = vectors / vectors.norm(dim=0, keepdim=True)
+                    if done:
+                        return values, vectors.to(out_dtype), True, relative
+                    break
+            elif exhausted:
                 break
             betas.append(beta)
             q = w / beta
             q = q - basis[: j + 1].T @ (basis[: j + 1] @ q)
             q = q / q.norm()
-        # Restart from the best Ritz vector: memory stays bounded.
-        q = vector
-    return theta, vector.to(out_dtype), False, relative
+        # Restart from the best Ritz vectors: memory stays bounded.
+        q = vectors.sum(dim=1)
+        q = q / q.norm()
+    return values, vectors.to(out_dtype), False, relative
 
 
 def top_hessian_eigenvalue(
@@ -378,6 +420,103 @@ def top_hessian_eigenvalue(
             stacklevel=2,
         )
     return (eigenvalue, vector) if return_vector else eigenvalue
+
+
+def top_hessian_eigenpairs(
+    module,
+    X,
+    y,
+    n_eigenpairs=5,
+    *,
+    n_iter=300,
+    tol=1e-4,
+    seed=0,
+    filter_normalized=False,
+    include_bias=False,
+    sample_block=None,
+):
+    """Return the largest eigenvalues of the training-loss Hessian and their vectors.
+
+    Lanczos as in :func:`top_hessian_eigenvalue`, stopped only when every one
+    of the ``n_eigenpairs`` largest Ritz pairs has a residual of at most
+    ``tol`` times its value. The eigenvectors serve as directions for loss
+    slices and perturbation paths (the sharpest directions of the minimum).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Network mapping ``X`` to logits; not modified.
+    X : array-like or torch.Tensor
+        Training inputs shaped for the network.
+    y : array-like of int of shape (n_samples,)
+        Encoded labels.
+    n_eigenpairs : int, default=5
+        How many of the largest eigenpairs.
+    n_iter : int, default=300
+        Maximum Hessian-vector products.
+    tol : float, default=1e-4
+        Relative residual at which each pair is accepted.
+    seed : int, default=0
+        Seed of the start vector.
+    filter_normalized : bool, default=False
+        Use ``D H D`` (see :class:`LossHessian`).
+    include_bias : bool, default=False
+        See :class:`LossHessian`.
+    sample_block : int, default=None
+        See :class:`LossHessian`.
+
+    Returns
+    -------
+    eigenvalues : ndarray of shape (n_eigenpairs,)
+        Descending.
+    eigenvectors : torch.Tensor of shape (n_params, n_eigenpairs)
+        Orthonormal, column ``i`` for ``eigenvalues[i]``, ordered as the
+        module's parameters.
+
+    Warns
+    -----
+    ConvergenceWarning
+        If some pair's residual did not reach ``tol`` in ``n_iter`` products.
+    """
+    _check_common("n_eigenpairs", n_eigenpairs, 1)
+    _check_common("n_iter", n_iter, 1)
+    _check_common("seed", seed, 0)
+    if not isinstance(tol, Real) or not tol > 0:
+        raise ValueError(f"tol must be positive; got {tol!r}.")
+    hessian = LossHessian(
+        module,
+        X,
+        y,
+        filter_normalized=filter_normalized,
+        include_bias=include_bias,
+        sample_block=sample_block,
+    )
+    if n_eigenpairs > hessian.n_params:
+        raise ValueError(
+            f"n_eigenpairs must be at most the {hessian.n_params} parameters; got "
+            f"{n_eigenpairs}."
+        )
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+
+    def start():
+        vector = torch.randn(hessian.n_params, generator=generator, dtype=torch.float64)
+        if hessian.scale is not None:
+            vector = vector * (hessian.scale.cpu() != 0)
+        return vector.to(hessian.device, hessian.dtype)
+
+    values, vectors, converged, relative = _top_eigenpairs(
+        hessian.matvec, start, n_iter, tol, n_eigenpairs
+    )
+    if not converged:
+        warnings.warn(
+            f"The top {n_eigenpairs} Hessian eigenpairs did not converge: after "
+            f"n_iter={n_iter} Hessian-vector products the largest relative "
+            f"residual is {float(np.max(relative)):.2g} (tol={tol:g}). Raise "
+            "n_iter.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return np.asarray(values, dtype=float).copy(), vectors
 
 
 def hessian_trace(
