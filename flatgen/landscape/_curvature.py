@@ -316,6 +316,25 @@ def _top_eigenpairs(matvec, start, n_iter, tol, k):
     return values, vectors.to(out_dtype), False, relative
 
 
+def _lanczos_problem(module, X, y, *, n_iter, tol, seed, **hessian_options):
+    """Validate the solver settings; return the Hessian operator and its start."""
+    _check_common("n_iter", n_iter, 1)
+    _check_common("seed", seed, 0)
+    if not isinstance(tol, Real) or not tol > 0:
+        raise ValueError(f"tol must be positive; got {tol!r}.")
+    hessian = LossHessian(module, X, y, **hessian_options)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+
+    def start():
+        vector = torch.randn(hessian.n_params, generator=generator, dtype=torch.float64)
+        if hessian.scale is not None:
+            # Coordinates scaled to zero carry no curvature: start without them.
+            vector = vector * (hessian.scale.cpu() != 0)
+        return vector.to(hessian.device, hessian.dtype)
+
+    return hessian, start
+
+
 def top_hessian_eigenvalue(
     module,
     X,
@@ -386,27 +405,17 @@ def top_hessian_eigenvalue(
         If the residual did not reach the tolerance in ``n_iter`` products;
         the message gives the residual reached.
     """
-    _check_common("n_iter", n_iter, 1)
-    _check_common("seed", seed, 0)
-    if not isinstance(tol, Real) or not tol > 0:
-        raise ValueError(f"tol must be positive; got {tol!r}.")
-    hessian = LossHessian(
+    hessian, start = _lanczos_problem(
         module,
         X,
         y,
+        n_iter=n_iter,
+        tol=tol,
+        seed=seed,
         filter_normalized=filter_normalized,
         include_bias=include_bias,
         sample_block=sample_block,
     )
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-
-    def start():
-        vector = torch.randn(hessian.n_params, generator=generator, dtype=torch.float64)
-        if hessian.scale is not None:
-            # Coordinates scaled to zero carry no curvature: start without them.
-            vector = vector * (hessian.scale.cpu() != 0)
-        return vector.to(hessian.device, hessian.dtype)
-
     eigenvalue, vector, converged, residual = _top_eigenpair(
         hessian.matvec, start, n_iter, tol
     )
@@ -479,14 +488,13 @@ def top_hessian_eigenpairs(
         If some pair's residual did not reach ``tol`` in ``n_iter`` products.
     """
     _check_common("n_eigenpairs", n_eigenpairs, 1)
-    _check_common("n_iter", n_iter, 1)
-    _check_common("seed", seed, 0)
-    if not isinstance(tol, Real) or not tol > 0:
-        raise ValueError(f"tol must be positive; got {tol!r}.")
-    hessian = LossHessian(
+    hessian, start = _lanczos_problem(
         module,
         X,
         y,
+        n_iter=n_iter,
+        tol=tol,
+        seed=seed,
         filter_normalized=filter_normalized,
         include_bias=include_bias,
         sample_block=sample_block,
@@ -496,14 +504,6 @@ def top_hessian_eigenpairs(
             f"n_eigenpairs must be at most the {hessian.n_params} parameters; got "
             f"{n_eigenpairs}."
         )
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-
-    def start():
-        vector = torch.randn(hessian.n_params, generator=generator, dtype=torch.float64)
-        if hessian.scale is not None:
-            vector = vector * (hessian.scale.cpu() != 0)
-        return vector.to(hessian.device, hessian.dtype)
-
     values, vectors, converged, relative = _top_eigenpairs(
         hessian.matvec, start, n_iter, tol, n_eigenpairs
     )
