@@ -16,7 +16,8 @@ class CurvatureAnalyzer(FlatnessAnalyzer):
     """Top eigenvalue and trace of the training-loss Hessian at the minimum.
 
     Hessian-vector products come from double backpropagation; the top
-    eigenvalue from power iteration and the trace from Hutchinson's
+    eigenvalue from Lanczos iteration, accepted on its residual, and the
+    trace from Hutchinson's
     estimator with Rademacher vectors. By default the Hessian is
     filter-normalized, ``D H D`` with ``D`` scaling each filter's
     coordinates by the filter's norm, so it measures curvature in the same
@@ -30,7 +31,8 @@ class CurvatureAnalyzer(FlatnessAnalyzer):
         Include biases in the filter-normalized Hessian (unscaled biases are
         left out by default, as in the directions).
     n_iter : int, default=200
-        Maximum Hessian-vector products of the power iteration.
+        Maximum Hessian-vector products of the Lanczos iteration; when the
+        residual has not reached ``tol`` by then, a ConvergenceWarning says so.
     tol : float, default=1e-4
         Relative residual at which the top eigenpair is accepted (see
         :func:`flatgen.landscape.top_hessian_eigenvalue`).
