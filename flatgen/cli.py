@@ -135,6 +135,7 @@ def _common(parser, name):
 def build_parser():
     """Return the argument parser of the ``flatgen`` command."""
     from . import __version__
+    from .experiments.specs import get_spec, spec_names
 
     parser = _Parser(
         prog="flatgen",
@@ -145,47 +146,24 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"flatgen {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    swissroll = commands.add_parser(
-        "swissroll",
-        help="clean vs poisoned networks and an SVC on the swiss roll (the main job)",
-        description="Clean vs poisoned networks and an RBF SVC on the swiss roll: "
-        "decision boundaries, poison sweep, basin cross-sections, log-volume vs "
-        "generalization gap, margins and the perturbation animation.",
-    )
-    _common(swissroll, "swissroll")
-    digits = commands.add_parser(
-        "digits",
-        help="the poison sweep on scikit-learn's 8x8 digits with a CNN and an SVC",
-        description="Poison sweep, log-volume vs generalization gap and an SVC "
-        "baseline on scikit-learn's 8x8 digits.",
-    )
-    _common(digits, "digits")
-    svhn = commands.add_parser(
-        "svhn",
-        help="the paper's SVHN setting from the standard .mat files",
-        description="The SVHN poison sweep from train_32x32.mat, test_32x32.mat and "
-        "extra_32x32.mat (the poison set). Nothing is downloaded.",
-    )
-    _common(svhn, "svhn")
-    svhn.add_argument(
-        "--data-dir",
-        required=True,
-        help="folder holding train_32x32.mat, test_32x32.mat and extra_32x32.mat",
-    )
-    svhn.add_argument(
-        "--subset",
-        type=_positive_int,
-        metavar="N",
-        help="training and test images drawn from the files (default: 1000, "
-        "100 with --quick)",
-    )
-    svhn.add_argument(
-        "--poison-source",
-        choices=("extra", "jitter"),
-        default="extra",
-        help="draw the poison set from the extra split (the paper) or around the "
-        "training images (default: %(default)s)",
-    )
+    # One subcommand per shipped experiment spec, with the spec's own options.
+    for name in spec_names():
+        spec = get_spec(name)
+        command = commands.add_parser(
+            name, help=spec.help, description=spec.description
+        )
+        _common(command, name)
+        for option in spec.options:
+            flag = "--" + option.name.replace("_", "-")
+            kwargs = {"help": option.help, "required": option.required}
+            if option.positive_int:
+                kwargs.update(type=_positive_int, metavar="N")
+            if option.choices is not None:
+                kwargs["choices"] = option.choices
+            if option.default is not None:
+                kwargs["default"] = option.default
+                kwargs["help"] += " (default: %(default)s)"
+            command.add_argument(flag, **kwargs)
     return parser
 
 
@@ -213,6 +191,7 @@ def _capped_n_jobs(n_jobs):
 def _run(args):
     from . import experiments
     from .experiments._report import format_summary
+    from .experiments.specs import get_spec
 
     common = {
         "quick": args.quick,
@@ -224,17 +203,14 @@ def _run(args):
         "n_directions": args.n_directions,
         "verbose": 0 if args.quiet else 1,
     }
-    if args.command == "svhn":
-        result = experiments.run_svhn(
-            args.out,
-            args.data_dir,
-            subset=args.subset,
-            poison_source=args.poison_source,
-            **common,
-        )
+    spec = get_spec(args.command)
+    options = {option.name: getattr(args, option.name) for option in spec.options}
+    # A shipped experiment runs through its documented run_* function.
+    run = getattr(experiments, f"run_{args.command}", None)
+    if run is None:
+        result = experiments.run_experiment(spec, args.out, **common, **options)
     else:
-        run = getattr(experiments, f"run_{args.command}")
-        result = run(args.out, **common)
+        result = run(args.out, **common, **options)
     print(format_summary(result, args.out))
 
 
@@ -246,8 +222,7 @@ def _one_line(exc):
 def _interrupted(args):
     steps = os.path.join(args.out, "steps") if args is not None else None
     where = (
-        f"; finished steps are kept in {steps}: run the same command again to "
-        "resume."
+        f"; finished steps are kept in {steps}: run the same command again to resume."
         if steps is not None
         else "."
     )

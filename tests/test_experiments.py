@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from flatgen.experiments import ExperimentResult, run_swissroll
-from flatgen.experiments import _swissroll as swissroll_module
 from flatgen.experiments._cache import StepCache, read_step_file, step_key
+from flatgen.experiments._measures import MEASURES
 from flatgen.experiments._runner import Step, StepRunner
 
 # Smaller than --quick: every step and figure, as fast as possible. These
@@ -132,13 +132,13 @@ def test_interrupted_runs_resume_to_identical_results(reference, tmp_path, monke
     def interrupted(**kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(swissroll_module, "perturbation_path", interrupted)
+    monkeypatch.setattr(MEASURES["perturbation"], "func", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_swissroll(tmp_path, random_state=5, **TINY)
     assert not (tmp_path / "summary.json").exists()
     saved = sorted(steps.glob("*.joblib"))
-    # 3 fits, 2 flatness measurements and 1 basin ran before the interruption.
-    assert len(saved) == 6 and set(killed) <= set(saved)
+    # 3 fits, 2 flatness measurements and 2 basins ran before the interruption.
+    assert len(saved) == 7 and set(killed) <= set(saved)
     for path in saved:
         assert read_step_file(path)["result"] is not None
 
@@ -147,10 +147,11 @@ def test_interrupted_runs_resume_to_identical_results(reference, tmp_path, monke
     monkeypatch.undo()
     resumed = run_swissroll(tmp_path, random_state=5, **TINY)
     assert sorted(resumed.steps["reused"]) == sorted(
-        ["fit net beta=0", "fit net beta=1", "fit SVC"]
-        + ["flatness net beta=0", "flatness net beta=1", "basin clean"]
+        ["fit net beta=0", "fit net beta=1", "fit SVC (rbf)"]
+        + ["flatness net beta=0", "flatness net beta=1"]
+        + ["basin net beta=0", "basin net beta=1"]
     )
-    assert len(resumed.steps["computed"]) == 6
+    assert len(resumed.steps["computed"]) == 5
     assert numbers(read(tmp_path)) == numbers(read(out))
     assert list(tmp_path.glob("*.tmp")) == []
 
@@ -159,7 +160,7 @@ def test_ctrl_c_leaves_no_temporary_files(tmp_path, monkeypatch):
     def interrupted(**kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(swissroll_module, "measure_basin", interrupted)
+    monkeypatch.setattr(MEASURES["basin"], "func", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_swissroll(tmp_path, random_state=5, **{**TINY, "max_iter": 20})
     assert [p.name for p in tmp_path.rglob("*") if ".tmp" in p.name] == []
@@ -172,7 +173,7 @@ def test_changed_settings_are_not_reused(reference, tmp_path):
     changed = run_swissroll(tmp_path, random_state=5, **{**TINY, "n_directions": 7})
     # Fits do not depend on the directions; the volumes do.
     assert "fit net beta=0" in changed.steps["reused"]
-    assert "margins clean" in changed.steps["reused"]
+    assert "margins net beta=0" in changed.steps["reused"]
     assert "flatness net beta=0" in changed.steps["computed"]
     assert changed.settings["n_directions"] == 7
     assert read(tmp_path)["flatness"] != read(out)["flatness"]
@@ -308,3 +309,115 @@ def test_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         run_swissroll(tmp_path / "out", **{**TINY, **kwargs})
     assert not (tmp_path / "out").exists()
+
+
+# -- experiments as specs ----------------------------------------------------
+
+
+def _moons(settings, seeds):
+    from sklearn.datasets import make_moons
+    from sklearn.model_selection import train_test_split
+
+    from flatgen.experiments import ExperimentData
+
+    X, y = make_moons(120, noise=0.2, random_state=seeds["data"])
+    parts = train_test_split(X, y, train_size=60, random_state=seeds["data"])
+    return ExperimentData(*parts[::2], *parts[1::2])
+
+
+def _moons_net(settings, seeds, data, device):
+    from flatgen import PoisonedMLPClassifier
+
+    return PoisonedMLPClassifier(
+        hidden_layer_sizes=(16, 16),
+        solver="adam",
+        learning_rate_init=0.01,
+        max_iter=settings["max_iter"],
+        max_polish_iter=20,
+        device=device,
+        random_state=seeds["network"],
+    )
+
+
+def _moons_spec(**changes):
+    from dataclasses import replace
+
+    from flatgen.experiments import ExperimentSpec
+    from flatgen.experiments.specs import get_spec
+
+    swissroll = get_spec("swissroll")
+    spec = ExperimentSpec(
+        name="moons",
+        help="two moons",
+        description="The poison sweep on two moons.",
+        full=swissroll.full,
+        quick={**swissroll.quick, "grid_resolution": 20, "margin_directions": 4},
+        seeds=("data", "network", "directions", "margins", "svc"),
+        load=_moons,
+        network=_moons_net,
+        baselines=swissroll.baselines,
+        measures=("flatness", "margins"),
+        figures=("poison_sweep", "volume_vs_gap", "decision_boundaries"),
+        model_label="net",
+        sweep_title="Two moons, {n_train} points",
+        volume_title="Two moons: basin volume vs gap",
+    )
+    return replace(spec, **changes)
+
+
+def test_a_new_experiment_is_a_spec_and_its_loader(tmp_path):
+    from flatgen.experiments import run_experiment
+
+    kwargs = {"quick": True, "n_directions": 4, "max_iter": 100, "verbose": 0}
+    result = run_experiment(_moons_spec(), tmp_path, random_state=3, **kwargs)
+    assert result.experiment == "moons"
+    assert [m.name for m in result.models] == [
+        "net beta=0",
+        "net beta=0.3",
+        "SVC (rbf)",
+    ]
+    assert [f.name for f in result.flatness] == ["net beta=0", "net beta=0.3"]
+    assert [m.name for m in result.margins] == [m.name for m in result.models]
+    assert sorted(result.figures) == [
+        "decision_boundaries",
+        "poison_sweep",
+        "volume_vs_gap",
+    ]
+    assert result.basin_radii == {} and result.perturbation == {}
+    # Steps are named by what they do to which model.
+    assert "flatness net beta=0.3" in result.steps["computed"]
+    assert "margins SVC (rbf)" in result.steps["computed"]
+    assert (tmp_path / "summary.json").exists() and (tmp_path / "report.md").exists()
+    again = run_experiment(_moons_spec(), tmp_path, random_state=3, **kwargs)
+    assert again.steps["computed"] == [] and numbers(read(tmp_path)) == numbers(
+        result.to_dict()
+    )
+
+
+def test_inconsistent_specs_and_options_are_refused_before_any_work(tmp_path):
+    from flatgen.experiments import run_experiment
+
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="draws 'perturbation', which needs the meas"):
+        run_experiment(_moons_spec(figures=("perturbation",)), out, quick=True)
+    with pytest.raises(
+        ValueError, match=r"unknown measures or figures \['sharpness'\]"
+    ):
+        run_experiment(_moons_spec(measures=("sharpness",)), out, quick=True)
+    with pytest.raises(TypeError, match="takes no argument 'data_dir'"):
+        run_experiment(_moons_spec(), out, quick=True, data_dir="x")
+    with pytest.raises(TypeError, match="needs the argument 'data_dir'"):
+        run_experiment("svhn", out, quick=True)
+    with pytest.raises(ValueError, match="No experiment 'cifar'; experiments are"):
+        run_experiment("cifar", out)
+    assert not out.exists()
+
+
+def test_command_line_offers_every_shipped_spec():
+    from flatgen import cli
+    from flatgen.experiments import StepKey, spec_names
+
+    assert spec_names() == ["digits", "svhn", "swissroll"]
+    commands = cli.build_parser()._subparsers._group_actions[0].choices
+    assert sorted(commands) == spec_names()
+    assert str(StepKey("fit", "net beta=0.3")) == "fit net beta=0.3"

@@ -25,8 +25,9 @@ class Step:
 
     Parameters
     ----------
-    name : str
-        Unique name within the experiment, e.g. ``'fit net beta=0.3'``.
+    name : StepKey or str
+        Unique within the experiment, e.g. ``StepKey('fit', 'net beta=0.3')``;
+        its text names the step's file.
     func : callable
         Module-level function (joblib workers must be able to import it).
     kwargs : dict
@@ -34,7 +35,7 @@ class Step:
     settings : dict
         Everything besides the data and ``depends`` that determines the
         result; part of the cache key.
-    depends : tuple of str, default=()
+    depends : tuple of StepKey or str, default=()
         Names of earlier steps whose results are in ``kwargs``.
     """
 
@@ -75,7 +76,7 @@ class StepRunner:
         if unknown:
             raise RuntimeError(f"Step {step.name!r} depends on unknown {unknown}.")
         depends = [self.data_key] + [self.keys[name] for name in step.depends]
-        return step_key(step.name, step.settings, depends)
+        return step_key(str(step.name), step.settings, depends)
 
     def run(self, steps, desc):
         """Run ``steps`` (independent of each other); return their results by name.
@@ -87,19 +88,20 @@ class StepRunner:
         results, todo = {}, []
         for step in steps:
             key = self.keys[step.name] = self._key(step)
-            found, record = self.cache.load(step.name, key)
+            text = str(step.name)
+            found, record = self.cache.load(text, key)
             if found:
                 results[step.name] = record["result"]
-                self.seconds[step.name] = record["seconds"]
-                self.reused.append(step.name)
-                self.cache.mark_finished(step.name, key, record["seconds"], True)
+                self.seconds[text] = record["seconds"]
+                self.reused.append(text)
+                self.cache.mark_finished(text, key, record["seconds"], True)
             else:
                 todo.append(step)
         if not todo:
             return results
         tasks = (
             delayed(compute_and_save)(
-                self.cache, step.name, self.keys[step.name], step.func, step.kwargs
+                self.cache, str(step.name), self.keys[step.name], step.func, step.kwargs
             )
             for step in todo
         )
@@ -114,12 +116,13 @@ class StepRunner:
             disable=not self.verbose,
             leave=False,
         )
+        by_key = {self.keys[step.name]: step.name for step in todo}
         for record in bar:
-            name = record["step"]
-            results[name] = record["result"]
-            self.seconds[name] = record["seconds"]
-            self.computed.append(name)
-            self.cache.mark_finished(name, record["key"], record["seconds"], False)
+            results[by_key[record["key"]]] = record["result"]
+            text = record["step"]
+            self.seconds[text] = record["seconds"]
+            self.computed.append(text)
+            self.cache.mark_finished(text, record["key"], record["seconds"], False)
         return results
 
 

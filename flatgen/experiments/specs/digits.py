@@ -1,59 +1,84 @@
 """The poison sweep on a real image set that ships with scikit-learn: 8x8 digits."""
 
-from sklearn.model_selection import train_test_split
-
-from ..datasets import load_digit_images
-from ._assemble import make_settings
-from ._images import run_image_sweep
-from ._runner import check_common, derive_seeds, prepare_out
+from .._spec import ExperimentData, ExperimentSpec
+from ._images import (
+    FIGURES,
+    MEASURED_FULL,
+    MEASURED_QUICK,
+    MEASURES,
+    cnn_network,
+    svc_on_pixels,
+)
 
 # 1,797 images: a training set, a test set, and the rest as the poison pool
 # (fresh images of the training distribution, as SVHN's extra split is in
 # the paper). A small CNN keeps the full run to minutes on a 2-core CPU.
 FULL = {
+    **MEASURED_FULL,
     "n_train": 400,
     "n_test": 500,
-    "poison_factors": [0.0, 0.1, 0.3, 1.0],
     "conv_channels": [8, 16],
     "hidden_layer_sizes": [32],
     "max_iter": 1000,
     "batch_size": None,
-    "max_polish_iter": 1000,
-    # Ten classes: chance-level cross-entropy is ln 10 = 2.3.
-    "cutoffs": [0.5, 1.0, 2.0],
-    "n_directions": 100,
-    # Rays drawn from a measured curvature model (see VolumeEstimator).
-    "volume_estimator": "preconditioned",
-    "volume_rank": 40,
-    "volume_probes": 64,
-    # Radii to 1e-4 relative: the log-volume is then exact to n * 1e-4 / ln 10
-    # (under 1 of thousands of orders of magnitude), at half the bisections.
-    "rtol": 1e-4,
-    "curvature_iter": 100,
-    "trace_samples": 10,
-    "basin_cutoff": 1.0,
-    "basin_directions": 50,
     "svc_grid": {"C": [1, 10, 100], "gamma": [0.004, 0.016, 0.064]},
 }
 QUICK = {
     **FULL,
+    **MEASURED_QUICK,
     "n_train": 100,
     "n_test": 100,
-    "poison_factors": [0.0, 1.0],
     "conv_channels": [4, 8],
     "hidden_layer_sizes": [16],
     "max_iter": 200,
     "max_polish_iter": 50,
-    "n_directions": 8,
-    # Curvature model of the volume estimator on toy sizes.
-    "volume_rank": 8,
-    "volume_probes": 8,
-    "curvature_iter": 20,
-    "trace_samples": 2,
-    "basin_cutoff": 2.0,
-    "basin_directions": 4,
     "svc_grid": {"C": [10], "gamma": [0.016]},
 }
+
+
+def load(settings, seeds):
+    """Split the digits into training, test and poison-pool images."""
+    from sklearn.model_selection import train_test_split
+
+    from ...datasets import load_digit_images
+
+    X, y = load_digit_images()
+    X_train, X_rest, y_train, y_rest = train_test_split(
+        X, y, train_size=settings["n_train"], random_state=seeds["split"], stratify=y
+    )
+    X_test, X_pool, y_test, y_pool = train_test_split(
+        X_rest,
+        y_rest,
+        train_size=settings["n_test"],
+        random_state=seeds["split"],
+        stratify=y_rest,
+    )
+    settings["n_poison_pool"] = len(y_pool)
+    return ExperimentData(X_train, y_train, X_test, y_test, pool=(X_pool, y_pool))
+
+
+SPEC = ExperimentSpec(
+    name="digits",
+    help="the poison sweep on scikit-learn's 8x8 digits with a CNN and an SVC",
+    description="Poison sweep, log-volume vs generalization gap and an SVC "
+    "baseline on scikit-learn's 8x8 digits.",
+    full=FULL,
+    quick=QUICK,
+    seeds=("split", "network", "directions", "svc"),
+    load=load,
+    network=cnn_network,
+    baselines=svc_on_pixels,
+    measures=MEASURES,
+    figures=FIGURES,
+    model_label="CNN",
+    sweep_title="8x8 digits, {n_train} training images: CNN vs poison factor",
+    volume_title="8x8 digits: basin volume vs generalization gap",
+    paper=(
+        "Paper (SVHN, CIFAR-10): the generalization gap grows and the log-volume of "
+        "the basin shrinks as the poison factor rises; every model fits its "
+        "training set."
+    ),
+)
 
 
 def run_digits(
@@ -108,34 +133,17 @@ def run_digits(
     result : ExperimentResult
         The numbers, as saved in ``summary.json``.
     """
-    random_state = check_common(random_state, n_jobs, device)
-    settings = make_settings(FULL, QUICK, quick, poison_factors, max_iter, n_directions)
-    settings["device"] = str(device)
-    out = prepare_out(out)
-    seeds = derive_seeds(random_state, ["split", "network", "directions", "svc"])
-    seeds = {"random_state": random_state, **seeds}
-    X, y = load_digit_images()
-    X_train, X_rest, y_train, y_rest = train_test_split(
-        X, y, train_size=settings["n_train"], random_state=seeds["split"], stratify=y
-    )
-    X_test, X_pool, y_test, y_pool = train_test_split(
-        X_rest,
-        y_rest,
-        train_size=settings["n_test"],
-        random_state=seeds["split"],
-        stratify=y_rest,
-    )
-    settings["n_poison_pool"] = len(y_pool)
-    data = {"X_train": X_train, "y_train": y_train, "X_test": X_test, "y_test": y_test}
-    return run_image_sweep(
-        "digits",
-        "8x8 digits",
+    from .._experiment import run_experiment
+
+    return run_experiment(
+        SPEC,
         out,
-        data,
-        (X_pool, y_pool),
-        settings,
-        seeds,
+        quick=quick,
+        random_state=random_state,
         n_jobs=n_jobs,
         device=device,
+        poison_factors=poison_factors,
+        max_iter=max_iter,
+        n_directions=n_directions,
         verbose=verbose,
     )

@@ -1,0 +1,191 @@
+"""The measures an experiment can take of its fitted models, each declared once.
+
+A measure says which models it applies to, which settings and seeds of the
+run it takes (they are also its cache key), the step function that computes
+it (:mod:`~flatgen.experiments._steps`) and the summary rows it writes. The
+generic runner turns a spec's list of measure names into steps and rows.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._results import Flatness, Margins
+from ._steps import measure_basin, measure_flatness, measure_margins, perturbation_path
+
+# Which models a measure applies to: every network of the sweep, the two
+# ends of the sweep (clean and most poisoned), or those two and the baselines.
+NETWORKS, EXTREMES, COMPARED = "networks", "extremes", "compared"
+
+
+@dataclass
+class Measure:
+    """One measurement of fitted models.
+
+    Parameters
+    ----------
+    name : str
+        Stage name of its steps (``StepKey(name, model)``).
+    func : callable
+        Step function ``func(estimator, X, y, [X_test, y_test,] **settings)``.
+    applies_to : {'networks', 'extremes', 'compared'}
+        Which models it measures.
+    settings : callable
+        ``settings(run_settings, seeds) -> dict``: the keyword arguments of
+        ``func`` beyond the data, and the step's cache key.
+    report : callable
+        ``report(result, model, record)``: writes its rows to the result.
+    needs_test : bool, default=False
+        Whether ``func`` also takes the test set.
+    """
+
+    name: str
+    func: object
+    applies_to: str
+    settings: object
+    report: object
+    needs_test: bool = False
+
+
+def _optional(settings, *names):
+    """Return the preset entries among ``names`` that this experiment sets."""
+    return {name: settings[name] for name in names if name in settings}
+
+
+def _flatness_settings(s, seeds):
+    return {
+        "cutoffs": s["cutoffs"],
+        "volume": {
+            "n_directions": s["n_directions"],
+            "estimator": s["volume_estimator"],
+            "rank": s["volume_rank"],
+            "n_probes": s["volume_probes"],
+            **_optional(s, "rtol"),
+            "random_state": seeds["directions"],
+        },
+        "curvature": {
+            "n_iter": s["curvature_iter"],
+            "n_trace_samples": s["trace_samples"],
+            "random_state": seeds["directions"],
+        },
+    }
+
+
+def _finite(values):
+    """Nested lists of ``values`` with NaN as None, as JSON stores them."""
+    return [
+        _finite(v) if np.ndim(v) else (None if not np.isfinite(v) else float(v))
+        for v in values
+    ]
+
+
+def _flatness_report(result, model, record):
+    result.flatness.append(
+        Flatness(
+            name=model.name,
+            poison_factor=float(model.poison_factor),
+            base_loss=record["base_loss"],
+            cutoffs=record["cutoffs"].tolist(),
+            log10_volume=_finite(record["log10_volume"]),
+            log10_volume_ci=_finite(record["log10_volume_ci"]),
+            mean_log_radius=_finite(record["mean_log_radius"]),
+            median_radius=_finite(record["median_radius"]),
+            top_eigenvalue=record["top_eigenvalue"],
+            hessian_trace=record["hessian_trace"],
+            n_dims=record["n_dims"],
+            effective_sample_size=_finite(record["effective_sample_size"]),
+            capped_fraction=_finite(record["capped_fraction"]),
+        )
+    )
+
+
+def _basin_settings(s, seeds):
+    return {
+        "cutoff": s["basin_cutoff"],
+        "basin": {
+            "n_directions": s["basin_directions"],
+            **_optional(s, "rtol"),
+            "random_state": seeds["directions"],
+        },
+    }
+
+
+def _basin_report(result, model, record):
+    radius = record.get("mean_radius")
+    result.basin_radii[model.name] = None if radius is None else float(radius)
+
+
+def _path_settings(s, seeds):
+    return {
+        "path": {
+            "span": s["animation_span"],
+            "n_frames": s["animation_frames"],
+            "grid_resolution": s["animation_grid"],
+            "random_state": seeds["directions"],
+        }
+    }
+
+
+def _path_report(result, model, path):
+    middle = int(np.argmin(np.abs(path.coefficients_)))
+    result.perturbation[model.name] = {
+        "max_coefficient": float(np.max(np.abs(path.coefficients_))),
+        "loss_at_minimum": float(path.losses_[middle]),
+        "max_loss": float(np.max(path.losses_)),
+        "accuracy_at_minimum": float(path.accuracies_[middle]),
+        "min_accuracy": float(np.min(path.accuracies_)),
+        "curvature_at_minimum": float(path.curvatures_[middle]),
+        "max_curvature": float(np.max(path.curvatures_)),
+    }
+
+
+def _margin_settings(s, seeds):
+    return {
+        "margins": {
+            "n_directions": s["margin_directions"],
+            "n_refine": s["margin_refine"],
+            "grid_resolution": s["grid_resolution"],
+            "random_state": seeds["margins"],
+        }
+    }
+
+
+def _margin_report(result, model, plotter):
+    result.margins.append(
+        Margins(
+            name=model.name,
+            median_margin=float(plotter.median_margin_),
+            median_test_margin=float(np.median(plotter.test_margins_)),
+            capped_fraction=float(np.mean(plotter.capped_)),
+        )
+    )
+
+
+MEASURES = {
+    measure.name: measure
+    for measure in (
+        # Basin log-volume at every cutoff, top eigenvalue and trace.
+        Measure(
+            "flatness",
+            measure_flatness,
+            NETWORKS,
+            _flatness_settings,
+            _flatness_report,
+        ),
+        # Loss along random directions at one cutoff (cross-section figure).
+        Measure("basin", measure_basin, EXTREMES, _basin_settings, _basin_report),
+        # The paper's animation: weights walked along one direction.
+        Measure(
+            "perturbation", perturbation_path, EXTREMES, _path_settings, _path_report
+        ),
+        # Input-space margins and decision regions, networks and baselines alike.
+        Measure(
+            "margins",
+            measure_margins,
+            COMPARED,
+            _margin_settings,
+            _margin_report,
+            needs_test=True,
+        ),
+    )
+}
