@@ -15,8 +15,11 @@ from flatgen import (
     BasinAnalyzer,
     CurvatureAnalyzer,
     LossSlice,
+    NormAnalyzer,
+    PACBayesAnalyzer,
     PoisonedCNNClassifier,
     PoisonedMLPClassifier,
+    SharpnessAnalyzer,
     VolumeEstimator,
 )
 from flatgen.analyzers import log10_ball_volume
@@ -57,6 +60,10 @@ def assert_unchanged(estimator, before):
         ),
         VolumeEstimator(n_directions=40, cutoff=[2, 5], cutoff_type="relative"),
         CurvatureAnalyzer(n_trace_samples=3, random_state=0),
+        SharpnessAnalyzer(n_steps=3, random_state=0),
+        SharpnessAnalyzer("average", "filter_normalized", n_samples=8),
+        PACBayesAnalyzer(n_samples=8, random_state=0),
+        NormAnalyzer(),
     ],
 )
 def test_analyzers_leave_the_estimator_bit_identical(fitted, analyzer):
@@ -129,7 +136,10 @@ def test_saturated_volume_warns_and_cannot_win_a_search(fitted):
     clf, X, y = fitted
     with pytest.warns(VolumeSaturationWarning, match="only a lower bound"):
         vol = VolumeEstimator(
-            n_directions=20, cutoff=5, cutoff_type="relative", max_radius=1e-6,
+            n_directions=20,
+            cutoff=5,
+            cutoff_type="relative",
+            max_radius=1e-6,
             random_state=0,
         ).fit(clf, X, y)
     assert vol.capped_fraction_[0] == 1.0 and vol.saturated_[0]
@@ -149,7 +159,10 @@ def test_analyzers_as_grid_search_scorers():
             # These small nets have flat directions that reach the cap on most
             # rays; accept that here to check the scorer plumbing.
             "log_volume": VolumeEstimator(
-                n_directions=20, cutoff=3, cutoff_type="relative", random_state=0,
+                n_directions=20,
+                cutoff=3,
+                cutoff_type="relative",
+                random_state=0,
                 max_capped_fraction=1.0,
             ),
             "radius": BasinAnalyzer(
@@ -297,3 +310,34 @@ def test_analysis_seeds_are_shared_across_analyzers(fitted):
     assert_array_equal(plane.directions_, first_two)
     # Chunked draws give the same vectors.
     assert_array_equal(landscape.directions(1, seed, start=1).numpy(), first_two[1:])
+
+
+@pytest.mark.parametrize(
+    "analyzer, attribute",
+    [
+        (SharpnessAnalyzer(n_steps=5), "sharpness_"),
+        (SharpnessAnalyzer("average", n_samples=16), "sharpness_"),
+        (PACBayesAnalyzer(n_samples=16), "flatness_"),
+        (NormAnalyzer("log10_path_norm"), "log10_path_norm_"),
+    ],
+)
+def test_sharpness_and_norm_scorers_are_seeded(fitted, analyzer, attribute):
+    clf, X, y = fitted
+    first = (
+        analyzer.set_params(random_state=4)
+        if "random_state" in (analyzer.get_params())
+        else analyzer
+    )
+    value = getattr(first.fit(clf, X, y), attribute)
+    assert np.isfinite(value) and first.score_ == value
+    # The scorer returns the same number from a fresh clone.
+    assert first(clf, X, y) == value
+
+
+def test_pac_bayes_search_that_never_crosses_warns(fitted):
+    from sklearn.exceptions import ConvergenceWarning
+
+    clf, X, y = fitted
+    with pytest.warns(ConvergenceWarning, match="sigma_ is only a lower bound"):
+        pac = PACBayesAnalyzer(bound=1e6, sigma_max=0.01, n_samples=4).fit(clf, X, y)
+    assert pac.capped_ and pac.sigma_ == 0.01

@@ -1,9 +1,11 @@
-"""Analyzers that measure fitted networks: basin radius, volume, curvature."""
+"""Analyzers that measure fitted networks: basins, curvature, sharpness, norms."""
 
 from ._basin import BasinAnalyzer
 from ._curvature import CurvatureAnalyzer
 from ._margins import MarginAnalyzer, MarginPlotter
+from ._norms import NormAnalyzer
 from ._path import PerturbationPath
+from ._sharpness import PACBayesAnalyzer, SharpnessAnalyzer
 from ._slices import LossSlice
 from ._volume import VolumeEstimator, log10_ball_volume
 
@@ -13,7 +15,10 @@ __all__ = [
     "LossSlice",
     "MarginAnalyzer",
     "MarginPlotter",
+    "NormAnalyzer",
+    "PACBayesAnalyzer",
     "PerturbationPath",
+    "SharpnessAnalyzer",
     "VolumeEstimator",
     "log10_ball_volume",
 ]

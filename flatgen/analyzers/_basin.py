@@ -160,9 +160,7 @@ class BasinAnalyzer(FlatnessAnalyzer):
         self : BasinAnalyzer
             The analyzer, with results in its ``*_`` attributes.
         """
-        radii, capped, landscape, seed = self._measure(
-            estimator, X, y, [self.cutoff]
-        )
+        radii, capped, landscape, seed = self._measure(estimator, X, y, [self.cutoff])
         self.cutoff_ = float(self.cutoffs_[0])
         self.radii_, self.capped_ = radii[0], capped[0]
         # Profiles span a few times the largest profiled radius, so sharp and

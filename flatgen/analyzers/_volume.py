@@ -60,8 +60,6 @@ def log10_ball_volume(radii, n_dims, axis=-1):
     return log_volume / np.log(10)
 
 
-
-
 class VolumeEstimator(FlatnessAnalyzer):
     """Monte-Carlo estimate of the log-volume of a network's loss basin.
 
@@ -345,7 +343,10 @@ class VolumeEstimator(FlatnessAnalyzer):
         self.n_hvp_ = 0
         self.log10_volume_raw_ = np.full(len(self.cutoffs_), np.nan)
         return volume_from_radii(
-            radii, capped, self.n_dims_, self.cutoffs_,
+            radii,
+            capped,
+            self.n_dims_,
+            self.cutoffs_,
             rtol=float(self.rtol),
             confidence_level=float(self.confidence_level),
             max_capped_fraction=float(self.max_capped_fraction),

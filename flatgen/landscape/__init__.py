@@ -15,6 +15,7 @@ from ._curvature import (
 from ._directions import filter_normalized_directions
 from ._evaluate import BatchedEvaluator
 from ._network_loss import NetworkBasinLoss
+from ._norms import fisher_rao_norm, log10_norm_products, log10_path_norm
 from ._parameters import (
     ParameterLayout,
     ParameterSpec,
@@ -22,6 +23,13 @@ from ._parameters import (
     module_with_parameters,
 )
 from ._radius import BasinRadii, basin_radii
+from ._sharpness import (
+    NetworkLoss,
+    average_sharpness,
+    pac_bayes_sigma,
+    perturbation_scale,
+    worst_case_sharpness,
+)
 from ._volume import (
     BasinVolume,
     CurvaturePreconditioner,
@@ -36,6 +44,14 @@ __all__ = [
     "BasinVolume",
     "CurvaturePreconditioner",
     "NetworkBasinLoss",
+    "NetworkLoss",
+    "average_sharpness",
+    "fisher_rao_norm",
+    "log10_norm_products",
+    "log10_path_norm",
+    "pac_bayes_sigma",
+    "perturbation_scale",
+    "worst_case_sharpness",
     "VolumeSaturationWarning",
     "basin_log10_volume",
     "log10_unit_ball_volume",

@@ -1,0 +1,313 @@
+"""Sharpness analyzers: worst-case and average loss increase, PAC-Bayes flatness."""
+
+import warnings
+from numbers import Integral, Real
+
+from sklearn.base import _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ..landscape import (
+    NetworkLoss,
+    average_sharpness,
+    pac_bayes_sigma,
+    perturbation_scale,
+    worst_case_sharpness,
+)
+from ..landscape._sharpness import SCALES
+from ._common import FlatnessAnalyzer
+from ._model_landscape import ModelLandscape, analysis_seeds
+
+_COMMON = {
+    "scale": [StrOptions(set(SCALES))],
+    "include_bias": ["boolean"],
+    "random_state": ["random_state"],
+    "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+}
+
+
+def _landscape(analyzer, estimator, X, y):
+    """Landscape, trained weights and perturbation scale of a fitted model."""
+    landscape = ModelLandscape.from_estimator(
+        estimator,
+        X,
+        y,
+        include_bias=analyzer.include_bias,
+        n_threads=analyzer.n_threads,
+    )
+    with landscape.threads():
+        analyzer.base_loss_ = landscape.base_loss()[0]
+    theta0 = landscape.theta0
+    scale = perturbation_scale(
+        landscape.evaluator.layout, theta0, analyzer.scale, analyzer.include_bias
+    )
+    return landscape, theta0, scale
+
+
+class SharpnessAnalyzer(FlatnessAnalyzer):
+    """Worst-case or average loss increase under weight perturbations.
+
+    With ``kind='worst_case'``: ``max_{||u|| <= radius} L(theta* + s * u) -
+    L(theta*)``, by projected gradient ascent from seeded random starts (the
+    sharpness SAM minimizes, Foret et al. 2021); with ``scale='adaptive'``
+    (``s = |theta*|``) the adaptive worst-case sharpness of Andriushchenko
+    et al. (2023), invariant to rescaling the layers of a ReLU network.
+    With ``kind='average'``: ``E_u[L(theta* + radius * s * u)] - L(theta*)``,
+    ``u ~ N(0, I)``. The loss is the mean training cross-entropy.
+
+    Parameters
+    ----------
+    kind : {'worst_case', 'average'}, default='worst_case'
+        Maximum over a ball, or mean under Gaussian noise.
+    scale : {'adaptive', 'filter_normalized', 'raw'}, default='adaptive'
+        Per-weight scale ``s`` of the perturbation: ``|theta*|``, the
+        weight's filter norm, or 1.
+    radius : float, default=0.1
+        Radius of the ball of ``u`` (worst case) or standard deviation of
+        the noise multiplier (average).
+    n_steps : int, default=20
+        Gradient-ascent steps per start (worst case).
+    n_restarts : int, default=1
+        Random starts (worst case); the largest increase is kept.
+    n_samples : int, default=64
+        Gaussian draws (average).
+    include_bias : bool, default=False
+        Whether biases and normalization parameters are perturbed.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the starts or the draws.
+    n_threads : int, default=1
+        Number of torch threads.
+
+    Attributes
+    ----------
+    sharpness_ : float
+        The loss increase; returned when called as a scorer (larger is
+        sharper).
+    std_error_ : float
+        Monte-Carlo standard error (average); nan for the worst case, whose
+        ascent gives a lower bound of the maximum.
+    base_loss_ : float
+        Training loss at the minimum.
+    score_ : float
+        ``sharpness_``.
+
+    Examples
+    --------
+    >>> from flatgen import PoisonedMLPClassifier, SharpnessAnalyzer, make_spirals
+    >>> X, y = make_spirals(100, random_state=0)
+    >>> clf = PoisonedMLPClassifier(max_iter=300, random_state=0).fit(X, y)
+    >>> SharpnessAnalyzer(random_state=0).fit(clf, X, y).sharpness_ >= 0
+    True
+    """
+
+    _parameter_constraints = {
+        **_COMMON,
+        "kind": [StrOptions({"worst_case", "average"})],
+        "radius": [Interval(Real, 0, None, closed="neither")],
+        "n_steps": [Interval(Integral, 1, None, closed="left")],
+        "n_restarts": [Interval(Integral, 1, None, closed="left")],
+        "n_samples": [Interval(Integral, 2, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        kind="worst_case",
+        scale="adaptive",
+        radius=0.1,
+        *,
+        n_steps=20,
+        n_restarts=1,
+        n_samples=64,
+        include_bias=False,
+        random_state=None,
+        n_threads=1,
+    ):
+        self.kind = kind
+        self.scale = scale
+        self.radius = radius
+        self.n_steps = n_steps
+        self.n_restarts = n_restarts
+        self.n_samples = n_samples
+        self.include_bias = include_bias
+        self.random_state = random_state
+        self.n_threads = n_threads
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, estimator, X, y):
+        """Measure the sharpness of ``estimator``'s training loss on ``X, y``.
+
+        Parameters
+        ----------
+        estimator : fitted flatgen classifier or Pipeline ending in one
+            The model to measure; it is not modified.
+        X : array-like of shape (n_samples, ...)
+            Training inputs.
+        y : array-like of shape (n_samples,)
+            Training labels.
+
+        Returns
+        -------
+        self : SharpnessAnalyzer
+            The analyzer, with results in its ``*_`` attributes.
+        """
+        landscape, theta0, scale = _landscape(self, estimator, X, y)
+        (seed,) = analysis_seeds(self.random_state)
+        with landscape.threads():
+            if self.kind == "worst_case":
+                loss = NetworkLoss(landscape.module, landscape.X, landscape.y)
+                self.sharpness_, _ = worst_case_sharpness(
+                    loss.loss_and_grad,
+                    theta0,
+                    scale,
+                    float(self.radius),
+                    n_steps=self.n_steps,
+                    n_restarts=self.n_restarts,
+                    seed=seed,
+                )
+                self.std_error_ = float("nan")
+            else:
+                self.sharpness_, self.std_error_ = average_sharpness(
+                    lambda thetas: landscape.evaluator.evaluate(thetas)[0],
+                    theta0,
+                    scale,
+                    float(self.radius),
+                    n_samples=self.n_samples,
+                    seed=seed,
+                )
+        self.score_ = self.sharpness_
+        return self
+
+
+class PACBayesAnalyzer(FlatnessAnalyzer):
+    """PAC-Bayes flatness: the largest weight noise the minimum tolerates.
+
+    The largest ``sigma`` with ``E_u[L(theta* + sigma * s * u)] - L(theta*)
+    <= bound``, ``u ~ N(0, I)``, by bisection on ``log sigma`` with common
+    random numbers; Jiang et al. (2020) found ``1 / sigma**2``
+    ("pacbayes.flatness") among the measures most correlated with the
+    generalization gap. Their bound is 0.1 on the training error; here it is
+    on the mean training cross-entropy.
+
+    Parameters
+    ----------
+    bound : float, default=0.1
+        Largest tolerated mean loss increase.
+    scale : {'adaptive', 'filter_normalized', 'raw'}, default='raw'
+        Per-weight scale ``s`` of the noise (``'raw'``: Jiang et al.'s
+        ``pacbayes.flatness``; ``'adaptive'``: their magnitude-aware
+        variant).
+    n_samples : int, default=64
+        Gaussian draws, reused at every sigma.
+    sigma_max : float, default=10.0
+        Upper end of the search.
+    rtol : float, default=1e-3
+        Relative precision of sigma.
+    include_bias : bool, default=False
+        Whether biases and normalization parameters are perturbed.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the draws.
+    n_threads : int, default=1
+        Number of torch threads.
+
+    Attributes
+    ----------
+    sigma_ : float
+        The largest tolerated noise level.
+    capped_ : bool
+        Whether the loss stayed below the bound up to ``sigma_max`` (then
+        ``sigma_`` is only a lower bound; a ConvergenceWarning says so).
+    flatness_ : float
+        ``1 / sigma_**2``; returned when called as a scorer (larger is
+        sharper).
+    n_evaluations_ : int
+        Noise levels tried.
+    base_loss_ : float
+        Training loss at the minimum.
+    score_ : float
+        ``flatness_``.
+
+    Examples
+    --------
+    >>> from flatgen import PACBayesAnalyzer, PoisonedMLPClassifier, make_spirals
+    >>> X, y = make_spirals(100, random_state=0)
+    >>> clf = PoisonedMLPClassifier(max_iter=300, random_state=0).fit(X, y)
+    >>> PACBayesAnalyzer(random_state=0).fit(clf, X, y).sigma_ > 0
+    True
+    """
+
+    _parameter_constraints = {
+        **_COMMON,
+        "bound": [Interval(Real, 0, None, closed="neither")],
+        "n_samples": [Interval(Integral, 2, None, closed="left")],
+        "sigma_max": [Interval(Real, 0, None, closed="neither")],
+        "rtol": [Interval(Real, 0, 1, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        bound=0.1,
+        scale="raw",
+        *,
+        n_samples=64,
+        sigma_max=10.0,
+        rtol=1e-3,
+        include_bias=False,
+        random_state=None,
+        n_threads=1,
+    ):
+        self.bound = bound
+        self.scale = scale
+        self.n_samples = n_samples
+        self.sigma_max = sigma_max
+        self.rtol = rtol
+        self.include_bias = include_bias
+        self.random_state = random_state
+        self.n_threads = n_threads
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, estimator, X, y):
+        """Find the largest tolerated noise of ``estimator``'s weights on ``X, y``.
+
+        Parameters
+        ----------
+        estimator : fitted flatgen classifier or Pipeline ending in one
+            The model to measure; it is not modified.
+        X : array-like of shape (n_samples, ...)
+            Training inputs.
+        y : array-like of shape (n_samples,)
+            Training labels.
+
+        Returns
+        -------
+        self : PACBayesAnalyzer
+            The analyzer, with results in its ``*_`` attributes.
+        """
+        landscape, theta0, scale = _landscape(self, estimator, X, y)
+        (seed,) = analysis_seeds(self.random_state)
+        with landscape.threads():
+            self.sigma_, self.capped_, self.n_evaluations_ = pac_bayes_sigma(
+                lambda thetas: landscape.evaluator.evaluate(thetas)[0],
+                theta0,
+                scale,
+                bound=float(self.bound),
+                n_samples=self.n_samples,
+                sigma_max=float(self.sigma_max),
+                rtol=float(self.rtol),
+                seed=seed,
+            )
+        if self.capped_:
+            warnings.warn(
+                f"The mean loss rose less than bound={self.bound:g} even at "
+                f"sigma_max={self.sigma_max:g}: sigma_ is only a lower bound and "
+                "flatness_ an upper bound. Raise sigma_max.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        if self.sigma_ <= 0:
+            raise ValueError(
+                "The training loss rises above the bound under any noise: the "
+                "estimator's loss is not finite or not at a minimum on this X, y."
+            )
+        self.flatness_ = 1.0 / self.sigma_**2
+        self.score_ = self.flatness_
+        return self

@@ -1,0 +1,343 @@
+"""Sharpness of a minimum: worst-case and average loss increase, PAC-Bayes sigma.
+
+Every function here sees the loss through two callables, so it works on any
+model and is checked on quadratics with closed-form answers:
+
+- ``losses_at(thetas)``: the losses at a batch of parameter vectors
+  ``(B, n) -> (B,)``, no gradient (for networks, a
+  :class:`~flatgen.landscape.BatchedEvaluator`);
+- ``loss_and_grad(theta)``: the loss and its gradient at one vector (for
+  networks, :class:`NetworkLoss`).
+
+Perturbations live in a scaled space: ``delta = scale * u`` with ``u`` in an
+L2 ball or Gaussian. ``scale`` is 1 on every perturbed entry (raw weights),
+``|theta|`` (adaptive sharpness, Kwon et al. 2021; Andriushchenko et al.
+2023: invariant to rescaling the layers of a ReLU network) or the entry's
+filter norm (the filter-normalized space of flatgen's basins); 0 on entries
+left alone.
+"""
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, jvp
+
+from ._parameters import ParameterLayout, flatten_parameters
+
+SCALES = ("adaptive", "filter_normalized", "raw")
+
+
+class NetworkLoss:
+    """Mean training cross-entropy of a network as a function of its flat weights.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Trained network; a private copy in eval mode is used.
+    X : array-like or torch.Tensor
+        Inputs shaped for the network.
+    y : array-like of int of shape (n_samples,)
+        Encoded labels.
+
+    Attributes
+    ----------
+    layout : ParameterLayout
+        Order of the flat vector.
+    theta0 : torch.Tensor of shape (n_params,)
+        The trained weights.
+    """
+
+    def __init__(self, module, X, y):
+        self.module = copy.deepcopy(module).eval()
+        for param in self.module.parameters():
+            param.requires_grad_(False)
+        self.layout = ParameterLayout.from_module(self.module)
+        self.theta0 = flatten_parameters(self.module)
+        device, dtype = self.theta0.device, self.theta0.dtype
+        self.X = torch.as_tensor(X).to(device, dtype)
+        self.y = torch.as_tensor(y).to(device, torch.int64)
+
+    def per_sample(self, theta):
+        """Return the cross-entropy of every sample at weights ``theta``.
+
+        Parameters
+        ----------
+        theta : torch.Tensor of shape (n_params,)
+            Flat weights (may require grad).
+
+        Returns
+        -------
+        losses : torch.Tensor of shape (n_samples,)
+            One loss per sample.
+        """
+        logits = functional_call(self.module, self.layout.unflatten(theta), (self.X,))
+        return F.cross_entropy(logits, self.y, reduction="none")
+
+    def loss_and_grad(self, theta):
+        """Return the mean loss at ``theta`` and its gradient.
+
+        Parameters
+        ----------
+        theta : torch.Tensor of shape (n_params,)
+            Flat weights.
+
+        Returns
+        -------
+        loss : float
+            Mean cross-entropy.
+        grad : torch.Tensor of shape (n_params,)
+            Its gradient.
+        """
+        theta = theta.detach().clone().requires_grad_(True)
+        loss = self.per_sample(theta).mean()
+        (grad,) = torch.autograd.grad(loss, theta)
+        return float(loss), grad
+
+    def directional_derivatives(self, tangent):
+        """Return ``<tangent, grad loss_i>`` of every sample at the trained weights.
+
+        One forward-mode pass (``torch.func.jvp``) for all samples at once.
+
+        Parameters
+        ----------
+        tangent : torch.Tensor of shape (n_params,)
+            Direction in weight space.
+
+        Returns
+        -------
+        derivatives : torch.Tensor of shape (n_samples,)
+            Per-sample directional derivatives.
+        """
+        _, derivatives = jvp(self.per_sample, (self.theta0,), (tangent,))
+        return derivatives
+
+
+def perturbation_scale(layout, theta0, scale, include_bias=False):
+    """Return the per-entry scale of perturbations in one of the ``SCALES``.
+
+    Parameters
+    ----------
+    layout : ParameterLayout
+        Layout of ``theta0``.
+    theta0 : torch.Tensor of shape (n_params,)
+        Trained weights.
+    scale : {'adaptive', 'filter_normalized', 'raw'}
+        ``|theta0|``, the entry's filter norm, or 1, on perturbed entries.
+    include_bias : bool, default=False
+        Whether biases and normalization parameters are perturbed.
+
+    Returns
+    -------
+    scale : torch.Tensor of shape (n_params,)
+        0 on the entries left alone.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}; got {scale!r} instead.")
+    index, active = layout.groups(include_bias, device=theta0.device)
+    mask = active[index].to(theta0.dtype)
+    if scale == "raw":
+        return mask
+    if scale == "adaptive":
+        return theta0.abs() * mask
+    return layout.group_norms(theta0, include_bias).to(theta0.dtype)
+
+
+def _check_positive(name, value):
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number; got {value!r}.")
+
+
+def _as_float64(losses):
+    return np.asarray(torch.as_tensor(losses).detach().cpu(), dtype=np.float64)
+
+
+def worst_case_sharpness(
+    loss_and_grad, theta0, scale, radius, *, n_steps=20, n_restarts=1, seed=0
+):
+    """Largest loss increase in a ball around the minimum, by projected ascent.
+
+    ``max_{||u|| <= radius} L(theta0 + scale * u) - L(theta0)``: the
+    sharpness that SAM minimizes (Foret et al. 2021) and, with ``scale =
+    |theta0|``, the adaptive sharpness of Andriushchenko et al. (2023). Each
+    restart starts at a seeded random point of the sphere and takes
+    ``n_steps`` normalized gradient steps of decreasing length, projected back
+    into the ball; the largest loss seen is returned. Ascent finds a lower
+    bound of the true maximum: on a quadratic it converges to the closed
+    form ``radius**2 / 2 * lambda_max(S H S)``.
+
+    Parameters
+    ----------
+    loss_and_grad : callable
+        ``theta -> (loss, gradient)``.
+    theta0 : torch.Tensor of shape (n_params,)
+        The minimum.
+    scale : torch.Tensor of shape (n_params,)
+        Per-entry scale of the perturbation (see :func:`perturbation_scale`).
+    radius : float
+        Radius of the ball of ``u``.
+    n_steps : int, default=20
+        Ascent steps per restart.
+    n_restarts : int, default=1
+        Random starting points.
+    seed : int, default=0
+        Seed of the starting points.
+
+    Returns
+    -------
+    sharpness : float
+        Largest loss increase found (>= 0).
+    u : torch.Tensor of shape (n_params,)
+        The scaled perturbation that reached it (``delta = scale * u``).
+    """
+    _check_positive("radius", radius)
+    base, _ = loss_and_grad(theta0)
+    generator = torch.Generator().manual_seed(int(seed))
+    best, best_u = 0.0, torch.zeros_like(theta0)
+    active = scale != 0
+    for _ in range(n_restarts):
+        u = torch.randn(theta0.shape, generator=generator, dtype=theta0.dtype)
+        u = u.to(theta0.device) * active
+        u *= radius / u.norm().clamp_min(1e-30)
+        for step in range(n_steps + 1):
+            loss, grad = loss_and_grad(theta0 + scale * u)
+            if loss - base > best:
+                best, best_u = loss - base, u.clone()
+            if step == n_steps:
+                break
+            ascent = grad * scale  # gradient with respect to u
+            norm = ascent.norm()
+            if not torch.isfinite(norm) or norm == 0:
+                break
+            # Steps shrink from the radius to a tenth of it: far moves first,
+            # then a settled point on the sphere.
+            length = radius * (1.0 - 0.9 * step / max(n_steps - 1, 1))
+            u = u + length * ascent / norm
+            u *= torch.clamp(radius / u.norm().clamp_min(1e-30), max=1.0)
+    return float(best), best_u
+
+
+def average_sharpness(losses_at, theta0, scale, sigma, *, n_samples=64, seed=0):
+    """Mean loss increase under Gaussian perturbations of the weights.
+
+    ``E_u[L(theta0 + sigma * scale * u)] - L(theta0)`` with ``u ~ N(0, I)``
+    (average-case sharpness; on a quadratic ``sigma**2 / 2 * tr(S H S)``).
+
+    Parameters
+    ----------
+    losses_at : callable
+        ``(B, n_params) -> (B,)`` losses, no gradient needed.
+    theta0 : torch.Tensor of shape (n_params,)
+        The minimum.
+    scale : torch.Tensor of shape (n_params,)
+        Per-entry scale (see :func:`perturbation_scale`).
+    sigma : float
+        Standard deviation of ``u``'s multiplier.
+    n_samples : int, default=64
+        Gaussian draws.
+    seed : int, default=0
+        Seed of the draws.
+
+    Returns
+    -------
+    sharpness : float
+        Mean loss increase.
+    std_error : float
+        Its Monte-Carlo standard error.
+    """
+    _check_positive("sigma", sigma)
+    draws = _gaussian_draws(theta0, scale, n_samples, seed)
+    base = _as_float64(losses_at(theta0[None]))[0]
+    increase = _as_float64(losses_at(theta0 + sigma * draws)) - base
+    return float(increase.mean()), float(increase.std(ddof=1) / np.sqrt(n_samples))
+
+
+def _gaussian_draws(theta0, scale, n_samples, seed):
+    generator = torch.Generator().manual_seed(int(seed))
+    draws = torch.randn(
+        (n_samples, theta0.numel()), generator=generator, dtype=theta0.dtype
+    )
+    return draws.to(theta0.device) * scale
+
+
+def pac_bayes_sigma(
+    losses_at,
+    theta0,
+    scale,
+    *,
+    bound=0.1,
+    n_samples=64,
+    sigma_max=10.0,
+    rtol=1e-3,
+    seed=0,
+):
+    """Largest Gaussian noise the minimum tolerates: the PAC-Bayes flatness sigma.
+
+    The largest ``sigma`` with ``E_u[L(theta0 + sigma * scale * u)] -
+    L(theta0) <= bound``, ``u ~ N(0, I)``, found by bisection on ``log
+    sigma`` with the same draws at every ``sigma`` (common random numbers,
+    so the estimated expectation is a smooth function of ``sigma``). Jiang
+    et al. (2020) rank networks by ``1 / sigma**2`` ("pacbayes.flatness")
+    with a bound of 0.1 on the training error; here the bound is on the
+    mean cross-entropy. On a quadratic, ``sigma = sqrt(2 bound / tr(S H
+    S))``.
+
+    Parameters
+    ----------
+    losses_at : callable
+        ``(B, n_params) -> (B,)`` losses.
+    theta0 : torch.Tensor of shape (n_params,)
+        The minimum.
+    scale : torch.Tensor of shape (n_params,)
+        Per-entry scale (see :func:`perturbation_scale`).
+    bound : float, default=0.1
+        Largest tolerated mean loss increase.
+    n_samples : int, default=64
+        Gaussian draws (reused at every sigma).
+    sigma_max : float, default=10.0
+        Upper end of the search; returned (flagged) when even it stays
+        below the bound.
+    rtol : float, default=1e-3
+        Relative precision of sigma.
+    seed : int, default=0
+        Seed of the draws.
+
+    Returns
+    -------
+    sigma : float
+        The largest tolerated noise level (``sigma_max`` when capped).
+    capped : bool
+        Whether the loss stayed below the bound up to ``sigma_max``.
+    n_evaluations : int
+        Sigmas tried.
+    """
+    _check_positive("bound", bound)
+    _check_positive("sigma_max", sigma_max)
+    draws = _gaussian_draws(theta0, scale, n_samples, seed)
+    base = _as_float64(losses_at(theta0[None]))[0]
+
+    def excess(sigma):
+        return float(_as_float64(losses_at(theta0 + sigma * draws)).mean() - base)
+
+    n_evaluations = 1
+    if excess(sigma_max) <= bound:
+        return float(sigma_max), True, n_evaluations
+    low, high = sigma_max, sigma_max
+    # Walk down by decades to bracket the crossing, then bisect in log space.
+    while True:
+        low = low / 10.0
+        n_evaluations += 1
+        if excess(low) <= bound:
+            break
+        high = low
+        if low < 1e-12:
+            return 0.0, False, n_evaluations
+    while high / low > 1 + rtol:
+        middle = np.sqrt(low * high)
+        n_evaluations += 1
+        if excess(middle) <= bound:
+            low = middle
+        else:
+            high = middle
+    return float(low), False, n_evaluations
