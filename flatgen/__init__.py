@@ -26,6 +26,7 @@ _EXPORTS = {
     "LossSliceDisplay": "plotting",
     "MarginAnalyzer": "analyzers",
     "MarginDistributionDisplay": "plotting",
+    "MeasureRankingDisplay": "plotting",
     "MarginPlotter": "analyzers",
     "PerturbationAnimation": "plotting",
     "PerturbationPath": "analyzers",

@@ -198,11 +198,13 @@ def _run(args):
         "random_state": args.random_state,
         "n_jobs": _capped_n_jobs(args.n_jobs),
         "device": args.device,
-        "poison_factors": args.poison_factors,
-        "max_iter": args.max_iter,
-        "n_directions": args.n_directions,
         "verbose": 0 if args.quiet else 1,
     }
+    # Overrides only when given: an experiment without volumes (the study)
+    # takes no --n-directions, and says so.
+    for name in ("poison_factors", "max_iter", "n_directions"):
+        if getattr(args, name) is not None:
+            common[name] = getattr(args, name)
     spec = get_spec(args.command)
     options = {option.name: getattr(args, option.name) for option in spec.options}
     # A shipped experiment runs through its documented run_* function.

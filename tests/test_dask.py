@@ -185,3 +185,17 @@ def test_dask_backend_gives_the_same_radii(client):
     assert_array_equal(local.radii_, remote.radii_)
     assert len(client.scheduler_info()["workers"]) == 2
     assert np.all(remote.radii_ > 0)
+
+
+def test_study_on_a_dask_cluster_equals_the_local_run(client, tmp_path):
+    from flatgen.experiments import run_experiment
+
+    from .test_experiments import numbers, read, tiny_study
+
+    spec = tiny_study(n_bootstrap=20)
+    run_experiment(spec, tmp_path / "local", quick=True, verbose=0)
+    with distributed.get_task_stream(client) as stream, parallel_config(backend="dask"):
+        remote = run_experiment(spec, tmp_path / "dask", quick=True, verbose=0)
+    # Every fit and measurement ran as a task of the cluster.
+    assert len(remote.steps["computed"]) == 8 and len(stream.data) >= 8
+    assert numbers(read(tmp_path / "dask")) == numbers(read(tmp_path / "local"))

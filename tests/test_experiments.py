@@ -421,3 +421,95 @@ def test_command_line_offers_every_shipped_spec():
     commands = cli.build_parser()._subparsers._group_actions[0].choices
     assert sorted(commands) == spec_names()
     assert str(StepKey("fit", "net beta=0.3")) == "fit net beta=0.3"
+
+
+# -- the measure study ---------------------------------------------------------
+
+
+def tiny_study(**changes):
+    """The study's spec on a toy grid: 4 small networks, cheap measures."""
+    from dataclasses import replace
+
+    from flatgen.experiments import get_spec
+
+    spec = get_spec("study")
+    quick = {
+        **spec.quick,
+        "n_train": 60,
+        "n_test": 60,
+        "widths": [8],
+        "depths": [2],
+        "n_seeds": 2,
+        "max_iter": 300,
+        "min_train_accuracy": 0.9,
+        "curvature_iter": 10,
+        "trace_samples": 2,
+        "sharpness_steps": 2,
+        "sharpness_samples": 4,
+        "pac_bayes_samples": 4,
+        "margin_directions": 4,
+        "margin_refine": 2,
+        "n_bootstrap": 50,
+        **changes,
+    }
+    return replace(spec, quick=quick)
+
+
+def test_study_ranks_every_measure_over_the_fitted_models(tmp_path):
+    from flatgen.experiments import run_experiment
+
+    result = run_experiment(tiny_study(), tmp_path, quick=True, verbose=0)
+    study = result.study
+    assert len(study["models"]) == 4
+    kept = [m for m in study["models"] if m["train_accuracy"] >= 0.9]
+    assert sorted(study["excluded"]) == sorted(
+        m["name"] for m in study["models"] if m not in kept
+    )
+    ranking = study["ranking"]
+    assert len(ranking) >= 10 and ranking[0]["n_models"] == len(kept)
+    taus = [r["tau"] for r in ranking if r["tau"] is not None]
+    assert taus == sorted(taus, reverse=True)
+    assert all(-1 <= t <= 1 for t in taus)
+    # Seeds are repeats, not a hyperparameter axis.
+    assert set(ranking[0]["granulated"]) == {"poison_factor"}
+    assert (tmp_path / "measure_ranking.png").stat().st_size > 1000
+    report = (tmp_path / "report.md").read_text()
+    assert "Which measure predicts the gap" in report and "pac_bayes_flatness" in report
+    loaded = ExperimentResult.from_json(tmp_path / "summary.json")
+    assert loaded.study["ranking"] == json.loads(json.dumps(ranking))
+
+
+def test_study_without_fitted_models_says_so(tmp_path):
+    from flatgen.experiments import run_experiment
+
+    spec = tiny_study(min_train_accuracy=1.01, widths=[4], max_iter=20)
+    result = run_experiment(spec, tmp_path, quick=True, verbose=0)
+    assert result.study["ranking"] == [] and len(result.study["excluded"]) == 4
+    assert (
+        "Fewer than 3 models fit their training set"
+        in (tmp_path / "report.md").read_text()
+    )
+    assert "measure_ranking" not in result.figures
+
+
+def test_kendall_tau_and_granulated_taus_against_hand_counts():
+    from flatgen.experiments._ranking import granulated_taus, rank_measures
+
+    rng = np.random.default_rng(0)
+    x, gap = rng.normal(size=15), rng.normal(size=15)
+    pairs = [(i, j) for i in range(15) for j in range(i + 1, 15)]
+    concordant = sum(np.sign(x[i] - x[j]) == np.sign(gap[i] - gap[j]) for i, j in pairs)
+    expected = (2 * concordant - len(pairs)) / len(pairs)  # no ties: tau-a = tau-b
+    params = [{"seed": i} for i in range(15)]
+    (row,) = rank_measures({"m": x}, gap, params, n_bootstrap=200, seed=0)
+    assert row["tau"] == pytest.approx(expected, abs=1e-12)
+    assert row["tau_ci"][0] <= row["tau"] <= row["tau_ci"][1]
+    # A 2 x 2 grid (two seeds each): the measure follows the gap along a and
+    # runs against it along b.
+    grid = [{"a": a, "b": b, "seed": s} for a in (0, 1) for b in (0, 1) for s in (0, 1)]
+    gaps = np.array([p["a"] + 2 * p["b"] + 0.1 * p["seed"] for p in grid])
+    measure = np.array([p["a"] - 2 * p["b"] + 0.1 * p["seed"] for p in grid])
+    taus = granulated_taus(measure, gaps, grid)
+    # Each group (the other axis fixed) holds 4 models, 2 values x 2 seeds:
+    # along b the 2 same-value pairs agree (seed), the 4 others disagree.
+    assert taus["b"] == pytest.approx(-1 / 3) and taus["a"] == pytest.approx(1.0)

@@ -30,6 +30,7 @@ _EXPORTS = {
     "get_spec": "specs",
     "run_digits": "specs.digits",
     "run_experiment": "_experiment",
+    "run_study": "specs.study",
     "run_svhn": "specs.svhn",
     "run_swissroll": "specs.swissroll",
     "spec_names": "specs",

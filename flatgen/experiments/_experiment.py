@@ -112,8 +112,10 @@ class ExperimentRun:
         return template.format(n_train=len(self.data.y_train))
 
 
-def _sweep(spec, settings, seeds, data, device):
-    """Return the networks (one per poison factor) and the baselines."""
+def _models(spec, settings, seeds, data, device):
+    """Return the spec's grid of models, or its sweep and baselines."""
+    if spec.models is not None:
+        return list(spec.models(settings, seeds, data, device))
     template = spec.network(settings, seeds, data, device)
     factors = settings["poison_factors"]
     roles = {factors[0]: "clean", factors[-1]: "poisoned"}
@@ -127,13 +129,14 @@ def _sweep(spec, settings, seeds, data, device):
                 estimator=estimator,
                 settings=estimator_settings(estimator),
                 poison_factor=float(factor),
+                params={"poison_factor": float(factor)},
                 label=f"{role} {spec.model_label}" if role else None,
                 title=f"{role} {spec.model_label} (poison factor {factor:g})"
                 if role
                 else None,
             )
         )
-    for baseline in spec.baselines(settings, seeds, data):
+    for baseline in spec.baselines(settings, seeds, data) if spec.baselines else ():
         baseline.label = baseline.label or baseline.name
         models.append(baseline)
     return models
@@ -225,6 +228,11 @@ def _check_spec(spec):
         raise TypeError(
             f"`spec` must be an ExperimentSpec or an experiment's name. Got {spec!r}."
         )
+    if (spec.models is None) == (spec.network is None):
+        raise ValueError(
+            f"Experiment {spec.name!r} must define either `network` (a poison "
+            "sweep) or `models` (a grid), not both or neither."
+        )
     unknown = [name for name in spec.measures if name not in MEASURES]
     unknown += [name for name in spec.figures if name not in FIGURES]
     if unknown:
@@ -311,7 +319,7 @@ def run_experiment(
     runner = StepRunner(
         out, data_key=fingerprint(*data.arrays()), n_jobs=n_jobs, verbose=verbose
     )
-    models = _sweep(spec, settings, seeds, data, device)
+    models = _models(spec, settings, seeds, data, device)
     fits = runner.run(_fit_steps(models, data), "fitting")
 
     result = ExperimentResult(
@@ -327,6 +335,8 @@ def run_experiment(
         measure = MEASURES[name]
         for model in run.select(measure.applies_to):
             measure.report(result, model, run.record(name, model))
+        if measure.summarize is not None:
+            measure.summarize(run)
     for name in spec.figures:
         result.figures.update(FIGURES[name][1](run))
 

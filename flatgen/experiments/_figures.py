@@ -15,6 +15,7 @@ from ..plotting import (
     BasinDisplay,
     DecisionRegionsDisplay,
     MarginDistributionDisplay,
+    MeasureRankingDisplay,
     PerturbationAnimation,
     PoisonSweepDisplay,
     VolumeGapDisplay,
@@ -226,3 +227,29 @@ def perturbation_gif(out, path, X, y, name, *, fps=10, dpi=100):
         if os.path.exists(partial):
             os.unlink(partial)
     return name
+
+
+def measure_ranking(out, rows, title=None, name="measure_ranking.png"):
+    """Kendall's tau of each measure with the gap, bars with intervals.
+
+    Parameters
+    ----------
+    out : str
+        Output folder.
+    rows : list of dict
+        A study's ranking (see :func:`~flatgen.experiments._ranking.rank_measures`).
+    title : str, default=None
+        Axes title.
+    name : str, default='measure_ranking.png'
+        File name.
+
+    Returns
+    -------
+    name : str
+        The file written.
+    """
+    fig, ax = _figure(width=7.0, height=0.38 * len(rows) + 1.6)
+    MeasureRankingDisplay.from_rows(rows).plot(ax=ax)
+    if title is not None:
+        ax.set_title(title)
+    return _save(fig, out, name)

@@ -10,8 +10,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._ranking import rank_measures
 from ._results import Flatness, Margins
-from ._steps import measure_basin, measure_flatness, measure_margins, perturbation_path
+from ._steps import (
+    measure_basin,
+    measure_flatness,
+    measure_margins,
+    measure_zoo,
+    perturbation_path,
+)
 
 # Which models a measure applies to: every network of the sweep, the two
 # ends of the sweep (clean and most poisoned), or those two and the baselines.
@@ -37,6 +44,9 @@ class Measure:
         ``report(result, model, record)``: writes its rows to the result.
     needs_test : bool, default=False
         Whether ``func`` also takes the test set.
+    summarize : callable, default=None
+        ``summarize(run)``, called once after every model's ``report``: a
+        statistic over all models (the study's ranking).
     """
 
     name: str
@@ -45,6 +55,7 @@ class Measure:
     settings: object
     report: object
     needs_test: bool = False
+    summarize: object = None
 
 
 def _optional(settings, *names):
@@ -161,6 +172,71 @@ def _margin_report(result, model, plotter):
     )
 
 
+def _zoo_settings(s, seeds):
+    return {
+        "curvature": {
+            "n_iter": s["curvature_iter"],
+            "n_trace_samples": s["trace_samples"],
+        },
+        "sharpness": {
+            "radius": s["sharpness_radius"],
+            "adaptive_radius": s["adaptive_radius"],
+            "sigma": s["average_sigma"],
+            "n_steps": s["sharpness_steps"],
+            "n_samples": s["sharpness_samples"],
+        },
+        "pac_bayes": {
+            "bound": s["pac_bayes_bound"],
+            "n_samples": s["pac_bayes_samples"],
+        },
+        "margins": {
+            "n_directions": s["margin_directions"],
+            "n_refine": s["margin_refine"],
+        },
+        "seed": seeds["directions"],
+    }
+
+
+def _zoo_report(result, model, record):
+    row = result.model(model.name)
+    result.study.setdefault("models", []).append(
+        {
+            "name": model.name,
+            "params": model.params,
+            "train_accuracy": row.train_accuracy,
+            "test_accuracy": row.test_accuracy,
+            "generalization_gap": row.generalization_gap,
+            "base_loss": record["base_loss"],
+            "measures": record["values"],
+            "flags": record["flags"],
+        }
+    )
+
+
+def _zoo_ranking(run):
+    """Rank the measures over the models that fit their training set."""
+    study = run.result.study
+    threshold = run.settings["min_train_accuracy"]
+    kept = [r for r in study["models"] if r["train_accuracy"] >= threshold]
+    study["min_train_accuracy"] = threshold
+    # Jiang et al. compare only models that fit their training set: a model
+    # that does not sits at no minimum, and its flatness means nothing.
+    study["excluded"] = [
+        r["name"] for r in study["models"] if r["train_accuracy"] < threshold
+    ]
+    if len(kept) < 3:
+        study["ranking"] = []
+        return
+    names = list(kept[0]["measures"])
+    study["ranking"] = rank_measures(
+        {m: np.array([r["measures"][m] for r in kept]) for m in names},
+        np.array([r["generalization_gap"] for r in kept]),
+        [r["params"] for r in kept],
+        n_bootstrap=run.settings["n_bootstrap"],
+        seed=run.seeds["bootstrap"],
+    )
+
+
 MEASURES = {
     measure.name: measure
     for measure in (
@@ -186,6 +262,16 @@ MEASURES = {
             _margin_settings,
             _margin_report,
             needs_test=True,
+        ),
+        # The study's zoo: curvature, sharpness, PAC-Bayes, norms and margin
+        # of every network, ranked by Kendall's tau with the gap.
+        Measure(
+            "zoo",
+            measure_zoo,
+            NETWORKS,
+            _zoo_settings,
+            _zoo_report,
+            summarize=_zoo_ranking,
         ),
     )
 }

@@ -96,6 +96,15 @@ def _perturbation(run):
     return files
 
 
+def _measure_ranking(run):
+    ranking = run.result.study.get("ranking") or []
+    if not ranking:
+        return {}
+    n_models = ranking[0]["n_models"]
+    title = run.title(run.spec.sweep_title) + f", {n_models} models"
+    return {"measure_ranking": figures.measure_ranking(run.out, ranking, title)}
+
+
 # Figure name -> (the measures it draws from, the function drawing it).
 FIGURES = {
     "decision_boundaries": (("margins",), _decision_boundaries),
@@ -104,4 +113,5 @@ FIGURES = {
     "volume_vs_gap": (("flatness",), _volume_vs_gap),
     "margins": (("margins",), _margins),
     "perturbation": (("perturbation",), _perturbation),
+    "measure_ranking": (("zoo",), _measure_ranking),
 }

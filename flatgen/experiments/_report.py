@@ -87,15 +87,62 @@ def _spearman_line(result):
     return "Spearman correlation of log10 volume with the gap: " + "; ".join(parts)
 
 
+def _study_text(result):
+    study = result.study
+    ranking = study.get("ranking", [])
+    axes = sorted({a for r in ranking for a in r["granulated"]})
+    lines = [
+        f"Kendall's tau of each measure with the generalization gap over the "
+        f"{ranking[0]['n_models'] if ranking else 0} models that reach "
+        f"{_pct(study.get('min_train_accuracy'))} training accuracy, with a 95 % "
+        "bootstrap interval over models, and the granulated tau along each grid "
+        "axis (mean over the settings of the other axes; psi is their mean). "
+        "Every measure is oriented so that larger means sharper or more complex.",
+        "",
+    ]
+    if study.get("excluded"):
+        lines += [
+            f"**Left out (training set not fitted): {', '.join(study['excluded'])}.**",
+            "",
+        ]
+    if not ranking:
+        return "\n".join(lines + ["Fewer than 3 models fit their training set."])
+    rows = [
+        [
+            r["measure"],
+            _fmt(r["tau"], ".2f"),
+            "–"
+            if r["tau_ci"][0] is None
+            else f"[{r['tau_ci'][0]:.2f}, {r['tau_ci'][1]:.2f}]",
+        ]
+        + [_fmt(r["granulated"].get(a), ".2f") for a in axes]
+        + [_fmt(r["mean_granulated"], ".2f")]
+        for r in ranking
+    ]
+    headers = ["measure", "tau", "95 % interval"] + [f"tau along {a}" for a in axes]
+    flagged = sorted(
+        {
+            f"{m['name']}: {k} ({v})"
+            for m in study["models"]
+            for k, v in m["flags"].items()
+        }
+    )
+    text = lines + [table(headers + ["psi"], rows)]
+    if flagged:
+        text += ["", "Bounds rather than values: " + "; ".join(flagged) + "."]
+    return "\n".join(text)
+
+
 def _sections(result):
     """``(title, figure keys, text)`` of each report section."""
     figures = result.figures
     sections = []
     # The accuracy table heads the report; the figures of the sweep and the
     # decision boundaries show it rather than repeat it.
-    sections.append(
-        ("Poison sweep", ["poison_sweep"], "Accuracies: see the table above.")
-    )
+    if "poison_sweep" in figures:
+        sections.append(
+            ("Poison sweep", ["poison_sweep"], "Accuracies: see the table above.")
+        )
     if "decision_boundaries" in figures:
         sections.append(
             (
@@ -113,6 +160,12 @@ def _sections(result):
         sections.append(
             ("Basin cross-sections", ["basin_cross_sections"], "\n".join(lines))
         )
+    if result.study:
+        sections.append(
+            ("Which measure predicts the gap", ["measure_ranking"], _study_text(result))
+        )
+    if "volume_vs_gap" not in figures:
+        return sections + _later_sections(result)
     estimator = result.settings.get("volume_estimator", "preconditioned")
     space = (
         "filter-normalized coordinates (each weight divided by its filter's norm)"
@@ -129,6 +182,12 @@ def _sections(result):
         [where, _volume_table(result), _radius_table(result), _spearman_line(result)]
     )
     sections.append(("Log-volume vs generalization gap", ["volume_vs_gap"], text))
+    return sections + _later_sections(result)
+
+
+def _later_sections(result):
+    figures = result.figures
+    sections = []
     if "margins" in figures:
         rows = [
             (
@@ -232,11 +291,12 @@ def write_report(out, result, paper=""):
 def format_summary(result, out):
     """Return the plain-text summary the command line prints at the end."""
     lines = [f"flatgen {result.experiment}: results in {out}", ""]
-    header = f"{'model':<18}{'train acc':>10}{'test acc':>10}{'gap':>8}"
+    width = max([18] + [len(m.name) + 2 for m in result.models])
+    header = f"{'model':<{width}}{'train acc':>10}{'test acc':>10}{'gap':>8}"
     lines.append(header)
     for m in result.models:
         lines.append(
-            f"{m.name:<18}{m.train_accuracy:>10.3f}{m.test_accuracy:>10.3f}"
+            f"{m.name:<{width}}{m.train_accuracy:>10.3f}{m.test_accuracy:>10.3f}"
             f"{m.generalization_gap:>8.3f}{_unfitted_flag(m, markdown=False)}"
         )
     if result.flatness:
@@ -255,6 +315,19 @@ def format_summary(result, out):
                 for v in f.log10_volume
             )
             lines.append(f"{f.name:<18}{cells}{f.top_eigenvalue:>10.3g}")
+    if result.study.get("ranking"):
+        lines += ["", f"{'measure':<32}{'tau':>7}{'95 % interval':>18}{'psi':>7}"]
+        for r in result.study["ranking"]:
+            ci = r["tau_ci"]
+            interval = "–" if ci[0] is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+            lines.append(
+                f"{r['measure']:<32}{_fmt(r['tau'], '.2f'):>7}{interval:>18}"
+                f"{_fmt(r['mean_granulated'], '.2f'):>7}"
+            )
+    if result.study.get("excluded"):
+        lines.append(
+            "left out (training set not fitted): " + ", ".join(result.study["excluded"])
+        )
     if result.margins:
         lines += [
             "",

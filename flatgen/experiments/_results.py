@@ -153,6 +153,11 @@ class ExperimentResult:
     perturbation : dict
         Per animated network: training loss and accuracy at the minimum and
         at the ends of the path, and the curvature along it.
+    study : dict
+        For a study over many models: ``models`` (each model's grid values,
+        accuracies, gap and measures) and ``ranking`` (Kendall's tau of each
+        measure with the gap, its bootstrap interval and the granulated
+        taus per grid axis); empty otherwise.
     figures : dict
         File name of each figure, relative to the output folder.
     steps : dict
@@ -172,11 +177,13 @@ class ExperimentResult:
     basin_radii: dict = field(default_factory=dict)
     spearman: dict = field(default_factory=dict)
     perturbation: dict = field(default_factory=dict)
+    study: dict = field(default_factory=dict)
     figures: dict = field(default_factory=dict)
     steps: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
 
     _ROWS = {"models": ModelScore, "flatness": Flatness, "margins": Margins}
+    _ADDED = frozenset({"study"})
 
     def model(self, name):
         """Return the :class:`ModelScore` called ``name``.
@@ -265,13 +272,14 @@ class ExperimentResult:
                 f"{_FORMAT_VERSION}."
             )
         names = [f.name for f in fields(cls)]
-        missing = [name for name in names if name not in data]
+        # Fields added after format version 1 may be absent from older files.
+        missing = [n for n in names if n not in data and n not in cls._ADDED]
         if missing:
             raise ValueError(f"{source} lacks the field {missing[0]!r}.")
-        values = {name: data[name] for name in names}
+        values = {name: data[name] for name in names if name in data}
         for name, row_cls in cls._ROWS.items():
             try:
-                values[name] = [row_cls(**row) for row in values[name]]
+                values[name] = [row_cls(**row) for row in values.get(name, [])]
             except TypeError as exc:
                 raise ValueError(
                     f"{source} has malformed {name!r} rows: {exc}"

@@ -112,6 +112,9 @@ class Model:
         Axes title in figures of this model alone; ``label`` when None.
     flat_inputs : bool, default=False
         Whether the model sees each sample as one row (an SVC on images).
+    params : dict, default={}
+        The model's values of a grid's axes (``{'width': 64, ...}``), for
+        analyses per hyperparameter.
     """
 
     name: str
@@ -121,6 +124,7 @@ class Model:
     label: str | None = None
     title: str | None = None
     flat_inputs: bool = False
+    params: dict = field(default_factory=dict)
 
     @property
     def is_network(self):
@@ -163,19 +167,22 @@ class ExperimentSpec:
     load : callable
         ``load(settings, seeds, **options) -> ExperimentData``; reads or
         draws the data (it may record more settings, e.g. a pool size).
-    network : callable
-        ``network(settings, seeds, data, device) -> estimator``: the unfitted
-        network; the runner fits a clone at every poison factor (same
-        initial weights, same poison draws).
-    baselines : callable
-        ``baselines(settings, seeds, data) -> list of Model``.
     measures : tuple of str
         Names of the measures taken (see ``MEASURES``), in report order.
     figures : tuple of str
         Names of the figures drawn (see ``FIGURES``), in report order.
-    model_label : str
+    network : callable, default=None
+        ``network(settings, seeds, data, device) -> estimator``: the unfitted
+        network; the runner fits a clone at every poison factor (same
+        initial weights, same poison draws).
+    baselines : callable, default=None
+        ``baselines(settings, seeds, data) -> list of Model``.
+    models : callable, default=None
+        ``models(settings, seeds, data, device) -> list of Model``: every
+        model of a grid, instead of ``network`` and ``baselines``.
+    model_label : str, default='net'
         What the networks are called in legends (``'net'``, ``'CNN'``).
-    sweep_title, volume_title : str
+    sweep_title, volume_title : str, default=''
         Titles of the sweep and the volume-vs-gap figures; ``{n_train}`` is
         replaced by the number of training points.
     paper : str, default=''
@@ -191,12 +198,13 @@ class ExperimentSpec:
     quick: dict
     seeds: tuple
     load: object
-    network: object
-    baselines: object
     measures: tuple
     figures: tuple
-    model_label: str
-    sweep_title: str
-    volume_title: str
+    network: object = None
+    baselines: object = None
+    models: object = None
+    model_label: str = "net"
+    sweep_title: str = ""
+    volume_title: str = ""
     paper: str = ""
     options: tuple = field(default_factory=tuple)

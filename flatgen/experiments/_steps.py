@@ -6,15 +6,21 @@ finished step can be pickled to the cache and reused.
 """
 
 import time
+import warnings
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import log_loss
 
 from ..analyzers import (
     BasinAnalyzer,
     CurvatureAnalyzer,
+    MarginAnalyzer,
     MarginPlotter,
+    NormAnalyzer,
+    PACBayesAnalyzer,
     PerturbationPath,
+    SharpnessAnalyzer,
     VolumeEstimator,
 )
 
@@ -157,3 +163,82 @@ def perturbation_path(estimator, X, y, *, path):
         Fitted: loss, accuracy, curvature and decision regions per frame.
     """
     return PerturbationPath(**path).fit(estimator, X, y)
+
+
+def measure_zoo(estimator, X, y, *, curvature, sharpness, pac_bayes, margins, seed):
+    """Every measure of the study for one fitted network, oriented alike.
+
+    Each value grows with sharpness or complexity, the direction in which it
+    is expected to predict a larger generalization gap: margins enter as
+    ``-log10`` of the median input-space margin.
+
+    Parameters
+    ----------
+    estimator : fitted flatgen classifier
+    X, y : ndarray
+        Training data.
+    curvature : dict
+        Parameters of :class:`~flatgen.CurvatureAnalyzer`.
+    sharpness : dict
+        ``radius`` (worst case, raw weights), ``adaptive_radius``,
+        ``sigma`` (average case, adaptive), ``n_steps`` and ``n_samples``.
+    pac_bayes : dict
+        Parameters of :class:`~flatgen.PACBayesAnalyzer`.
+    margins : dict
+        Parameters of :class:`~flatgen.MarginAnalyzer`.
+    seed : int
+        Seed of every random part.
+
+    Returns
+    -------
+    record : dict
+        ``values`` (measure name -> float) and ``flags`` (measure name ->
+        why it is only a bound), and ``base_loss``.
+    """
+    values, flags = {}, {}
+    curv = CurvatureAnalyzer(**curvature, random_state=seed).fit(estimator, X, y)
+    values["top_eigenvalue"] = curv.top_eigenvalue_
+    values["hessian_trace"] = float(curv.trace_)
+    steps, samples = sharpness["n_steps"], sharpness["n_samples"]
+    for name, kind, scale, radius in (
+        ("worst_case_sharpness", "worst_case", "raw", sharpness["radius"]),
+        (
+            "adaptive_worst_case_sharpness",
+            "worst_case",
+            "adaptive",
+            sharpness["adaptive_radius"],
+        ),
+        ("adaptive_average_sharpness", "average", "adaptive", sharpness["sigma"]),
+    ):
+        analyzer = SharpnessAnalyzer(
+            kind,
+            scale,
+            radius,
+            n_steps=steps,
+            n_samples=samples,
+            random_state=seed,
+        )
+        values[name] = analyzer.fit(estimator, X, y).sharpness_
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        pac = PACBayesAnalyzer(**pac_bayes, random_state=seed).fit(estimator, X, y)
+    values["pac_bayes_flatness"] = pac.flatness_
+    if pac.capped_:
+        flags["pac_bayes_flatness"] = "upper bound: sigma capped"
+    for message in caught:
+        if not issubclass(message.category, ConvergenceWarning):
+            warnings.warn_explicit(
+                message.message, message.category, message.filename, message.lineno
+            )
+    norms = NormAnalyzer().fit(estimator, X, y)
+    values["fisher_rao_norm"] = norms.fisher_rao_
+    values["log10_path_norm"] = norms.log10_path_norm_
+    values["log10_spectral_product"] = norms.log10_spectral_product_
+    values["log10_frobenius_product"] = norms.log10_frobenius_product_
+    margin = MarginAnalyzer(**margins, random_state=seed).fit(estimator, X, y)
+    values["neg_log10_margin"] = -float(np.log10(margin.median_margin_))
+    return {
+        "values": {k: float(v) for k, v in values.items()},
+        "flags": flags,
+        "base_loss": float(curv.base_loss_),
+    }

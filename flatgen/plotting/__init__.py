@@ -3,6 +3,7 @@
 from ._animation import PerturbationAnimation
 from ._basin import OKABE_ITO, BasinDisplay
 from ._margins import MarginDistributionDisplay
+from ._ranking import MeasureRankingDisplay
 from ._regions import DecisionRegionsDisplay
 from ._slices import LossSliceDisplay
 from ._sweeps import PoisonSweepDisplay, VolumeGapDisplay
@@ -13,6 +14,7 @@ __all__ = [
     "DecisionRegionsDisplay",
     "LossSliceDisplay",
     "MarginDistributionDisplay",
+    "MeasureRankingDisplay",
     "OKABE_ITO",
     "PerturbationAnimation",
     "PoisonSweepDisplay",

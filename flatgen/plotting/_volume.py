@@ -44,8 +44,9 @@ class VolumeConvergenceDisplay:
     'log'
     """
 
-    def __init__(self, n_directions, log10_volume, log10_volume_ci=None, label=None,
-                 space=None):
+    def __init__(
+        self, n_directions, log10_volume, log10_volume_ci=None, label=None, space=None
+    ):
         self.n_directions = _as_float_array("n_directions", n_directions, ndim=1)
         self.log10_volume = _as_float_array("log10_volume", log10_volume, ndim=1)
         if len(self.log10_volume) != len(self.n_directions):
@@ -129,13 +130,22 @@ class VolumeConvergenceDisplay:
             _, ax = plt.subplots()
         color = OKABE_ITO[0] if color is None else color
         (self.line_,) = ax.plot(
-            self.n_directions, self.log10_volume, marker="o", markersize=3,
-            color=color, label=self.label, **line_kwargs,
+            self.n_directions,
+            self.log10_volume,
+            marker="o",
+            markersize=3,
+            color=color,
+            label=self.label,
+            **line_kwargs,
         )
         if show_ci and self.log10_volume_ci is not None:
             ax.fill_between(
-                self.n_directions, self.log10_volume_ci[:, 0],
-                self.log10_volume_ci[:, 1], color=color, alpha=0.2, linewidth=0,
+                self.n_directions,
+                self.log10_volume_ci[:, 0],
+                self.log10_volume_ci[:, 1],
+                color=color,
+                alpha=0.2,
+                linewidth=0,
             )
         ax.set_xscale("log")
         ax.set_xlabel("number of rays")
