@@ -28,6 +28,8 @@ _EXPORTS = {
     "Option": "_spec",
     "StepKey": "_spec",
     "get_spec": "specs",
+    "granulated_taus": "_ranking",
+    "rank_measures": "_ranking",
     "run_digits": "specs.digits",
     "run_experiment": "_experiment",
     "run_study": "specs.study",

@@ -237,7 +237,7 @@ def measure_ranking(out, rows, title=None, name="measure_ranking.png"):
     out : str
         Output folder.
     rows : list of dict
-        A study's ranking (see :func:`~flatgen.experiments._ranking.rank_measures`).
+        A study's ranking (see :func:`~flatgen.experiments.rank_measures`).
     title : str, default=None
         Axes title.
     name : str, default='measure_ranking.png'

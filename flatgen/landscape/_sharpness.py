@@ -93,7 +93,7 @@ class NetworkLoss:
         theta = theta.detach().clone().requires_grad_(True)
         loss = self.per_sample(theta).mean()
         (grad,) = torch.autograd.grad(loss, theta)
-        return float(loss), grad
+        return float(loss.detach()), grad
 
     def directional_derivatives(self, tangent):
         """Return ``<tangent, grad loss_i>`` of every sample at the trained weights.
