@@ -1,6 +1,7 @@
 """scikit-learn classifiers trained with the poison objective."""
 
+from ._batched import BatchedPoisonFitter
 from ._cnn import PoisonedCNNClassifier
 from ._mlp import PoisonedMLPClassifier
 
-__all__ = ["PoisonedMLPClassifier", "PoisonedCNNClassifier"]
+__all__ = ["BatchedPoisonFitter", "PoisonedMLPClassifier", "PoisonedCNNClassifier"]

@@ -149,6 +149,13 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
         self : object
             The fitted classifier.
         """
+        prepared = self._fit_setup(X, y, sample_weight)
+        with torch_threads(self.n_threads):
+            self._fit_network(*prepared)
+        return self
+
+    def _fit_setup(self, X, y, sample_weight):
+        """Validate the data; return the arguments of :meth:`_fit_network`."""
         warm = bool(self.warm_start) and hasattr(self, "net_")
         X = self._prepare_X(X, reset=not warm)
         y = self._validate_y(y, n_samples=len(X))
@@ -179,11 +186,7 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
             X_rows, y_rows, w_rows, validation = self._hold_out(
                 X_rows, y_rows, w_rows, rng
             )
-        with torch_threads(self.n_threads):
-            self._fit_network(
-                X_rows, y_rows, w_rows, validation, device, seeds, rng, warm
-            )
-        return self
+        return X_rows, y_rows, w_rows, validation, device, seeds, rng, warm
 
     def _hold_out(self, X, y, w, rng):
         """Split the validation set off for early stopping (stratified)."""
@@ -225,7 +228,8 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         return y
 
-    def _fit_network(self, X, y_encoded, weight, validation, device, seeds, rng, warm):
+    def _training_parts(self, X, y_encoded, weight, device, seeds, rng, warm):
+        """Return the module (initialized or warm), optimizer and trainer of a fit."""
         init_seed, poison_seed, order_seed = (int(s) for s in seeds)
         n_classes = len(self.classes_)
         if warm:
@@ -241,8 +245,8 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
         def generator(seed):
             return torch.Generator(device=device).manual_seed(int(seed))
 
-        batch_size = len(X_t) if self.batch_size is None else min(
-            self.batch_size, len(X_t)
+        batch_size = (
+            len(X_t) if self.batch_size is None else min(self.batch_size, len(X_t))
         )
         poison_source = None
         if self.poison_factor > 0:
@@ -270,18 +274,14 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
             generator=generator(order_seed),
             n_classes=n_classes,
         )
+        return module, solver, optimizer_settings, trainer
+
+    def _make_net(self, module, trainer, solver, optimizer_settings, device, stopping):
+        """Return the skorch net that drives ``trainer`` on ``module``."""
         callbacks = [("progress_bar", ProgressBar(disable=not self.verbose))]
-        stopping = None
-        if validation is not None:
-            stopping = ValidationStopping(
-                torch.as_tensor(validation[0], device=device),
-                torch.as_tensor(validation[1], dtype=torch.int64, device=device),
-                torch.as_tensor(validation[2], dtype=torch.float64, device=device),
-                self.n_iter_no_change,
-                self.tol,
-            )
+        if stopping is not None:
             callbacks.append(("validation_stopping", stopping))
-        net = PoisonTrainingNet(
+        return PoisonTrainingNet(
             module=module,
             criterion=torch.nn.CrossEntropyLoss,
             optimizer=solver,
@@ -291,20 +291,43 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
             iterator_valid__batch_size=_INFERENCE_CHUNK,
             train_split=None,
             callbacks=callbacks + list(self.callbacks or []),
-            classes=list(range(n_classes)),
+            classes=list(range(len(self.classes_))),
             verbose=0,
             device=str(device),
             trainer=trainer,
             **optimizer_settings,
         )
+
+    def _fit_network(self, X, y_encoded, weight, validation, device, seeds, rng, warm):
+        module, solver, optimizer_settings, trainer = self._training_parts(
+            X, y_encoded, weight, device, seeds, rng, warm
+        )
+        stopping = None
+        if validation is not None:
+            stopping = ValidationStopping(
+                torch.as_tensor(validation[0], device=device),
+                torch.as_tensor(validation[1], dtype=torch.int64, device=device),
+                torch.as_tensor(validation[2], dtype=torch.float64, device=device),
+                self.n_iter_no_change,
+                self.tol,
+            )
+        net = self._make_net(
+            module, trainer, solver, optimizer_settings, device, stopping
+        )
         try:
             net.initialize()
-            net.partial_fit(X_t, y_t)
+            net.partial_fit(trainer.X, trainer.y)
             if trainer.interrupted:
                 raise KeyboardInterrupt
             n_polish = trainer.polish(net.module_, self.max_polish_iter)
         finally:
             net.trainer = None  # the net keeps no training data
+        self._record_fit(net, trainer, n_polish, stopping, warm)
+
+    def _record_fit(self, net, trainer, n_polish, stopping, warm):
+        """Set the fitted attributes; warn when the training set is not fitted."""
+        X_t, y_t, w_t = trainer.X, trainer.y, trainer.sample_weight
+        n_classes = len(self.classes_)
         net.module_.eval()
         previous_iter = self.n_iter_ if warm else 0
         previous_curve = self.loss_curve_ if warm else np.empty(0)
