@@ -188,9 +188,7 @@ def test_poison_sweep_display_from_estimators(small_nets):
 def test_volume_gap_display(small_nets):
     nets, X, y, X_test, y_test = small_nets
     volumes = [
-        VolumeEstimator(
-            n_directions=20, cutoff=[1.0, 2.0], random_state=0
-        ).fit(n, X, y)
+        VolumeEstimator(n_directions=20, cutoff=[1.0, 2.0], random_state=0).fit(n, X, y)
         for n in nets
     ]
     gaps = [n.score(X, y) - n.score(X_test, y_test) for n in nets]

@@ -513,3 +513,23 @@ def test_kendall_tau_and_granulated_taus_against_hand_counts():
     # Each group (the other axis fixed) holds 4 models, 2 values x 2 seeds:
     # along b the 2 same-value pairs agree (seed), the 4 others disagree.
     assert taus["b"] == pytest.approx(-1 / 3) and taus["a"] == pytest.approx(1.0)
+
+
+def test_study_fits_its_networks_together_and_resumes(tmp_path):
+    from flatgen.experiments import run_experiment
+
+    spec = tiny_study(n_bootstrap=20)
+    first = run_experiment(spec, tmp_path, quick=True, verbose=0)
+    fits = [s for s in first.steps["computed"] if s.startswith("fit")]
+    assert fits == ["fit together 4 from net beta=0 8x2 lr=0.01 seed=0"]
+    again = run_experiment(spec, tmp_path, quick=True, verbose=0)
+    assert again.steps["computed"] == [] and len(again.steps["reused"]) == 5
+    # One-by-one fits of the same grid: the same kind of models, other numbers.
+    alone = run_experiment(
+        tiny_study(n_bootstrap=20, batched_fits=False),
+        tmp_path / "alone",
+        quick=True,
+        verbose=0,
+    )
+    assert len([s for s in alone.steps["computed"] if s.startswith("fit ")]) == 4
+    assert [m.name for m in alone.models] == [m.name for m in first.models]

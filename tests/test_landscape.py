@@ -513,8 +513,10 @@ def test_evaluate_along_matches_stacked_vectors():
     theta0 = flatten_parameters(module)
     directions = filter_normalized_directions(evaluator.layout, theta0, 5, 0)
     rows, steps = np.array([0, 4, 2, 2, 1, 3, 0]), np.linspace(0.1, 0.7, 7)
-    stacked = theta0 + torch.as_tensor(steps, dtype=torch.float32)[:, None] * (
-        directions[torch.as_tensor(rows)]
+    stacked = (
+        theta0
+        + torch.as_tensor(steps, dtype=torch.float32)[:, None]
+        * (directions[torch.as_tensor(rows)])
     )
     along = evaluator.evaluate_along(theta0, directions, rows, steps)
     direct = evaluator.evaluate(stacked)

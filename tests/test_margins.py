@@ -154,9 +154,7 @@ def test_the_plotter_is_a_median_margin_scorer():
     X, y = make_blobs(60, centers=2, cluster_std=2.0, random_state=0)
     plotter = MarginPlotter()
     svc = SVC(kernel="linear", C=1.0).fit(X, y)
-    assert plotter(svc, X, y) == pytest.approx(
-        np.median(exact_linear_margins(svc, X))
-    )
+    assert plotter(svc, X, y) == pytest.approx(np.median(exact_linear_margins(svc, X)))
     assert not hasattr(plotter, "margins_")  # scoring works on a clone
     cv = KFold(2)
     search = GridSearchCV(
@@ -182,9 +180,11 @@ def test_clean_networks_have_wider_margins_than_poisoned_ones(spirals):
             max_iter=4000,
             random_state=0,
         ).fit(X_train, y_train)
-        medians[beta] = MarginPlotter(n_directions=32, random_state=0).fit(
-            clf, X_train, y_train
-        ).median_margin_
+        medians[beta] = (
+            MarginPlotter(n_directions=32, random_state=0)
+            .fit(clf, X_train, y_train)
+            .median_margin_
+        )
     assert medians[0.0] > 2 * medians[1.0]
 
 

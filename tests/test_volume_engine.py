@@ -86,7 +86,9 @@ def block_quartic(n_a, n_b, gamma, seed):
     log_integrand = math.log(n_a) + (n_a - 1) * np.log(a) + 0.5 * n_b * np.log(2 * rest)
     log_integral = logsumexp(log_integrand) + math.log(a[1] - a[0])
     log10_v = (
-        log10_ball(n_a) + log10_ball(n_b) + log_integral / math.log(10)
+        log10_ball(n_a)
+        + log10_ball(n_b)
+        + log_integral / math.log(10)
         - 0.5 * (np.log10(lam_a).sum() + np.log10(lam_b).sum())
     )
     return loss, log10_v
@@ -152,14 +154,16 @@ def test_interval_covers_the_truth_at_about_its_nominal_rate():
 
 def test_multiple_cutoffs_share_rays_and_grow():
     loss = AxisQuadratic(np.logspace(-1, 1, 40))
-    result = basin_log10_volume(loss, 40, [0.5, 1.0, 2.0], n_directions=64,
-                                random_state=0)
+    result = basin_log10_volume(
+        loss, 40, [0.5, 1.0, 2.0], n_directions=64, random_state=0
+    )
     assert result.radii.shape == (3, 64)
     assert np.all(np.diff(result.log10_volume) > 0)
     exact = [ellipsoid_log10_volume(loss.eigenvalues.numpy(), c) for c in [0.5, 1, 2]]
     assert_allclose(result.log10_volume, exact, atol=0.01)
     assert result.convergence_log10_volume.shape == (
-        3, len(result.convergence_n_directions)
+        3,
+        len(result.convergence_n_directions),
     )
 
 
@@ -177,8 +181,9 @@ def test_same_seed_same_result_and_n_jobs_does_not_matter():
 def test_capped_rays_warn():
     loss = AxisQuadratic(np.full(10, 1e-3))
     with pytest.warns(VolumeSaturationWarning, match="search cap"):
-        result = basin_log10_volume(loss, 10, 1.0, n_directions=50, max_radius=1.0,
-                                    random_state=0)
+        result = basin_log10_volume(
+            loss, 10, 1.0, n_directions=50, max_radius=1.0, random_state=0
+        )
     assert result.capped_fraction == 1.0
     assert result.capped.all()
     assert_allclose(result.radii, 1.0)
@@ -207,9 +212,7 @@ def test_preconditioner_whitens_and_knows_its_determinant(case):
     else:
         # A spread diagonal under rotated spikes is beyond the model (the
         # probed diagonal of the deflated part is noisy): it only helps.
-        assert eigenvalues.max() / eigenvalues.min() < 0.5 * np.linalg.cond(
-            dense[case]
-        )
+        assert eigenvalues.max() / eigenvalues.min() < 0.5 * np.linalg.cond(dense[case])
 
 
 @pytest.mark.parametrize("space", ["raw", "filter_normalized"])
@@ -231,8 +234,9 @@ def test_network_loss_hessian_matches_autograd(space):
     def as_function(flat):
         w1 = flat[:6].view(3, 2)
         w2 = flat[6:].view(2, 3)
-        hidden = torch.relu(torch.as_tensor(X, dtype=torch.float64) @ w1.T
-                            + biases[0].double())
+        hidden = torch.relu(
+            torch.as_tensor(X, dtype=torch.float64) @ w1.T + biases[0].double()
+        )
         logits = hidden @ w2.T + biases[1].double()
         return torch.nn.functional.cross_entropy(logits, torch.as_tensor(y))
 
@@ -246,8 +250,13 @@ def test_network_loss_hessian_matches_autograd(space):
 
 def test_volume_estimator_filter_normalized_and_raw_agree_on_raw_volume(fitted):
     clf, X, y = fitted
-    common = {"n_directions": 40, "cutoff": 1.05, "cutoff_type": "relative",
-                  "random_state": 0, "max_capped_fraction": 1.0}
+    common = {
+        "n_directions": 40,
+        "cutoff": 1.05,
+        "cutoff_type": "relative",
+        "random_state": 0,
+        "max_capped_fraction": 1.0,
+    }
     fn = VolumeEstimator(space="filter_normalized", **common).fit(clf, X, y)
     raw = VolumeEstimator(space="raw", **common).fit(clf, X, y)
     assert fn.space_ == "filter_normalized" and raw.space_ == "raw"
@@ -260,8 +269,13 @@ def test_volume_estimator_filter_normalized_and_raw_agree_on_raw_volume(fitted):
 
 def test_volume_convergence_display(fitted):
     clf, X, y = fitted
-    vol = VolumeEstimator(n_directions=30, cutoff=1.05, cutoff_type="relative",
-                          random_state=0, max_capped_fraction=1.0).fit(clf, X, y)
+    vol = VolumeEstimator(
+        n_directions=30,
+        cutoff=1.05,
+        cutoff_type="relative",
+        random_state=0,
+        max_capped_fraction=1.0,
+    ).fit(clf, X, y)
     display = vol.plot_convergence()
     assert isinstance(display, VolumeConvergenceDisplay)
     assert display.ax_.get_xscale() == "log"
@@ -310,8 +324,15 @@ def test_interval_falls_back_to_sure_bounds_when_few_rays_count():
     loss = AxisQuadratic(eigenvalues)
     exact = ellipsoid_log10_volume(eigenvalues, 1.0)
     with pytest.warns(ConvergenceWarning, match="distribution-free"):
-        naive = basin_log10_volume(loss, n, 1.0, n_directions=100, estimator="naive",
-                                   max_radius=1e3, random_state=0)
+        naive = basin_log10_volume(
+            loss,
+            n,
+            1.0,
+            n_directions=100,
+            estimator="naive",
+            max_radius=1e3,
+            random_state=0,
+        )
     assert naive.conservative_ci
     lo, hi = naive.log10_volume_ci
     # Markov below: log10(2 / 0.05) orders under the estimate, whatever the tails.
@@ -319,16 +340,23 @@ def test_interval_falls_back_to_sure_bounds_when_few_rays_count():
     # Above: the ball of the search cap.
     assert hi == pytest.approx(log10_ball(n) + n * 3.0)
     assert lo <= exact <= hi
-    good = basin_log10_volume(loss, n, 1.0, n_directions=100, max_radius=1e3,
-                              random_state=0)
+    good = basin_log10_volume(
+        loss, n, 1.0, n_directions=100, max_radius=1e3, random_state=0
+    )
     assert not good.conservative_ci
     assert good.log10_volume_ci[1] - good.log10_volume_ci[0] < 0.1
 
 
 def test_volume_estimator_seeded_and_independent_of_n_jobs(fitted):
     clf, X, y = fitted
-    params = {"n_directions": 150, "cutoff": [1.05, 1.2], "cutoff_type": "relative",
-                  "max_capped_fraction": 1.0, "rank": 8, "n_probes": 8}
+    params = {
+        "n_directions": 150,
+        "cutoff": [1.05, 1.2],
+        "cutoff_type": "relative",
+        "max_capped_fraction": 1.0,
+        "rank": 8,
+        "n_probes": 8,
+    }
     serial = VolumeEstimator(**params, random_state=4, n_jobs=1).fit(clf, X, y)
     again = VolumeEstimator(**params, random_state=4, n_jobs=1).fit(clf, X, y)
     parallel = VolumeEstimator(**params, random_state=4, n_jobs=2).fit(clf, X, y)
@@ -346,8 +374,14 @@ def test_volume_estimator_on_cuda_matches_cpu_radii():
     clf.fit(X, y)
     # Uniform rays: the same on both devices (the preconditioner's choice
     # could flip on float32 rounding of the curvature).
-    params = {"n_directions": 40, "cutoff": 1.2, "cutoff_type": "relative",
-                  "max_capped_fraction": 1.0, "estimator": "naive", "random_state": 0}
+    params = {
+        "n_directions": 40,
+        "cutoff": 1.2,
+        "cutoff_type": "relative",
+        "max_capped_fraction": 1.0,
+        "estimator": "naive",
+        "random_state": 0,
+    }
     gpu = VolumeEstimator(**params).fit(clf, X, y)
     clf.net_.module_.cpu()
     cpu = VolumeEstimator(**params).fit(clf, X, y)

@@ -38,6 +38,31 @@ _UNSUPPORTED = {
 }
 
 
+def batch_key(estimator):
+    """Return what must be equal for estimators to train in one batch, or None.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Any estimator.
+
+    Returns
+    -------
+    key : str or None
+        Equal for estimators that :class:`BatchedPoisonFitter` can train
+        together; None for one it cannot train (another class, minibatches,
+        early stopping, ...).
+    """
+    if type(estimator) is not PoisonedMLPClassifier:
+        return None
+    params = estimator.get_params()
+    if params["solver"] not in ("sgd", "adam") or any(
+        params[name] != default for name, default in _UNSUPPORTED.items()
+    ):
+        return None
+    return repr(sorted((k, v) for k, v in params.items() if k not in VARYING))
+
+
 class _StackedMLP:
     """K MLPs of one architecture as stacked weight tensors (K, out, in)."""
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import clone
 
+from ..estimators import batch_key
 from ._cache import fingerprint, jsonable
 from ._measures import COMPARED, EXTREMES, MEASURES, NETWORKS
 from ._outputs import FIGURES
@@ -22,7 +23,7 @@ from ._runner import (
     versions,
 )
 from ._spec import ExperimentSpec, Model, StepKey
-from ._steps import fit_model
+from ._steps import fit_model, fit_models_together
 
 # Estimator parameters that do not change the fitted model.
 _NOT_IN_KEY = {"verbose", "callbacks"}
@@ -142,22 +143,63 @@ def _models(spec, settings, seeds, data, device):
     return models
 
 
-def _fit_steps(models, data):
-    return [
-        Step(
-            StepKey("fit", model.name),
-            fit_model,
-            {
-                "estimator": model.estimator,
-                "X_train": model.inputs(data.X_train),
-                "y_train": data.y_train,
-                "X_test": model.inputs(data.X_test),
-                "y_test": data.y_test,
-            },
-            model.settings,
+def _fit_kwargs(model, data):
+    return {
+        "X_train": model.inputs(data.X_train),
+        "y_train": data.y_train,
+        "X_test": model.inputs(data.X_test),
+        "y_test": data.y_test,
+    }
+
+
+def _fit_steps(models, data, batched):
+    """Return steps fitting every model; with ``batched``, one step per batch.
+
+    Returns the steps and the batches as ``(step name, models)``.
+    """
+    groups = {}
+    for model in models:
+        key = batch_key(model.estimator) if batched else None
+        groups.setdefault(key or id(model), []).append(model)
+    steps, batches = [], []
+    for members in groups.values():
+        if len(members) == 1:
+            (model,) = members
+            steps.append(
+                Step(
+                    StepKey("fit", model.name),
+                    fit_model,
+                    {"estimator": model.estimator, **_fit_kwargs(model, data)},
+                    model.settings,
+                )
+            )
+            continue
+        name = StepKey("fit together", f"{len(members)} from {members[0].name}")
+        steps.append(
+            Step(
+                name,
+                fit_models_together,
+                {
+                    "estimators": [m.estimator for m in members],
+                    **_fit_kwargs(members[0], data),
+                },
+                {m.name: m.settings for m in members},
+            )
         )
-        for model in models
-    ]
+        batches.append((name, members))
+    return steps, batches
+
+
+def _run_fits(runner, models, data, batched):
+    """Fit every model; return each one's record by its fit StepKey."""
+    steps, batches = _fit_steps(models, data, batched)
+    results = runner.run(steps, "fitting")
+    for name, members in batches:
+        for model, record in zip(members, results.pop(name)):
+            key = StepKey("fit", model.name)
+            results[key] = record
+            runner.alias(key, name)
+    return results
 
 
 def _measure_steps(run, fits):
@@ -320,7 +362,7 @@ def run_experiment(
         out, data_key=fingerprint(*data.arrays()), n_jobs=n_jobs, verbose=verbose
     )
     models = _models(spec, settings, seeds, data, device)
-    fits = runner.run(_fit_steps(models, data), "fitting")
+    fits = _run_fits(runner, models, data, settings.get("batched_fits", False))
 
     result = ExperimentResult(
         experiment=spec.name,

@@ -78,6 +78,13 @@ class StepRunner:
         depends = [self.data_key] + [self.keys[name] for name in step.depends]
         return step_key(str(step.name), step.settings, depends)
 
+    def alias(self, name, of):
+        """Key the part ``name`` of the result of step ``of`` (a batch's models).
+
+        Steps that depend on ``name`` then follow ``of``'s key.
+        """
+        self.keys[name] = step_key(str(name), {}, [self.keys[of]])
+
     def run(self, steps, desc):
         """Run ``steps`` (independent of each other); return their results by name.
 

@@ -296,9 +296,7 @@ def _top_eigenpairs(matvec, start, n_iter, tol, k):
                 enough = products >= min(_MIN_LANCZOS_STEPS, n)
                 done = (enough and bool(np.all(relative <= tol))) or exhausted
                 if done or j == steps - 1:
-                    coefficients = torch.as_tensor(
-                        small.copy(), device=basis.device
-                    )
+                    coefficients = torch.as_tensor(small.copy(), device=basis.device)
                     vectors = basis[: j + 1].T @ coefficients
                     vectors = vectors / vectors.norm(dim=0, keepdim=True)
                     if done:

@@ -64,9 +64,7 @@ class NetworkBasinLoss:
 
     def __init__(self, module, X, y, *, space="filter_normalized", include_bias=False):
         if space not in SPACES:
-            raise ValueError(
-                f"space must be one of {SPACES}; got {space!r} instead."
-            )
+            raise ValueError(f"space must be one of {SPACES}; got {space!r} instead.")
         self.space = space
         self.include_bias = bool(include_bias)
         self._module = module

@@ -5,7 +5,6 @@ Both work on any batched product ``hvp(V)`` mapping a (B, n) tensor to the
 an analytic test operator alike.
 """
 
-
 import torch
 
 __all__ = ["lanczos_extremes", "probe_diagonal"]
@@ -85,8 +84,9 @@ def lanczos_extremes(
     return values.to(dtype), vectors, residuals.to(dtype)
 
 
-def probe_diagonal(hvp, n, n_probes, generator, *, batch_size=32, dtype=torch.float64,
-                   device=None):
+def probe_diagonal(
+    hvp, n, n_probes, generator, *, batch_size=32, dtype=torch.float64, device=None
+):
     """Hutchinson-style estimate of an operator's diagonal, ``E[z * Hz]``.
 
     Rademacher probes ``z`` (entries +-1) give ``z_i (Hz)_i = H_ii + sum_{j != i}

@@ -429,9 +429,9 @@ def _chunk_task(loss_fn, preconditioner, seed, start, stop, settings):
                 part = slice(first, first + settings["batch_size"])
                 index = torch.as_tensor(rows[part], device=device)
                 step = torch.as_tensor(steps[part], dtype=dtype, device=device)
-                out.append(_as_losses(
-                    loss_fn(step[:, None] * directions[index]), len(index)
-                ))
+                out.append(
+                    _as_losses(loss_fn(step[:, None] * directions[index]), len(index))
+                )
             return np.concatenate(out)
 
         start_step = np.full(stop - start, settings["start_step"])
@@ -580,8 +580,17 @@ def _check_int(name, value, low):
         raise ValueError(f"{name} must be an integer >= {low}. Got {value!r} instead.")
 
 
-def _check_options(n_dims, n_directions, estimator, rank, n_probes, rtol,
-                   confidence_level, max_radius, max_capped_fraction):
+def _check_options(
+    n_dims,
+    n_directions,
+    estimator,
+    rank,
+    n_probes,
+    rtol,
+    confidence_level,
+    max_radius,
+    max_capped_fraction,
+):
     _check_int("n_dims", n_dims, 1)
     _check_int("n_directions", n_directions, 1)
     _check_int("rank", rank, 0)
@@ -734,8 +743,17 @@ def basin_log10_volume(
     >>> bool(abs(result.log10_volume - exact) < 1e-3)
     True
     """
-    _check_options(n_dims, n_directions, estimator, rank, n_probes, rtol,
-                   confidence_level, max_radius, max_capped_fraction)
+    _check_options(
+        n_dims,
+        n_directions,
+        estimator,
+        rank,
+        n_probes,
+        rtol,
+        confidence_level,
+        max_radius,
+        max_capped_fraction,
+    )
     _check_int("batch_size", batch_size, 1)
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable. Got {type(loss_fn).__name__}.")
@@ -768,12 +786,20 @@ def basin_log10_volume(
         if estimator == "preconditioned":
             candidates = [
                 CurvaturePreconditioner.from_curvature(
-                    hvp, n_dims, rank=min(rank, n_dims), n_probes=n_probes,
-                    floor=max(floor, 1e-300), seed=seed,
+                    hvp,
+                    n_dims,
+                    rank=min(rank, n_dims),
+                    n_probes=n_probes,
+                    floor=max(floor, 1e-300),
+                    seed=seed,
                 ),
                 CurvaturePreconditioner.from_curvature(
-                    hvp, n_dims, rank=0, n_probes=n_probes,
-                    floor=max(floor, 1e-300), seed=seed,
+                    hvp,
+                    n_dims,
+                    rank=0,
+                    n_probes=n_probes,
+                    floor=max(floor, 1e-300),
+                    seed=seed,
                 ),
                 CurvaturePreconditioner.identity(n_dims),
             ]
@@ -793,7 +819,9 @@ def basin_log10_volume(
         else:
             preconditioner = CurvaturePreconditioner.identity(n_dims)
             diagonal = probe_diagonal(
-                lambda v: hvp(v).to(torch.float64), n_dims, n_probes,
+                lambda v: hvp(v).to(torch.float64),
+                n_dims,
+                n_probes,
                 _stream(seed, 1, 1),
             )
             n_hvp = n_probes
@@ -821,14 +849,25 @@ def basin_log10_volume(
         for lo, hi in bounds
     )
     results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
-    results = list(tqdm(results, total=len(bounds), disable=not verbose,
-                        desc="volume rays", unit="chunk", leave=False))
+    results = list(
+        tqdm(
+            results,
+            total=len(bounds),
+            disable=not verbose,
+            desc="volume rays",
+            unit="chunk",
+            leave=False,
+        )
+    )
     rho = np.concatenate([r[0] for r in results], axis=1)
     capped = np.concatenate([r[1] for r in results], axis=1)
     radii = np.concatenate([r[2] for r in results], axis=1)
     n_evaluations = int(sum(r[3] for r in results)) + 1
     return volume_from_radii(
-        rho, capped, n_dims, cutoffs if not scalar else float(cutoffs[0]),
+        rho,
+        capped,
+        n_dims,
+        cutoffs if not scalar else float(cutoffs[0]),
         euclidean_radii=radii,
         log10_det=preconditioner.log_det / _LN10,
         rtol=rtol,
@@ -915,9 +954,11 @@ def volume_from_radii(
     cutoffs = np.atleast_1d(np.asarray(cutoff, dtype=float))
     rho = np.asarray(radii, dtype=float).reshape(len(cutoffs), -1)
     capped = np.asarray(capped, dtype=bool).reshape(rho.shape)
-    radii = rho if euclidean_radii is None else np.asarray(
-        euclidean_radii, dtype=float
-    ).reshape(rho.shape)
+    radii = (
+        rho
+        if euclidean_radii is None
+        else np.asarray(euclidean_radii, dtype=float).reshape(rho.shape)
+    )
     z = float(norm.ppf(0.5 + confidence_level / 2))
     constant = log10_unit_ball_volume(n_dims) + log10_det
     n = float(n_dims)
@@ -935,8 +976,9 @@ def volume_from_radii(
     conv = np.stack([constant + r[0] / _LN10 for r in running], axis=-1)
     conv_ci = np.stack(
         [
-            _bounded_interval(conv[:, j], r[1], r[2], m, alpha, tolerance,
-                              log10_volume_bound)[0]
+            _bounded_interval(
+                conv[:, j], r[1], r[2], m, alpha, tolerance, log10_volume_bound
+            )[0]
             for j, (m, r) in enumerate(zip(sizes, running))
         ],
         axis=1,
