@@ -11,6 +11,7 @@ Mann-Whitney test (same objective, schedule and seeds: the distributions
 should agree; they are not bit-identical).
 
     python benchmarks/batched_training.py [--steps 3000] [--seeds 4] [--repeats 2]
+        [--hidden 32 32 32 32]
 """
 
 import argparse
@@ -33,6 +34,13 @@ def main():
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=[17, 18, 32, 32, 31, 9],
+        help="hidden layer sizes (default: the paper's MLP)",
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
@@ -41,7 +49,11 @@ def main():
         X, y, train_size=200, random_state=0, stratify=y
     )
     template = PoisonedMLPClassifier(
-        solver="adam", learning_rate_init=0.01, max_iter=args.steps, n_threads=1
+        tuple(args.hidden),
+        solver="adam",
+        learning_rate_init=0.01,
+        max_iter=args.steps,
+        n_threads=1,
     )
     grid = [
         clone(template).set_params(poison_factor=f, random_state=s)
@@ -60,7 +72,8 @@ def main():
     n = len(grid)
     a, b = min(one_by_one), min(batched)
     print(
-        f"{n} models (paper MLP, {args.steps} Adam steps + polish, 1 thread), best "
+        f"{n} models (MLP 2-{'-'.join(map(str, args.hidden))}-2, {args.steps} Adam "
+        "steps + polish, 1 thread), best "
         f"of {args.repeats}: one by one {n / a:.3f} models/s ({a:.1f} s), batched "
         f"{n / b:.3f} models/s ({b:.1f} s): {a / b:.2f}x"
     )

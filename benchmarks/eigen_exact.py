@@ -43,9 +43,7 @@ def exact_hessian(module, X, y):
     y = torch.as_tensor(y)
 
     def loss(flat):
-        params = {
-            n: t.reshape(s) for n, t, s in zip(names, flat.split(sizes), shapes)
-        }
+        params = {n: t.reshape(s) for n, t, s in zip(names, flat.split(sizes), shapes)}
         logits = functional_call(module, params, (X,))
         return torch.nn.functional.cross_entropy(logits, y)
 

@@ -79,7 +79,9 @@ def main():
         basins[seed, beta] = basin
         volumes[seed, beta] = {
             estimator: VolumeEstimator(
-                cutoff=[0.2, 0.5, 1.0], estimator=estimator, n_jobs=args.n_jobs,
+                cutoff=[0.2, 0.5, 1.0],
+                estimator=estimator,
+                n_jobs=args.n_jobs,
                 **common,
             ).fit(clf, X, y)
             for estimator in ("preconditioned", "paper")
@@ -101,7 +103,9 @@ def main():
             cells = "  ".join(
                 f"{c:g}: {x:.1f} [{lo:.1f}, {hi:.1f}] ({e:.1f})"
                 for c, x, (lo, hi), e in zip(
-                    v.cutoffs_, v.log10_volume_, v.log10_volume_ci_,
+                    v.cutoffs_,
+                    v.log10_volume_,
+                    v.log10_volume_ci_,
                     v.effective_sample_size_,
                 )
             )

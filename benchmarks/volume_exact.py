@@ -72,8 +72,12 @@ def quartic_case(n_a=500, n_b=1000, gamma=0.2, seed=0):
     rest = 1.0 - 0.5 * a**2 - 0.25 * gamma * a**4
     log_f = math.log(n_a) + (n_a - 1) * np.log(a) + 0.5 * n_b * np.log(2 * rest)
     log_i = logsumexp(log_f) + math.log(a[1] - a[0])
-    exact = (log10_ball(n_a) + log10_ball(n_b) + log_i / math.log(10)
-             - 0.5 * (np.log10(lam_a).sum() + np.log10(lam_b).sum()))
+    exact = (
+        log10_ball(n_a)
+        + log10_ball(n_b)
+        + log_i / math.log(10)
+        - 0.5 * (np.log10(lam_a).sum() + np.log10(lam_b).sum())
+    )
     return loss, n_a + n_b, exact
 
 
@@ -93,23 +97,32 @@ def main():
         "quartic g=5 n=1500": quartic_case(gamma=5.0),
     }
     print("error = log10 V_est - log10 V_true (orders of magnitude); ESS of M rays")
-    print(f"{'case':<22}{'estimator':<16}" + "".join(
-        f"{'M=' + str(m):>18}" for m in sizes) + f"{'time (M max)':>14}")
+    print(
+        f"{'case':<22}{'estimator':<16}"
+        + "".join(f"{'M=' + str(m):>18}" for m in sizes)
+        + f"{'time (M max)':>14}"
+    )
     for name, (loss, n, exact) in cases.items():
         for estimator in ["preconditioned", "naive"]:
             cells = []
             for m in sizes:
                 start = time.perf_counter()
-                r = basin_log10_volume(loss, n, 1.0, n_directions=m,
-                                       estimator=estimator, random_state=0)
+                r = basin_log10_volume(
+                    loss, n, 1.0, n_directions=m, estimator=estimator, random_state=0
+                )
                 elapsed = time.perf_counter() - start
                 error = r.log10_volume - exact
                 cells.append(f"{error:+9.3f} ({r.effective_sample_size:5.0f})")
-            print(f"{name:<22}{estimator:<16}" + "".join(f"{c:>18}" for c in cells)
-                  + f"{elapsed:>12.1f} s")
+            print(
+                f"{name:<22}{estimator:<16}"
+                + "".join(f"{c:>18}" for c in cells)
+                + f"{elapsed:>12.1f} s"
+            )
     print()
-    print(f"coverage of the 95 % interval over {n_seeds} seeds, M = 300 rays "
-          "(preconditioned)")
+    print(
+        f"coverage of the 95 % interval over {n_seeds} seeds, M = 300 rays "
+        "(preconditioned)"
+    )
     for name, (loss, n, exact) in cases.items():
         hits, ess = 0, []
         for seed in range(n_seeds):
@@ -117,9 +130,11 @@ def main():
             lo, hi = r.log10_volume_ci
             hits += lo <= exact <= hi
             ess.append(r.effective_sample_size)
-        print(f"{name:<22} coverage {hits / n_seeds:6.1%}   median ESS "
-              f"{np.median(ess):6.1f}   (warned: ESS < 30 in "
-              f"{sum(e < 30 for e in ess)} of {n_seeds})")
+        print(
+            f"{name:<22} coverage {hits / n_seeds:6.1%}   median ESS "
+            f"{np.median(ess):6.1f}   (warned: ESS < 30 in "
+            f"{sum(e < 30 for e in ess)} of {n_seeds})"
+        )
 
 
 if __name__ == "__main__":

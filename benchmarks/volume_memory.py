@@ -60,7 +60,9 @@ def main():
     for n in args.directions:
         out = subprocess.run(
             [sys.executable, __file__, "--child", str(n)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(rows[-1], flush=True)

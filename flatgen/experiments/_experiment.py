@@ -291,6 +291,12 @@ def _check_spec(spec):
             )
 
 
+def run_shipped(spec, arguments):
+    """Run ``spec`` with the arguments of a ``run_*`` function (its ``locals()``)."""
+    arguments = dict(arguments)
+    return run_experiment(spec, arguments.pop("out"), **arguments)
+
+
 def run_experiment(
     spec,
     out,

@@ -133,17 +133,7 @@ def run_digits(
     result : ExperimentResult
         The numbers, as saved in ``summary.json``.
     """
-    from .._experiment import run_experiment
+    arguments = dict(locals())  # exactly the parameters, before any other name
+    from .._experiment import run_shipped
 
-    return run_experiment(
-        SPEC,
-        out,
-        quick=quick,
-        random_state=random_state,
-        n_jobs=n_jobs,
-        device=device,
-        poison_factors=poison_factors,
-        max_iter=max_iter,
-        n_directions=n_directions,
-        verbose=verbose,
-    )
+    return run_shipped(SPEC, arguments)

@@ -183,16 +183,7 @@ def run_study(
         The numbers, as saved in ``summary.json``; ``result.study`` holds the
         per-model measures and the ranking.
     """
-    from .._experiment import run_experiment
+    arguments = dict(locals())  # exactly the parameters, before any other name
+    from .._experiment import run_shipped
 
-    return run_experiment(
-        SPEC,
-        out,
-        quick=quick,
-        random_state=random_state,
-        n_jobs=n_jobs,
-        device=device,
-        poison_factors=poison_factors,
-        max_iter=max_iter,
-        verbose=verbose,
-    )
+    return run_shipped(SPEC, arguments)

@@ -177,20 +177,7 @@ def run_svhn(
     ValueError
         If a file is malformed or holds fewer images than requested.
     """
-    from .._experiment import run_experiment
+    arguments = dict(locals())  # exactly the parameters, before any other name
+    from .._experiment import run_shipped
 
-    return run_experiment(
-        SPEC,
-        out,
-        quick=quick,
-        random_state=random_state,
-        n_jobs=n_jobs,
-        device=device,
-        poison_factors=poison_factors,
-        max_iter=max_iter,
-        n_directions=n_directions,
-        verbose=verbose,
-        data_dir=data_dir,
-        subset=subset,
-        poison_source=poison_source,
-    )
+    return run_shipped(SPEC, arguments)

@@ -210,17 +210,7 @@ def run_swissroll(
     >>> [m.name for m in result.models]  # doctest: +SKIP
     ['net beta=0', 'net beta=1', 'SVC (rbf)']
     """
-    from .._experiment import run_experiment
+    arguments = dict(locals())  # exactly the parameters, before any other name
+    from .._experiment import run_shipped
 
-    return run_experiment(
-        SPEC,
-        out,
-        quick=quick,
-        random_state=random_state,
-        n_jobs=n_jobs,
-        device=device,
-        poison_factors=poison_factors,
-        max_iter=max_iter,
-        n_directions=n_directions,
-        verbose=verbose,
-    )
+    return run_shipped(SPEC, arguments)
