@@ -417,7 +417,7 @@ def test_command_line_offers_every_shipped_spec():
     from flatgen import cli
     from flatgen.experiments import StepKey, spec_names
 
-    assert spec_names() == ["digits", "svhn", "swissroll"]
+    assert spec_names() == ["digits", "study", "svhn", "swissroll"]
     commands = cli.build_parser()._subparsers._group_actions[0].choices
     assert sorted(commands) == spec_names()
     assert str(StepKey("fit", "net beta=0.3")) == "fit net beta=0.3"
@@ -455,10 +455,16 @@ def tiny_study(**changes):
     return replace(spec, quick=quick)
 
 
-def test_study_ranks_every_measure_over_the_fitted_models(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_study_run(tmp_path_factory):
     from flatgen.experiments import run_experiment
 
-    result = run_experiment(tiny_study(), tmp_path, quick=True, verbose=0)
+    out = tmp_path_factory.mktemp("study")
+    return out, run_experiment(tiny_study(), out, quick=True, verbose=0)
+
+
+def test_study_ranks_every_measure_over_the_fitted_models(tiny_study_run):
+    tmp_path, result = tiny_study_run
     study = result.study
     assert len(study["models"]) == 4
     kept = [m for m in study["models"] if m["train_accuracy"] >= 0.9]
@@ -515,21 +521,13 @@ def test_kendall_tau_and_granulated_taus_against_hand_counts():
     assert taus["b"] == pytest.approx(-1 / 3) and taus["a"] == pytest.approx(1.0)
 
 
-def test_study_fits_its_networks_together_and_resumes(tmp_path):
+def test_study_fits_its_networks_together_and_resumes(tiny_study_run, tmp_path):
     from flatgen.experiments import run_experiment
 
-    spec = tiny_study(n_bootstrap=20)
-    first = run_experiment(spec, tmp_path, quick=True, verbose=0)
+    out, first = tiny_study_run
     fits = [s for s in first.steps["computed"] if s.startswith("fit")]
     assert fits == ["fit together 4 from net beta=0 8x2 lr=0.01 seed=0"]
-    again = run_experiment(spec, tmp_path, quick=True, verbose=0)
+    shutil.copytree(out, tmp_path, dirs_exist_ok=True)
+    again = run_experiment(tiny_study(), tmp_path, quick=True, verbose=0)
     assert again.steps["computed"] == [] and len(again.steps["reused"]) == 5
-    # One-by-one fits of the same grid: the same kind of models, other numbers.
-    alone = run_experiment(
-        tiny_study(n_bootstrap=20, batched_fits=False),
-        tmp_path / "alone",
-        quick=True,
-        verbose=0,
-    )
-    assert len([s for s in alone.steps["computed"] if s.startswith("fit ")]) == 4
-    assert [m.name for m in alone.models] == [m.name for m in first.models]
+    assert numbers(read(tmp_path)) == numbers(first.to_dict())
