@@ -49,7 +49,7 @@ def batch_key(estimator):
     Returns
     -------
     key : str or None
-        Equal for estimators that :class:`BatchedPoisonFitter` can train
+        Equal for estimators that :class:`~flatgen.BatchedPoisonFitter` can train
         together; None for one it cannot train (another class, minibatches,
         early stopping, ...).
     """
