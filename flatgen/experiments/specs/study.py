@@ -162,8 +162,8 @@ def run_study(
     out : str or path-like
         Output folder (created if missing).
     quick : bool, default=False
-        A toy grid (8 models, 1,000 steps): every step and file in a few
-        minutes; the intervals are too wide to mean much.
+        A toy grid (8 models, 1,000 steps): every step and file in about
+        half a minute; the intervals are too wide to mean much.
     random_state : int or None, default=0
         Seed of everything; None draws one, recorded in the summary.
     n_jobs : int, default=1
