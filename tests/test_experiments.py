@@ -531,3 +531,23 @@ def test_study_fits_its_networks_together_and_resumes(tiny_study_run, tmp_path):
     again = run_experiment(tiny_study(), tmp_path, quick=True, verbose=0)
     assert again.steps["computed"] == [] and len(again.steps["reused"]) == 5
     assert numbers(read(tmp_path)) == numbers(first.to_dict())
+
+
+def test_batches_are_capped(monkeypatch):
+    from flatgen.experiments import _experiment
+    from flatgen.experiments._spec import ExperimentData, Model
+
+    monkeypatch.setattr(_experiment, "MAX_BATCH", 3)
+    X, y = np.zeros((4, 2), np.float32), np.array([0, 1, 0, 1])
+    data = ExperimentData(X, y, X, y)
+    models = [
+        Model(
+            f"net {i}",
+            _experiment.clone(_moons_net({"max_iter": 5}, {"network": i}, data, "cpu")),
+            {},
+        )
+        for i in range(7)
+    ]
+    steps, batches = _experiment._fit_steps(models, data, batched=True)
+    assert [len(members) for _, members in batches] == [3, 3]
+    assert len(steps) == 3  # two batches of 3 and one single fit

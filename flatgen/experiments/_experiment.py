@@ -25,6 +25,9 @@ from ._runner import (
 from ._spec import ExperimentSpec, Model, StepKey
 from ._steps import fit_model, fit_models_together
 
+# Most networks trained in one batch (one batch holds ~35 MB per network of
+# the study's grid, mostly poison sources and their neighbour tables).
+MAX_BATCH = 32
 # Estimator parameters that do not change the fitted model.
 _NOT_IN_KEY = {"verbose", "callbacks"}
 
@@ -161,8 +164,15 @@ def _fit_steps(models, data, batched):
     for model in models:
         key = batch_key(model.estimator) if batched else None
         groups.setdefault(key or id(model), []).append(model)
+    # A batch holds every member's data and poison source at once: batches
+    # are capped so memory does not grow with the size of a grid.
+    chunks = [
+        members[start : start + MAX_BATCH]
+        for members in groups.values()
+        for start in range(0, len(members), MAX_BATCH)
+    ]
     steps, batches = [], []
-    for members in groups.values():
+    for members in chunks:
         if len(members) == 1:
             (model,) = members
             steps.append(
