@@ -116,7 +116,7 @@ def _study_text(result):
             else f"[{r['tau_ci'][0]:.2f}, {r['tau_ci'][1]:.2f}]",
         ]
         + [_fmt(r["granulated"].get(a), ".2f") for a in axes]
-        + [_fmt(r["mean_granulated"], ".2f")]
+        + [_fmt(r["mean_granulated"], ".2f"), str(r["n_models"])]
         for r in ranking
     ]
     headers = ["measure", "tau", "95 % interval"] + [f"tau along {a}" for a in axes]
@@ -127,7 +127,8 @@ def _study_text(result):
             for k, v in m["flags"].items()
         }
     )
-    text = lines + [table(headers + ["psi"], rows)]
+    # A measure that is not finite for some models ranks fewer of them: say so.
+    text = lines + [table(headers + ["psi", "models"], rows)]
     if flagged:
         text += ["", "Bounds rather than values: " + "; ".join(flagged) + "."]
     return "\n".join(text)
