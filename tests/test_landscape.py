@@ -183,6 +183,8 @@ def test_directions_are_seeded_and_chunk_invariant():
         (lambda: make_mlp(activation="gelu"), (2,), 2, "fused"),
         (make_mlp, (2,), 2, "vmap"),
         (make_cnn, (1, 8, 8), 3, "vmap"),
+        (make_cnn, (1, 8, 8), 3, "loop"),
+        (make_mlp, (2,), 2, "loop"),
     ],
 )
 def test_batched_evaluator_matches_a_loop(make_net, shape, n_classes, path):
@@ -218,6 +220,11 @@ def test_evaluator_picks_paths_and_validates():
     assert BatchedEvaluator(make_mlp(), X, y).path == "fused"
     cnn_X, cnn_y = make_data((1, 8, 8), n_classes=3)
     assert BatchedEvaluator(make_cnn(), cnn_X, cnn_y).path == "vmap"
+    # Large activations per vector: one vector at a time on CPU.
+    many_X, many_y = make_data((1, 8, 8), n_samples=2000, n_classes=3)
+    assert BatchedEvaluator(make_cnn(), many_X, many_y).path == "loop"
+    with pytest.raises(ValueError, match="'loop'"):
+        BatchedEvaluator(make_cnn(), cnn_X, cnn_y, path="batched")
     with pytest.raises(ValueError, match="fused"):
         BatchedEvaluator(make_cnn(), cnn_X, cnn_y, path="fused")
     evaluator = BatchedEvaluator(make_mlp(), X, y)
@@ -522,6 +529,13 @@ def test_evaluate_along_matches_stacked_vectors():
     direct = evaluator.evaluate(stacked)
     np.testing.assert_allclose(along[0], direct[0], rtol=1e-6)
     np.testing.assert_array_equal(along[1], direct[1])
+    coefficients = torch.randn(7, 2, generator=torch.Generator().manual_seed(0))
+    combined = evaluator.evaluate_combinations(theta0, directions[:2], coefficients)
+    direct = evaluator.evaluate(theta0 + coefficients @ directions[:2])
+    np.testing.assert_allclose(combined[0], direct[0], rtol=1e-6)
+    np.testing.assert_array_equal(combined[1], direct[1])
+    with pytest.raises(ValueError, match=r"coefficients must have shape \(B, 2\)"):
+        evaluator.evaluate_combinations(theta0, directions[:2], coefficients[:, :1])
 
 
 def test_top_eigenpairs_match_the_exact_spectrum():
@@ -556,3 +570,81 @@ def test_top_hessian_eigenpairs_of_a_network(tiny_double):
     assert values[0] == pytest.approx(top_hessian_eigenvalue(net, X, y, tol=1e-9))
     with pytest.raises(ValueError, match="n_eigenpairs must be an integer"):
         top_hessian_eigenpairs(net, X, y, 0)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_dense_hessian_products_equal_the_exact_hessian(activation):
+    # The analytic R-operator of dense stacks against the exact Hessian
+    # (torch.autograd.functional.hessian), a batch at a time and one by one,
+    # with and without sample blocks, raw and filter-normalized.
+    with seeded_torch(3):
+        net = MLP(3, 3, (5, 4), activation=activation).double()
+    X, y = make_data((3,), n_samples=30, n_classes=3)
+    X = X.double()
+    hessian, layout, theta = exact_hessian(net, X, y)
+    vectors = torch.randn(5, layout.n_params, dtype=torch.float64)
+    scale = layout.group_norms(theta, include_bias=True)
+    for block in (None, 7):
+        operator = LossHessian(net, X, y, sample_block=block)
+        assert operator._dense is not None
+        torch.testing.assert_close(operator.matmat(vectors), vectors @ hessian)
+        torch.testing.assert_close(operator.matvec(vectors[0]), hessian @ vectors[0])
+        scaled = LossHessian(
+            net, X, y, sample_block=block, filter_normalized=True, include_bias=True
+        )
+        expected = (vectors * scale) @ hessian * scale
+        torch.testing.assert_close(scaled.matmat(vectors), expected)
+
+
+def test_batched_double_backprop_equals_one_by_one():
+    net = make_cnn()
+    X, y = make_data((1, 8, 8), n_samples=24, n_classes=3)
+    operator = LossHessian(net, X, y)
+    assert operator._dense is None and operator.batch_size > 1
+    vectors = torch.randn(7, operator.n_params)
+    loop = torch.stack([operator.matvec(v) for v in vectors])
+    torch.testing.assert_close(operator.matmat(vectors), loop, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match=r"shape \(n_vectors, "):
+        operator.matmat(vectors[0])
+
+
+def test_only_plain_dense_stacks_take_the_analytic_path():
+    X, y = make_data((2,), n_samples=10)
+    assert LossHessian(make_mlp(), X, y)._dense is not None
+    assert LossHessian(make_mlp(), X, y, engine="autograd")._dense is None
+    with seeded_torch(0):
+        no_bias = torch.nn.Sequential(torch.nn.Linear(2, 3, bias=False))
+        dropout = torch.nn.Sequential(
+            torch.nn.Linear(2, 3), torch.nn.Dropout(0.5), torch.nn.Linear(3, 2)
+        )
+        sigmoid = torch.nn.Sequential(
+            torch.nn.Linear(2, 3), torch.nn.Sigmoid(), torch.nn.Linear(3, 2)
+        )
+    for module in (no_bias, dropout, sigmoid):
+        operator = LossHessian(module, X, y)
+        assert operator._dense is None
+        vector = torch.randn(operator.n_params)
+        # Still exact through autograd.
+        expected = LossHessian(module, X, y, engine="autograd").matvec(vector)
+        torch.testing.assert_close(operator.matvec(vector), expected)
+    with pytest.raises(ValueError, match="engine must be"):
+        LossHessian(make_mlp(), X, y, engine="fast")
+
+
+def test_dense_float32_products_keep_the_softmax_in_float64(trained_mlp):
+    # Near a fitted minimum p (1 - p) cancels in float32: double backprop in
+    # float32 is good to ~1e-4 there. The dense path computes the softmax
+    # block in float64 and must stay within float32 matmul rounding.
+    net, X, y = trained_mlp
+    net = copy.deepcopy(net)
+    with torch.no_grad():  # a confident fit: every p > 1 - 1e-4
+        net[-1].weight.mul_(4)
+        net[-1].bias.mul_(4)
+    assert float(torch.softmax(net(X), 1).max(1).values.min()) > 1 - 1e-4
+    net32, X32 = copy.deepcopy(net).float(), X.float()
+    exact = LossHessian(copy.deepcopy(net).double(), X.double(), y, engine="autograd")
+    vectors = torch.randn(4, exact.n_params, dtype=torch.float64)
+    reference = exact.matmat(vectors)
+    dense = LossHessian(net32, X32, y).matmat(vectors.float()).double()
+    error = float((dense - reference).norm() / reference.norm())
+    assert error < 2e-5  # measured 2.7e-6 (float32 double backprop: 2.8e-4)

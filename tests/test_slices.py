@@ -192,3 +192,42 @@ def test_display_errors():
         LossSliceDisplay(np.arange(3), np.ones(3), np.ones(2)).plot()
     with pytest.raises(ValueError, match="log_scale=False"):
         LossSliceDisplay(np.arange(3), np.zeros(3)).plot()
+
+
+def test_hessian_slice_runs_along_the_exact_top_eigenvectors(fitted):
+    from torch.func import functional_call
+
+    from flatgen.landscape import ParameterLayout
+
+    clf, X, y = fitted
+    slice_ = LossSlice(
+        n_dims=2, span=0.2, resolution=5, directions="hessian", random_state=0
+    ).fit(clf, X, y)
+    # Independent: the exact Hessian over the flat weights, in float64.
+    module = copy.deepcopy(clf.net_.module_).double()
+    names = [n for n, _ in module.named_parameters()]
+    shapes = [p.shape for p in module.parameters()]
+    sizes = [p.numel() for p in module.parameters()]
+    theta = torch.cat([p.detach().reshape(-1) for p in module.parameters()])
+    X_t, y_t = torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(y)
+
+    def loss(flat):
+        params = {n: t.reshape(s) for n, t, s in zip(names, flat.split(sizes), shapes)}
+        return F.cross_entropy(functional_call(module, params, (X_t,)), y_t)
+
+    hessian = torch.autograd.functional.hessian(loss, theta)
+    scale = ParameterLayout.from_module(module).group_norms(theta, False)
+    values, vectors = torch.linalg.eigh(scale[:, None] * hessian * scale[None, :])
+    assert_allclose(slice_.eigenvalues_, values.flip(0)[:2].numpy(), rtol=1e-3)
+    for k in range(2):
+        d = torch.as_tensor(slice_.directions_[k], dtype=torch.float64)
+        u = torch.where(scale != 0, d / scale, 0.0)
+        cosine = abs(float(u @ vectors[:, -1 - k])) / float(u.norm())
+        assert cosine > 0.999
+        # Each direction has the norm of a random filter-normalized one.
+        assert float(d.norm()) == pytest.approx(float((theta * (scale != 0)).norm()))
+    assert slice_.losses_[2, 2] == slice_.losses_.min()
+    random = LossSlice(n_dims=2, span=0.2, resolution=5, random_state=0).fit(clf, X, y)
+    assert np.isnan(random.eigenvalues_).all()
+    # The sharpest direction rises faster than a random one.
+    assert slice_.losses_[0, 2] > random.losses_[0, 2]

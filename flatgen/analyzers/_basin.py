@@ -18,7 +18,8 @@ class BasinAnalyzer(FlatnessAnalyzer):
     smallest ``c`` in ``[0, max_radius]`` where the *training* loss at
     ``theta* + c d`` reaches the cutoff, found for all directions at once by
     a coarse scan (so the first crossing is found even if the profile is
-    not monotone) and bisection to a relative tolerance ``rtol``. Radii are
+    not monotone) and a safeguarded regula falsi (bisection when it stalls)
+    to a relative tolerance ``rtol``. Radii are
     in filter-normalized units: ``c = 1`` moves every filter by its own norm.
     Flat minima, which generalize, have large radii; poisoned minima are
     sharp (Huang et al., 2019).

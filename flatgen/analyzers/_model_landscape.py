@@ -17,6 +17,7 @@ from ..landscape import (
     BatchedEvaluator,
     filter_normalized_directions,
     flatten_parameters,
+    top_hessian_eigenpairs,
 )
 from ._access import network_and_data
 
@@ -123,3 +124,37 @@ class ModelLandscape:
         """Return the training loss and accuracy at the trained weights."""
         loss, accuracy = self.evaluator.evaluate(self.theta0[None])
         return float(loss[0]), float(accuracy[0])
+
+    def hessian_directions(self, n_directions, seed):
+        """Return the sharpest directions: top eigenvectors of ``D H D``.
+
+        The top ``n_directions`` eigenvectors ``u`` of ``D H D`` (see
+        :class:`~flatgen.landscape.LossHessian`), by Lanczos from a start
+        drawn with ``seed``, mapped to weights as ``D u`` and each rescaled
+        to the norm of a random filter-normalized direction (the norm of the
+        perturbed weights), so steps along them read on the same scale.
+
+        Returns
+        -------
+        eigenvalues : ndarray of shape (n_directions,)
+            Descending eigenvalues of ``D H D``.
+        directions : torch.Tensor of shape (n_directions, n_params)
+        """
+        eigenvalues, vectors = top_hessian_eigenpairs(
+            self.module,
+            self.X,
+            self.y,
+            n_directions,
+            seed=seed,
+            filter_normalized=True,
+            include_bias=self.include_bias,
+        )
+        theta0 = self.theta0
+        scale = self.evaluator.layout.group_norms(theta0, self.include_bias)
+        d = (scale[:, None] * vectors.to(theta0.device, theta0.dtype)).double()
+        # Every filter of a random filter-normalized direction has the norm
+        # of its weights, so the whole direction has the norm of the
+        # perturbed weights.
+        target = (theta0.double() * (scale != 0)).norm()
+        d = d * (target / d.norm(dim=0, keepdim=True))
+        return eigenvalues, d.T.to(theta0.dtype).contiguous()

@@ -12,7 +12,6 @@ from tqdm.auto import tqdm
 
 from ..landscape import (
     ParameterLayout,
-    top_hessian_eigenvalue,
 )
 from ._access import network_classifier, network_inputs
 from ._model_landscape import ModelLandscape, analysis_seeds
@@ -64,8 +63,8 @@ class PerturbationPath(BaseEstimator):
         filter, scaled to the filter's norm), the same as direction 0 of
         :class:`BasinAnalyzer` or :class:`LossSlice` with the same
         ``random_state``. ``'hessian'``: the top eigenvector ``u`` of the
-        filter-normalized Hessian ``D H D`` at the minimum (power
-        iteration; see :class:`flatgen.landscape.LossHessian`), mapped to
+        filter-normalized Hessian ``D H D`` at the minimum (Lanczos; see
+        :class:`flatgen.landscape.LossHessian`), mapped to
         weights as ``D u`` and rescaled to the norm of a filter-normalized
         direction (the norm of the perturbed weights), so that ``c`` has the
         same scale for both kinds.
@@ -254,24 +253,9 @@ class PerturbationPath(BaseEstimator):
         self.eigenvalue_ = np.nan
         if self.direction == "random":
             return landscape.directions(1, seed)[0]
-        theta0, layout = landscape.theta0, landscape.evaluator.layout
-        self.eigenvalue_, u = top_hessian_eigenvalue(
-            landscape.module,
-            landscape.X,
-            landscape.y,
-            seed=seed,
-            filter_normalized=True,
-            include_bias=self.include_bias,
-            return_vector=True,
-        )
-        self.eigenvalue_ = float(self.eigenvalue_)
-        scale = layout.group_norms(theta0, self.include_bias)
-        d = (scale * u.to(theta0.device, theta0.dtype)).double()
-        # Every filter of a random filter-normalized direction has the norm of
-        # its weights, so the whole direction has the norm of the perturbed
-        # weights.
-        target = (theta0.double() * (scale != 0)).norm()
-        return (d * (target / d.norm())).to(theta0.dtype)
+        eigenvalues, directions = landscape.hessian_directions(1, seed)
+        self.eigenvalue_ = float(eigenvalues[0])
+        return directions[0]
 
     def _curvatures(self, module, X, y, theta0, direction, chunk):
         """``d^T H d`` at every frame by double backpropagation, batched.

@@ -5,22 +5,19 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context
-from sklearn.utils._param_validation import Interval, Options
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from tqdm.auto import tqdm
 
 from ._model_landscape import ModelLandscape, analysis_seeds
-
-# Bound on the stacked parameter vectors of one block of a 2-D slice: large
-# networks would otherwise need resolution**2 * n_params floats at once.
-_BLOCK_BYTES = 32 * 1024**2
 
 
 class LossSlice(BaseEstimator):
     """Training loss and accuracy on a 1-D or 2-D slice through a minimum.
 
     Draws ``n_dims`` random filter-normalized directions ``d_1 (, d_2)``
-    (Gaussian per filter, scaled to the filter's norm; Li et al., 2018) and
-    evaluates the training cross-entropy and accuracy at
+    (Gaussian per filter, scaled to the filter's norm; Li et al., 2018), or
+    takes the sharpest ones (top eigenvectors of the filter-normalized
+    Hessian), and evaluates the training cross-entropy and accuracy at
     ``theta* + a d_1`` (1-D) or ``theta* + a d_1 + b d_2`` (2-D) for ``a, b``
     on an even grid from ``-span / 2`` to ``span / 2``. All grid points go
     through the batched landscape engine, many parameter vectors per call.
@@ -35,6 +32,14 @@ class LossSlice(BaseEstimator):
         Width of the grid along each direction, centred on the minimum.
     resolution : int, default=51
         Points per axis; an odd number puts a grid point on the minimum.
+    directions : {'random', 'hessian'}, default='random'
+        ``'random'``: random filter-normalized directions. ``'hessian'``:
+        the top ``n_dims`` eigenvectors ``u`` of the filter-normalized
+        Hessian ``D H D`` at the minimum (Lanczos, each pair checked on its
+        residual; see :func:`flatgen.landscape.top_hessian_eigenpairs`),
+        mapped to weights as ``D u`` and rescaled to the norm of a random
+        filter-normalized direction, so both kinds share one scale. The
+        slice then shows the minimum along its sharpest directions.
     include_bias : bool, default=False
         Perturb biases too (each bias vector scaled to its own norm). By
         default only weights move.
@@ -61,6 +66,9 @@ class LossSlice(BaseEstimator):
     directions_ : ndarray of shape (n_dims, n_params)
         The directions, in the order of the network's flat parameter vector
         (see :class:`flatgen.landscape.ParameterLayout`).
+    eigenvalues_ : ndarray of shape (n_dims,)
+        With ``directions='hessian'``, the eigenvalues of ``D H D`` along
+        the directions (descending); nan for random directions.
     base_loss_ : float
         Training cross-entropy at the minimum.
     base_accuracy_ : float
@@ -96,6 +104,7 @@ class LossSlice(BaseEstimator):
         "n_dims": [Options(Integral, {1, 2})],
         "span": [Interval(Real, 0, None, closed="neither")],
         "resolution": [Interval(Integral, 2, None, closed="left")],
+        "directions": [StrOptions({"random", "hessian"})],
         "include_bias": ["boolean"],
         "random_state": ["random_state"],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
@@ -108,6 +117,7 @@ class LossSlice(BaseEstimator):
         span=1.0,
         resolution=51,
         *,
+        directions="random",
         include_bias=False,
         random_state=None,
         n_threads=1,
@@ -116,6 +126,7 @@ class LossSlice(BaseEstimator):
         self.n_dims = n_dims
         self.span = span
         self.resolution = resolution
+        self.directions = directions
         self.include_bias = include_bias
         self.random_state = random_state
         self.n_threads = n_threads
@@ -147,7 +158,13 @@ class LossSlice(BaseEstimator):
         self.distances_ = np.linspace(-half, half, self.resolution)
         with landscape.threads():
             evaluator, theta0 = landscape.evaluator, landscape.theta0
-            directions = landscape.directions(self.n_dims, seed)
+            self.eigenvalues_ = np.full(self.n_dims, np.nan)
+            if self.directions == "hessian":
+                self.eigenvalues_, directions = landscape.hessian_directions(
+                    self.n_dims, seed
+                )
+            else:
+                directions = landscape.directions(self.n_dims, seed)
             loss0, accuracy0 = evaluator.evaluate(theta0)
             steps = torch.as_tensor(self.distances_, dtype=theta0.dtype)
             steps = steps.to(evaluator.device)
@@ -169,26 +186,24 @@ class LossSlice(BaseEstimator):
         return self
 
     def _plane(self, evaluator, theta0, directions, steps):
-        """Loss and accuracy on the 2-D grid, a block of grid rows at a time."""
-        res, n_params = len(steps), len(theta0)
-        row_bytes = res * n_params * theta0.element_size()
-        rows_per_block = int(np.clip(_BLOCK_BYTES // row_bytes, 1, res))
-        losses = np.empty((res, res))
-        accuracies = np.empty((res, res))
+        """Loss and accuracy on the 2-D grid, in chunks formed as they go."""
+        res = len(steps)
+        # Row-major grid: point (i, j) is theta0 + a_i d_1 + b_j d_2.
+        a, b = torch.meshgrid(steps, steps, indexing="ij")
+        coefficients = torch.stack([a.reshape(-1), b.reshape(-1)], dim=1)
+        losses = np.empty(res * res)
+        accuracies = np.empty(res * res)
+        # Blocks of grid rows only for the progress bar.
+        rows_per_block = max(1, -(-res // 20))
         starts = range(0, res, rows_per_block)
         for start in tqdm(
             starts, disable=not self.verbose, desc="slice", unit="block", leave=False
         ):
-            a = steps[start : start + rows_per_block]
-            # theta0 + a_i d_1 + b_j d_2 for the block's rows i and all j.
-            row_centres = torch.addcmul(theta0, a[:, None], directions[0])
-            thetas = torch.addcmul(
-                row_centres[:, None], steps[None, :, None], directions[1]
-            ).reshape(-1, n_params)
-            loss, accuracy = evaluator.evaluate(thetas)
-            losses[start : start + len(a)] = loss.reshape(len(a), res)
-            accuracies[start : start + len(a)] = accuracy.reshape(len(a), res)
-        return losses, accuracies
+            block = slice(start * res, min(res, start + rows_per_block) * res)
+            losses[block], accuracies[block] = evaluator.evaluate_combinations(
+                theta0, directions, coefficients[block]
+            )
+        return losses.reshape(res, res), accuracies.reshape(res, res)
 
     def plot(self, ax=None, **kwargs):
         """Draw the slice: a loss curve (1-D) or filled contours (2-D).

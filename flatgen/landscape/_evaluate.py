@@ -29,7 +29,15 @@ _ACTIVATIONS = {
 # MLP up to 2-3x slower (the products become bound by memory bandwidth) and
 # the 6x256 MLP 0.8x. vmap path: on SmallCNN, chunks of ~16 directions on
 # 200 digits (~13 MiB) were fastest, 2 directions 20 % slower, 100 2x slower.
-_CPU_CHUNK_BYTES = {"fused": 2 * 1024**2, "vmap": 16 * 1024**2}
+_CPU_CHUNK_BYTES = {"fused": 2 * 1024**2, "vmap": 16 * 1024**2, "loop": 16 * 1024**2}
+# A vector whose widest activation alone takes this much is compute-bound:
+# batching vectors saves no overhead and costs cache. Fused chunks then stay
+# within half the cap, as fast as a plain per-vector loop (6x256 MLP, 500
+# points, 64 vectors, one thread: chunks of 2 vectors 0.342 s, of 4 vectors
+# 0.371 s, plain loop 0.343 s); other modules on CPU go one vector at a time
+# (digits SmallCNN, 400 images: loop 0.246 s, vmap chunks of 4 0.253 s, of
+# 20 0.269 s).
+_MATMUL_BOUND_BYTES = 256 * 1024
 
 
 def _module_device_dtype(module):
@@ -68,7 +76,7 @@ class BatchedEvaluator:
     flat parameter vectors (ordered as :class:`ParameterLayout`), split into
     chunks so that the activations stay within ``max_batch_bytes``.
 
-    Two code paths give the same numbers (to float32 rounding):
+    Three code paths give the same numbers (to float32 rounding):
 
     - a fused path for an :class:`torch.nn.Sequential` made only of
       ``nn.Linear`` and elementwise activations (``ReLU``, ``Tanh``,
@@ -80,7 +88,11 @@ class BatchedEvaluator:
       and the loss is ``logsumexp - picked logit`` on the final logits;
     - a general path for any other module (e.g.
       :class:`flatgen.networks.SmallCNN`): ``torch.func.vmap`` over
-      ``torch.func.functional_call`` with the stacked parameters.
+      ``torch.func.functional_call`` with the stacked parameters;
+    - a loop path: ``functional_call`` one vector at a time, chosen on CPU
+      for modules off the fused path whose activations per vector are
+      large (from 256 KiB), where batching saves no overhead and loses
+      cache (e.g. a CNN on a few hundred images).
 
     Parameters
     ----------
@@ -102,7 +114,7 @@ class BatchedEvaluator:
         ``max_batch_bytes``, and on CPU no more than keep the widest
         activation of a chunk within about 2 MiB on the fused path
         (cache-friendly) or 16 MiB on the vmap path.
-    path : {'auto', 'fused', 'vmap'}, default='auto'
+    path : {'auto', 'fused', 'vmap', 'loop'}, default='auto'
         Force a code path; 'fused' raises ``ValueError`` if the module is
         not supported by it.
 
@@ -111,7 +123,7 @@ class BatchedEvaluator:
     layout : ParameterLayout
         Layout of the module's parameters.
     path : str
-        The code path in use, 'fused' or 'vmap'.
+        The code path in use, 'fused', 'vmap' or 'loop'.
     n_samples : int
         Number of samples.
     chunk_size : int
@@ -158,8 +170,10 @@ class BatchedEvaluator:
             raise ValueError(
                 f"chunk_size must be a positive integer or None; got {chunk_size!r}."
             )
-        if path not in {"auto", "fused", "vmap"}:
-            raise ValueError(f"path must be 'auto', 'fused' or 'vmap'; got {path!r}.")
+        if path not in {"auto", "fused", "vmap", "loop"}:
+            raise ValueError(
+                f"path must be 'auto', 'fused', 'vmap' or 'loop'; got {path!r}."
+            )
         self.device, self._dtype = _module_device_dtype(module)
         self._module = copy.deepcopy(module).eval()
         self.layout = ParameterLayout.from_module(self._module)
@@ -180,12 +194,15 @@ class BatchedEvaluator:
                 "path='fused' needs an nn.Sequential of nn.Linear layers and "
                 "elementwise activations applied to 2-D inputs."
             )
-        self.path = "fused" if self._plan is not None and path != "vmap" else "vmap"
+        chosen = path == "auto"
+        if chosen:
+            path = "fused" if self._plan is not None else "vmap"
+        self.path = path
         if self.path == "fused":
             # Transposed inputs: the fused path keeps activations as
             # (vectors, features, samples), so one matmul serves the chunk.
             self._XT = self._X.T.contiguous()
-        self._set_chunking(max_batch_bytes, chunk_size)
+        self._set_chunking(max_batch_bytes, chunk_size, chosen)
 
     # -- sizing --------------------------------------------------------------
     def _bytes_per_sample(self):
@@ -220,14 +237,19 @@ class BatchedEvaluator:
         # Summing every layer's output over-estimates the peak: safe.
         return max(sum(sizes), 1), max(sizes, default=1)
 
-    def _set_chunking(self, max_batch_bytes, chunk_size):
+    def _set_chunking(self, max_batch_bytes, chunk_size, chosen=False):
         per_sample, widest = self._bytes_per_sample()
         per_vector = per_sample * self.n_samples
+        compute_bound = widest * self.n_samples >= _MATMUL_BOUND_BYTES
+        if chosen and self.path == "vmap" and self.device.type == "cpu":
+            self.path = "loop" if compute_bound else "vmap"
         if per_vector <= max_batch_bytes:
             self.sample_block = self.n_samples
             auto = int(max_batch_bytes // per_vector)
             if self.device.type == "cpu":
                 cap = _CPU_CHUNK_BYTES[self.path]
+                if self.path == "fused" and compute_bound:
+                    cap //= 2
                 auto = min(auto, cap // (widest * self.n_samples))
         else:
             self.sample_block = max(1, int(max_batch_bytes // per_sample))
@@ -297,10 +319,52 @@ class BatchedEvaluator:
 
         return self._evaluate_chunks(len(rows), chunk)
 
+    def evaluate_combinations(self, theta0, directions, coefficients):
+        """Loss and accuracy at ``theta0 + coefficients[i] @ directions``.
+
+        Each chunk of vectors is formed just before it is evaluated (one
+        small matrix product), so, as in :meth:`evaluate_along`, no
+        (B, n_params) array is built: a 2-D slice of a large network would
+        otherwise spend a good part of its time writing and reading it.
+
+        Parameters
+        ----------
+        theta0 : torch.Tensor of shape (n_params,)
+            Centre.
+        directions : torch.Tensor of shape (k, n_params)
+            Directions spanning the combinations.
+        coefficients : array-like of shape (B, k)
+            Coefficients of each evaluation.
+
+        Returns
+        -------
+        loss, accuracy : ndarray of shape (B,), dtype float64
+            See :meth:`evaluate`.
+        """
+        theta0 = torch.as_tensor(theta0).to(self.device, self._dtype)
+        directions = torch.as_tensor(directions).to(self.device, self._dtype)
+        coefficients = torch.as_tensor(
+            coefficients, dtype=self._dtype, device=self.device
+        )
+        if coefficients.ndim != 2 or coefficients.shape[1] != len(directions):
+            raise ValueError(
+                f"coefficients must have shape (B, {len(directions)}); got "
+                f"{tuple(coefficients.shape)}."
+            )
+
+        def chunk(start, stop):
+            return torch.addmm(theta0, coefficients[start:stop], directions)
+
+        return self._evaluate_chunks(len(coefficients), chunk)
+
     def _evaluate_chunks(self, n_vectors, make_chunk):
         loss_sum = torch.zeros(n_vectors, dtype=torch.float64, device=self.device)
         correct = torch.zeros(n_vectors, dtype=torch.float64, device=self.device)
-        forward = self._fused_logits if self.path == "fused" else self._vmap_logits
+        forward = {
+            "fused": self._fused_logits,
+            "vmap": self._vmap_logits,
+            "loop": self._loop_logits,
+        }[self.path]
         class_dim = 1 if self.path == "fused" else 2
         with torch.no_grad():
             for start in range(0, n_vectors, self.chunk_size):
@@ -355,6 +419,20 @@ class BatchedEvaluator:
             else:
                 h = torch.bmm(weight, h)
         return h
+
+    def _loop_logits(self, thetas, block):
+        """Logits of shape (B, n_block, n_classes), one vector at a time."""
+        params = self.layout.unflatten(thetas)
+        return torch.stack(
+            [
+                functional_call(
+                    self._module,
+                    {k: v[i] for k, v in params.items()},
+                    (self._X[block],),
+                )
+                for i in range(len(thetas))
+            ]
+        )
 
     def _vmap_logits(self, thetas, block):
         """Logits of shape (B, n_block, n_classes) by vmap(functional_call)."""

