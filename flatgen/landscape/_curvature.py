@@ -99,14 +99,22 @@ class LossHessian:
                 "sample_block must be a positive integer or None; got "
                 f"{sample_block!r}."
             )
-        self._module = copy.deepcopy(module).eval()
-        self._params = list(self._module.parameters())
-        if not self._params:
+        if not any(True for _ in module.parameters()):
             raise ValueError("The module has no parameters.")
-        for param in self._params:
-            param.requires_grad_(True)
+        layers = dense_layers(module) if engine == "auto" else None
+        if layers is None:
+            self._module = copy.deepcopy(module).eval()
+            self._params = list(self._module.parameters())
+            for param in self._params:
+                param.requires_grad_(True)
+        else:
+            # A dense stack needs only its weights (DenseHessian clones
+            # them): no module copy, whose Python-level deepcopy cost more
+            # than all the products of a small network's eigenvalue.
+            self._module = None
+            self._params = [p.detach() for p in module.parameters()]
         device, dtype = self._params[0].device, self._params[0].dtype
-        self.layout = ParameterLayout.from_module(self._module)
+        self.layout = ParameterLayout.from_module(module)
         self.n_params = self.layout.n_params
         self._X = torch.as_tensor(X).to(device, dtype)
         self._y = torch.as_tensor(y).to(device, torch.int64)
@@ -117,7 +125,6 @@ class LossHessian:
             )
         self._sample_block = sample_block
         self._grads = None
-        layers = dense_layers(self._module) if engine == "auto" else None
         # Dense stacks get the analytic R-operator (no graph, any number of
         # vectors per pass); other modules double backpropagation.
         self._dense = None
@@ -128,7 +135,7 @@ class LossHessian:
                 )
         self.scale = None
         if filter_normalized:
-            theta = flatten_parameters(self._module)
+            theta = flatten_parameters(module).to(device, dtype)
             self.scale = self.layout.group_norms(theta, include_bias)
 
     @property

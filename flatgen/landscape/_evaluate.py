@@ -1,6 +1,7 @@
 """Training loss and accuracy at many parameter vectors in one call."""
 
 import copy
+import threading
 from numbers import Integral, Real
 
 import torch
@@ -176,6 +177,7 @@ class BatchedEvaluator:
             )
         self.device, self._dtype = _module_device_dtype(module)
         self._module = copy.deepcopy(module).eval()
+        self._loop_lock = threading.Lock()
         self.layout = ParameterLayout.from_module(self._module)
         self._X = torch.as_tensor(X).to(self.device, self._dtype)
         self._y = torch.as_tensor(y).to(self.device, torch.int64)
@@ -203,6 +205,15 @@ class BatchedEvaluator:
             # (vectors, features, samples), so one matmul serves the chunk.
             self._XT = self._X.T.contiguous()
         self._set_chunking(max_batch_bytes, chunk_size, chosen)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_loop_lock"]  # locks do not pickle; each copy gets its own
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._loop_lock = threading.Lock()
 
     # -- sizing --------------------------------------------------------------
     def _bytes_per_sample(self):
@@ -421,18 +432,22 @@ class BatchedEvaluator:
         return h
 
     def _loop_logits(self, thetas, block):
-        """Logits of shape (B, n_block, n_classes), one vector at a time."""
+        """Logits of shape (B, n_block, n_classes), one vector at a time.
+
+        Each vector is copied into the private module copy's parameters
+        (cheaper than ``functional_call``'s re-parametrization on every
+        vector), under a lock so that threads sharing the evaluator never
+        mix vectors.
+        """
         params = self.layout.unflatten(thetas)
-        return torch.stack(
-            [
-                functional_call(
-                    self._module,
-                    {k: v[i] for k, v in params.items()},
-                    (self._X[block],),
-                )
-                for i in range(len(thetas))
-            ]
-        )
+        targets = [(self._module.get_parameter(name), name) for name in params]
+        logits = []
+        with self._loop_lock:
+            for i in range(len(thetas)):
+                for target, name in targets:
+                    target.copy_(params[name][i])
+                logits.append(self._module(self._X[block]))
+        return torch.stack(logits)
 
     def _vmap_logits(self, thetas, block):
         """Logits of shape (B, n_block, n_classes) by vmap(functional_call)."""

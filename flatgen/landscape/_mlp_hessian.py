@@ -74,8 +74,9 @@ class DenseHessian:
     """
 
     def __init__(self, layers, X, y, *, sample_block=None):
-        self._weights = [linear.weight.detach() for linear, _ in layers]
-        self._biases = [linear.bias.detach() for linear, _ in layers]
+        # Copies: later changes to the module do not reach the operator.
+        self._weights = [linear.weight.detach().clone() for linear, _ in layers]
+        self._biases = [linear.bias.detach().clone() for linear, _ in layers]
         self._activations = [_ACTIVATIONS.get(act, (None,) * 3) for _, act in layers]
         self._X = X.reshape(len(X), -1)
         self._n_samples = len(X)
