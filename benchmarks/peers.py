@@ -11,9 +11,11 @@ Tasks and peers (installed separately, never required by flatgen:
 ``pip install --no-deps pyhessian loss-landscapes``):
 
 - top Hessian eigenvalue: PyHessian's power iteration (its defaults,
-  ``tol=1e-3``) vs :func:`flatgen.landscape.top_hessian_eigenvalue`
-  (Lanczos, residual ``tol=1e-3``); each one's relative error against a
-  float64 Lanczos reference at ``tol=1e-10``;
+  ``tol=1e-3`` on the change between iterations) vs
+  :func:`flatgen.landscape.top_hessian_eigenvalue` (Lanczos, ``tol=1e-3``
+  on the residual, and ``tol=1e-2``, where its error is still below
+  PyHessian's: the comparison at equal or better accuracy); each one's
+  relative error against a float64 Lanczos reference at ``tol=1e-10``;
 - Hutchinson trace with the same number of probes: PyHessian's ``trace``
   vs :func:`flatgen.landscape.hessian_trace`;
 - a 21 x 21 filter-normalized 2-D loss slice: loss-landscapes'
@@ -103,7 +105,10 @@ def eigen_and_trace(name, module, X, y, args, pyhessian):
     def ours():
         return top_hessian_eigenvalue(module, X, y, tol=1e-3, seed=0)
 
-    tasks = {"flatgen": ours}
+    def ours_loose():
+        return top_hessian_eigenvalue(module, X, y, tol=1e-2, seed=0)
+
+    tasks = {"flatgen": ours, "flatgen 1e-2": ours_loose}
     if pyhessian is not None:
         criterion = torch.nn.CrossEntropyLoss()
 
@@ -124,6 +129,15 @@ def eigen_and_trace(name, module, X, y, args, pyhessian):
             f", PyHessian {times['PyHessian']:.3f} s (rel. err. "
             f"{errors['PyHessian']:.1e}): {times['PyHessian'] / times['flatgen']:.2f}x"
         )
+    print(line)
+    # flatgen's tol bounds a residual, PyHessian's the change between
+    # iterations: at tol=1e-2 flatgen's error is still below PyHessian's at
+    # 1e-3, so this is the comparison at equal or better accuracy.
+    loose = times["flatgen 1e-2"]
+    error = errors["flatgen 1e-2"]
+    line = f"    flatgen at tol=1e-2: {loose:.3f} s (rel. err. {error:.1e})"
+    if "PyHessian" in times:
+        line += f": {times['PyHessian'] / loose:.2f}x"
     print(line)
 
     def our_trace():

@@ -157,7 +157,7 @@ class NetworkBasinLoss:
         hessian = self._hessian
         vectors = torch.as_tensor(vectors, dtype=torch.float64)
         full = self._embed(vectors, hessian.dtype, hessian.device)
-        out = torch.stack([hessian.matvec(row) for row in full])
+        out = hessian.matmat(full)
         index = self._index.to(out.device)
         return out[:, index].double().cpu() * self.scale
 
