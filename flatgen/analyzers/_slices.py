@@ -193,8 +193,9 @@ class LossSlice(BaseEstimator):
         coefficients = torch.stack([a.reshape(-1), b.reshape(-1)], dim=1)
         losses = np.empty(res * res)
         accuracies = np.empty(res * res)
-        # Blocks of grid rows only for the progress bar.
-        rows_per_block = max(1, -(-res // 20))
+        # Blocks of grid rows for the progress bar, each at least one of the
+        # evaluator's chunks (small networks evaluate many vectors at once).
+        rows_per_block = max(-(-res // 20), -(-evaluator.chunk_size // res))
         starts = range(0, res, rows_per_block)
         for start in tqdm(
             starts, disable=not self.verbose, desc="slice", unit="block", leave=False

@@ -231,10 +231,13 @@ class LossHessian:
         backpropagation in passes of 16; the digits CNN (400 images, 3,658
         parameters: 1.5e6) 9.1 ms one by one vs 10.0 ms in passes of 4; the
         6x256 MLP (500 samples, 330,242 parameters: 1.7e8) 45 ms one by one
-        vs 49-51 ms in dense passes of 4-16.
+        vs 49-51 ms in dense passes of 4-16. On other devices than the CPU
+        vectors always go 16 at a time.
         """
         if self._sample_block is not None:
             return 1
+        if self.device.type != "cpu":
+            return 16  # on accelerators kernel launches dominate: batch
         work = len(self._y) * self.n_params
         limit = _DENSE_BATCHED_WORK if self._dense is not None else _BATCHED_WORK
         return 16 if work <= limit else 1
