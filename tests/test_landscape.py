@@ -490,6 +490,25 @@ def test_top_eigenpair_restarts_within_bounded_memory(monkeypatch):
     assert converged and value == pytest.approx(3.0, rel=1e-8)
 
 
+def test_restarted_lanczos_never_claims_an_exhausted_space(monkeypatch):
+    # Cycles of 2 vectors on a 5-dim operator: after 5 products in all no
+    # cycle's Krylov space is complete, so only the residual may end it.
+    from flatgen.landscape import _curvature
+
+    matrix, _ = spectrum_operator([3.0, 2.9, 1.0, 0.5, 0.1], seed=4)
+    monkeypatch.setattr(_curvature, "_MAX_BASIS_FLOATS", 10)
+    generator = torch.Generator().manual_seed(0)
+    value, vector, converged, residual = _curvature._top_eigenpair(
+        lambda v: matrix @ v,
+        lambda: torch.randn(5, generator=generator, dtype=torch.float64),
+        7,
+        1e-12,
+    )
+    exact = float(torch.linalg.norm(matrix @ vector - value * vector)) / value
+    assert not converged and residual > 1e-12
+    assert exact == pytest.approx(residual, rel=1e-6)
+
+
 def test_unconverged_top_eigenvalue_warns_with_its_residual(tiny_double):
     net, X, y, *_ = tiny_double
     with pytest.warns(ConvergenceWarning, match=r"residual is .* of the value"):

@@ -26,8 +26,9 @@ __all__ = [
 class LossHessian:
     """Hessian of the mean training cross-entropy, as a matrix-vector product.
 
-    Products are computed on a private deep copy of the module, in eval
-    mode; the caller's module is never touched. A plain dense stack
+    Products are computed on private copies (of the weights for a dense
+    stack, of the whole module, in eval mode, otherwise); the caller's
+    module is never touched. A plain dense stack
     (``nn.Sequential`` of ``nn.Linear`` layers with ReLU, Tanh or no
     activation, as :class:`~flatgen.networks.MLP`) gets the exact
     R-operator written out layer by layer (Pearlmutter's method: one
@@ -140,12 +141,12 @@ class LossHessian:
 
     @property
     def device(self):
-        """Device of the module copy, where vectors must live."""
+        """Device of the operator's weights, where vectors must live."""
         return self._params[0].device
 
     @property
     def dtype(self):
-        """Dtype of the module copy."""
+        """Dtype of the operator's weights."""
         return self._params[0].dtype
 
     def _gradients(self, block):
@@ -427,8 +428,9 @@ def _top_eigenpairs(matvec, start, n_iter, tol, k):
                 w = w - basis[: j + 1].T @ (basis[: j + 1] @ w)
             alphas.append(alpha)
             beta = float(w.norm())
-            # The Krylov space is invariant (or complete): its Ritz pairs are exact.
-            exhausted = products >= n or beta <= breakdown * max(
+            # This cycle's Krylov space is invariant (or spans everything):
+            # its Ritz pairs are exact.
+            exhausted = j + 1 >= n or beta <= breakdown * max(
                 abs(a) for a in alphas + [1e-300]
             )
             if j + 1 >= k:
