@@ -121,10 +121,12 @@ def one_worker_killed_mid_run(client, folder):
 
 def test_grid_search_on_dask_matches_n_jobs_1(client, spiral_data, serial_search):
     client.wait_for_workers(2, timeout=120)
-    with parallel_config(backend="dask"):
+    with distributed.get_task_stream(client) as stream, parallel_config(backend="dask"):
         search = _search(n_jobs=-1).fit(*spiral_data)
     assert_same_scores(serial_search, search)
-    assert len(client.scheduler_info()["workers"]) == 2
+    # The fits ran as tasks of the cluster (read from its task stream, not
+    # from the worker list afterwards, which a nanny restart can empty).
+    assert len(stream.data) >= 4
     # The search really trained models: better than chance on two classes.
     assert np.all(search.cv_results_["mean_test_score"] > 0.55)
 

@@ -243,8 +243,11 @@ def basin_radii(
         step = np.where(stalled | ~np.isfinite(falsi), 0.5 * (a + b), step)
         widths = [widths[1], widths[1].copy()]
         widths[1][which, rows] = width
-        g = shaped(losses_at(rows, step)) - shaped(cutoffs[which])
-        above = g >= 0
+        losses = losses_at(rows, step)
+        # The side is decided on the loss itself: the shaping may round a
+        # loss just below the cutoff to the cutoff's own value.
+        above = losses >= cutoffs[which]
+        g = shaped(losses) - shaped(cutoffs[which])
         # Illinois: the end that stays for a second round keeps half its g.
         again_hi = ~above & (replaced[which, rows] == -1)
         again_lo = above & (replaced[which, rows] == 1)
