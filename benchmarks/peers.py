@@ -17,7 +17,13 @@ Tasks and peers (installed separately, never required by flatgen:
   PyHessian's: the comparison at equal or better accuracy); each one's
   relative error against a float64 Lanczos reference at ``tol=1e-10``;
 - Hutchinson trace with the same number of probes: PyHessian's ``trace``
-  vs :func:`flatgen.landscape.hessian_trace`;
+  vs :func:`flatgen.landscape.hessian_trace` (``method='hutchinson'``); and
+  the trace at equal accuracy: the fewest products for which flatgen's
+  default estimator (Hutch++) has an error over ``--trace-seeds`` seeds at
+  most PyHessian's with ``--probes`` probes (RMS error against the exact
+  trace, summed from float64 double-backpropagation products, for models
+  up to ``--exact-trace-limit`` parameters; else the spread over seeds,
+  both estimators being unbiased);
 - a 21 x 21 filter-normalized 2-D loss slice: loss-landscapes'
   ``random_plane`` vs :class:`flatgen.LossSlice`, with each one's share of
   this machine's single-thread float32 matmul rate (MLPs).
@@ -25,7 +31,7 @@ Tasks and peers (installed separately, never required by flatgen:
 Prints peer time / flatgen time per task and model (> 1: flatgen faster).
 A peer that is not installed is skipped with a line saying so.
 
-    python benchmarks/peers.py [--repeats 3] [--probes 50]
+    python benchmarks/peers.py [--repeats 3] [--probes 50] [--trace-seeds 10]
 """
 
 import argparse
@@ -43,7 +49,7 @@ from flatgen import (
     make_spirals,
 )
 from flatgen.datasets import load_digit_images
-from flatgen.landscape import hessian_trace, top_hessian_eigenvalue
+from flatgen.landscape import LossHessian, hessian_trace, top_hessian_eigenvalue
 
 GRID = 21
 
@@ -141,13 +147,15 @@ def eigen_and_trace(name, module, X, y, args, pyhessian):
     print(line)
 
     def our_trace():
-        return hessian_trace(module, X, y, n_samples=args.probes, seed=0)
+        return hessian_trace(
+            module, X, y, n_samples=args.probes, seed=0, method="hutchinson"
+        )
 
     tasks = {"flatgen": our_trace}
     if pyhessian is not None:
 
-        def peer_trace():
-            torch.manual_seed(0)
+        def peer_trace(seed=0):
+            torch.manual_seed(seed)
             hessian = pyhessian.hessian(module, criterion, data=(X, y), cuda=False)
             # tol=0: exactly maxIter probes, as flatgen's n_samples.
             return float(np.mean(hessian.trace(maxIter=args.probes, tol=0.0)))
@@ -155,7 +163,7 @@ def eigen_and_trace(name, module, X, y, args, pyhessian):
         tasks["PyHessian"] = peer_trace
     times, values = interleaved(tasks, args.repeats)
     line = (
-        f"  trace, {args.probes} probes: flatgen {times['flatgen']:.3f} s "
+        f"  Hutchinson trace, {args.probes} probes: flatgen {times['flatgen']:.3f} s "
         f"({values['flatgen']:.4g})"
     )
     if "PyHessian" in times:
@@ -164,6 +172,64 @@ def eigen_and_trace(name, module, X, y, args, pyhessian):
             f"{times['PyHessian'] / times['flatgen']:.2f}x"
         )
     print(line)
+    if pyhessian is not None and args.trace_seeds:
+        trace_at_equal_accuracy(module, X, y, args, peer_trace)
+
+
+def exact_trace(module, X, y):
+    """Sum of e_i^T H e_i by double backpropagation in float64 (independent
+    of flatgen's analytic products and of its trace estimators)."""
+    hessian = LossHessian(
+        copy.deepcopy(module).double(), X.double(), y, engine="autograd"
+    )
+    total, step = 0.0, 64
+    for start in range(0, hessian.n_params, step):
+        rows = torch.arange(start, min(start + step, hessian.n_params))
+        basis = torch.zeros(len(rows), hessian.n_params, dtype=torch.float64)
+        basis[torch.arange(len(rows)), rows] = 1.0
+        total += float(hessian.matmat(basis)[torch.arange(len(rows)), rows].sum())
+    return total
+
+
+def trace_at_equal_accuracy(module, X, y, args, peer_trace):
+    """Fewest Hutch++ products whose error over seeds is at most PyHessian's."""
+    seeds = range(args.trace_seeds)
+    n_params = sum(p.numel() for p in module.parameters())
+    exact = exact_trace(module, X, y) if n_params <= args.exact_trace_limit else None
+
+    def error(estimates):
+        estimates = np.asarray(estimates)
+        if exact is None:  # both estimators are unbiased: the spread
+            return float(estimates.std(ddof=1) / abs(estimates.mean()))
+        return float(np.sqrt(np.mean((estimates - exact) ** 2)) / abs(exact))
+
+    peer_error = error([peer_trace(seed) for seed in seeds])
+    chosen = None
+    for n_products in (6, 9, 12, 15, 18, 24, 30, 36, 42, 48, args.probes):
+        ours = error(
+            [hessian_trace(module, X, y, n_samples=n_products, seed=s) for s in seeds]
+        )
+        if ours <= peer_error:
+            chosen = n_products, ours
+            break
+    kind = "RMS error vs the exact trace" if exact is not None else "spread"
+    if chosen is None:
+        print(f"    Hutch++ did not reach PyHessian's {kind} within {args.probes}")
+        return
+    n_products, ours = chosen
+    times, _ = interleaved(
+        {
+            "flatgen": lambda: hessian_trace(module, X, y, n_samples=n_products),
+            "PyHessian": peer_trace,
+        },
+        args.repeats,
+    )
+    print(
+        f"    at equal accuracy ({kind} over {args.trace_seeds} seeds): flatgen "
+        f"Hutch++ {n_products} products {times['flatgen']:.3f} s ({ours:.1%}), "
+        f"PyHessian {args.probes} probes {times['PyHessian']:.3f} s "
+        f"({peer_error:.1%}): {times['PyHessian'] / times['flatgen']:.2f}x"
+    )
 
 
 def slices(name, estimator, X, y, args, loss_landscapes, gflops):
@@ -211,6 +277,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--probes", type=int, default=50)
+    parser.add_argument(
+        "--trace-seeds", type=int, default=10, help="seeds per trace error (0: skip)"
+    )
+    parser.add_argument(
+        "--exact-trace-limit",
+        type=int,
+        default=10_000,
+        help="largest model whose exact trace is computed (else: spread)",
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)

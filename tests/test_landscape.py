@@ -519,7 +519,8 @@ def test_hutchinson_trace(tiny_double):
     net, X, y, hessian, layout, theta = tiny_double
     before = snapshot(net)
     exact = torch.trace(hessian).item()
-    trace, std_error = hessian_trace(net, X, y, n_samples=1000, seed=0, return_std=True)
+    options = {"method": "hutchinson", "return_std": True}
+    trace, std_error = hessian_trace(net, X, y, n_samples=1000, seed=0, **options)
     assert trace == pytest.approx(exact, rel=0.1)
     assert abs(trace - exact) < 5 * std_error
     assert hessian_trace(net, X, y, n_samples=3, seed=0) == hessian_trace(
@@ -528,12 +529,45 @@ def test_hutchinson_trace(tiny_double):
     scale = layout.group_norms(theta)
     exact_fn = torch.trace(scale[:, None] * hessian * scale[None, :]).item()
     trace_fn, std_fn = hessian_trace(
-        net, X, y, n_samples=1000, filter_normalized=True, return_std=True
+        net, X, y, n_samples=1000, filter_normalized=True, **options
     )
     # This trace is close to zero at initialization, far below the
     # off-diagonal mass that sets Hutchinson's variance: test the error bar.
     assert abs(trace_fn - exact_fn) < 4 * std_fn
     assert_unchanged(net, before)
+
+
+def test_hutch_plus_plus_trace_against_the_exact_trace(tiny_double, trained_mlp):
+    net, X, y, hessian, *_ = tiny_double
+    exact = torch.trace(hessian).item()
+    # A sketch spanning the whole space (22 of 66 products) is exact.
+    trace, std_error = hessian_trace(
+        net, X, y, n_samples=66, method="hutch++", return_std=True
+    )
+    assert trace == pytest.approx(exact, rel=1e-10)
+    assert std_error < 1e-10 * abs(exact)
+    with pytest.raises(ValueError, match="method must be 'hutch"):
+        hessian_trace(net, X, y, method="exact")
+    # At a trained minimum (a decaying spectrum), on a budget of 30 of its
+    # 106 dimensions, over 30 seeds: unbiased within the error bar, and a
+    # far smaller error than Hutchinson's on the same budget (measured:
+    # 413x smaller; the tail beyond the sketch is nearly flat here).
+    net, X, y = trained_mlp
+    net, X = copy.deepcopy(net).double(), X.double()
+    exact = torch.trace(exact_hessian(net, X, y)[0]).item()
+    errors = {}
+    for method in ("hutch++", "hutchinson"):
+        estimates = np.array(
+            [
+                hessian_trace(net, X, y, n_samples=30, seed=seed, method=method)
+                for seed in range(30)
+            ]
+        )
+        errors[method] = estimates - exact
+    for error in errors.values():
+        assert abs(error.mean()) < 4 * error.std() / np.sqrt(30)
+    rms = {method: np.sqrt(np.mean(error**2)) for method, error in errors.items()}
+    assert rms["hutch++"] < 0.1 * rms["hutchinson"], rms
 
 
 def test_curvature_on_float32_modules_leaves_them_alone():
@@ -638,21 +672,55 @@ def test_top_hessian_eigenpairs_of_a_network(tiny_double):
         top_hessian_eigenpairs(net, X, y, 0)
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_dense_hessian_products_equal_the_exact_hessian(activation):
-    # The analytic R-operator of dense stacks against the exact Hessian
+def _analytic_cases():
+    nn = torch.nn
+    return {
+        "mlp-relu": (lambda: MLP(3, 3, (5, 4)), (3,)),
+        "mlp-tanh": (lambda: MLP(3, 3, (5, 4), activation="tanh"), (3,)),
+        "cnn-relu": (lambda: SmallCNN((1, 8, 8), 3, (2, 3), (4,)), (1, 8, 8)),
+        # 20x20: the max pools leave 5x5 and the adaptive pool really pools.
+        "cnn-tanh-adaptive": (
+            lambda: SmallCNN((2, 20, 20), 3, (2, 2), (3,), activation="tanh"),
+            (2, 20, 20),
+        ),
+        "cnn-gelu": (
+            lambda: SmallCNN((1, 9, 7), 3, (2,), (), activation="gelu"),
+            (1, 9, 7),
+        ),
+        # Stride, asymmetric padding, dilation, overlapping padded max pool,
+        # average pool, sigmoid and leaky ReLU, no bias on the head.
+        "conv-strided": (
+            lambda: nn.Sequential(
+                nn.Conv2d(2, 3, 3, stride=2, padding=(1, 0), dilation=(1, 2)),
+                nn.Sigmoid(),
+                nn.MaxPool2d(2, stride=1, padding=1),
+                nn.AvgPool2d(2),
+                nn.Flatten(),
+                nn.LeakyReLU(0.1),
+                nn.Linear(18, 3, bias=False),
+            ),
+            (2, 11, 11),
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", list(_analytic_cases()))
+def test_analytic_hessian_products_equal_the_exact_hessian(case):
+    # The analytic R-operator against the exact Hessian
     # (torch.autograd.functional.hessian), a batch at a time and one by one,
-    # with and without sample blocks, raw and filter-normalized.
+    # with and without sample blocks, raw and filter-normalized. Measured:
+    # within 1e-15 relative on every case.
+    build, shape = _analytic_cases()[case]
     with seeded_torch(3):
-        net = MLP(3, 3, (5, 4), activation=activation).double()
-    X, y = make_data((3,), n_samples=30, n_classes=3)
+        net = build().double()
+    X, y = make_data(shape, n_samples=12, n_classes=3)
     X = X.double()
     hessian, layout, theta = exact_hessian(net, X, y)
     vectors = torch.randn(5, layout.n_params, dtype=torch.float64)
     scale = layout.group_norms(theta, include_bias=True)
-    for block in (None, 7):
+    for block in (None, 5):
         operator = LossHessian(net, X, y, sample_block=block)
-        assert operator._dense is not None
+        assert operator._analytic is not None
         torch.testing.assert_close(operator.matmat(vectors), vectors @ hessian)
         torch.testing.assert_close(operator.matvec(vectors[0]), hessian @ vectors[0])
         scaled = LossHessian(
@@ -665,8 +733,8 @@ def test_dense_hessian_products_equal_the_exact_hessian(activation):
 def test_batched_double_backprop_equals_one_by_one():
     net = make_cnn()
     X, y = make_data((1, 8, 8), n_samples=24, n_classes=3)
-    operator = LossHessian(net, X, y)
-    assert operator._dense is None and operator.batch_size > 1
+    operator = LossHessian(net, X, y, engine="autograd")
+    assert operator._analytic is None and operator.batch_size > 1
     vectors = torch.randn(7, operator.n_params)
     loop = torch.stack([operator.matvec(v) for v in vectors])
     torch.testing.assert_close(operator.matmat(vectors), loop, rtol=1e-4, atol=1e-6)
@@ -674,32 +742,54 @@ def test_batched_double_backprop_equals_one_by_one():
         operator.matmat(vectors[0])
 
 
-def test_only_plain_dense_stacks_take_the_analytic_path():
+class _ResidualStack(torch.nn.Sequential):
+    """A Sequential whose forward is not the chain of its children."""
+
+    def forward(self, x):
+        return super().forward(x) + x[:, :2]
+
+
+def test_only_covered_networks_take_the_analytic_path():
+    nn = torch.nn
     X, y = make_data((2,), n_samples=10)
-    assert LossHessian(make_mlp(), X, y)._dense is not None
-    assert LossHessian(make_mlp(), X, y, engine="autograd")._dense is None
+    assert LossHessian(make_mlp(), X, y, engine="autograd")._analytic is None
     with seeded_torch(0):
-        no_bias = torch.nn.Sequential(torch.nn.Linear(2, 3, bias=False))
-        dropout = torch.nn.Sequential(
-            torch.nn.Linear(2, 3), torch.nn.Dropout(0.5), torch.nn.Linear(3, 2)
-        )
-        sigmoid = torch.nn.Sequential(
-            torch.nn.Linear(2, 3), torch.nn.Sigmoid(), torch.nn.Linear(3, 2)
-        )
-    for module in (no_bias, dropout, sigmoid):
+        shared = nn.Linear(2, 2)
+        covered = [
+            nn.Sequential(nn.Linear(2, 3, bias=False), nn.Sigmoid(), nn.Linear(3, 2)),
+            nn.Sequential(nn.Linear(2, 3), nn.Dropout(0.5), nn.Linear(3, 2)),
+        ]
+        not_covered = [
+            _ResidualStack(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2)),
+            nn.Sequential(nn.Linear(2, 3), nn.GELU("tanh"), nn.Linear(3, 2)),
+            nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.Linear(3, 2)),
+            nn.Sequential(shared, nn.Tanh(), shared),
+            nn.Sequential(nn.ReLU(), nn.Linear(2, 2)),
+        ]
+    for module in covered + not_covered:
         operator = LossHessian(module, X, y)
-        assert operator._dense is None
+        assert (operator._analytic is not None) == (module in covered)
         vector = torch.randn(operator.n_params)
-        # Still exact through autograd.
+        # Exact either way.
         expected = LossHessian(module, X, y, engine="autograd").matvec(vector)
         torch.testing.assert_close(operator.matvec(vector), expected)
+    images, labels = make_data((2, 6, 6), n_samples=6)
+    with seeded_torch(0):
+        grouped = nn.Sequential(
+            nn.Conv2d(2, 2, 3, groups=2), nn.Flatten(), nn.Linear(32, 2)
+        )
+        dense_on_images = nn.Sequential(
+            nn.Linear(6, 2), nn.Flatten(), nn.Linear(144, 2)
+        )
+    for module in (grouped, dense_on_images):
+        assert LossHessian(module, images, labels)._analytic is None
     with pytest.raises(ValueError, match="engine must be"):
         LossHessian(make_mlp(), X, y, engine="fast")
 
 
-def test_dense_float32_products_keep_the_softmax_in_float64(trained_mlp):
+def test_float32_products_keep_the_softmax_in_float64(trained_mlp):
     # Near a fitted minimum p (1 - p) cancels in float32: double backprop in
-    # float32 is good to ~1e-4 there. The dense path computes the softmax
+    # float32 is good to ~1e-4 there. The analytic path computes the softmax
     # block in float64 and must stay within float32 matmul rounding.
     net, X, y = trained_mlp
     net = copy.deepcopy(net)

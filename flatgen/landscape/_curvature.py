@@ -3,7 +3,6 @@
 import copy
 import math
 import warnings
-from contextlib import nullcontext
 from numbers import Integral, Real
 
 import numpy as np
@@ -12,8 +11,8 @@ import torch.nn.functional as F
 from scipy.linalg import eigh_tridiagonal
 from sklearn.exceptions import ConvergenceWarning
 
-from ._mlp_hessian import DenseHessian, dense_layers
 from ._parameters import ParameterLayout, flatten_parameters
+from ._sequential_hessian import SequentialHessian, analytic_layers
 
 __all__ = [
     "LossHessian",
@@ -26,15 +25,17 @@ __all__ = [
 class LossHessian:
     """Hessian of the mean training cross-entropy, as a matrix-vector product.
 
-    Products are computed on private copies (of the weights for a dense
-    stack, of the whole module, in eval mode, otherwise); the caller's
-    module is never touched. A plain dense stack
-    (``nn.Sequential`` of ``nn.Linear`` layers with ReLU, Tanh or no
-    activation, as :class:`~flatgen.networks.MLP`) gets the exact
-    R-operator written out layer by layer (Pearlmutter's method: one
-    directional forward pass and its backward pass, a few matmuls per layer,
-    no autograd graph, many vectors per pass); any other module gets
-    double backpropagation (``torch.autograd.grad`` with
+    Products are computed on private copies (of the weights for a plain
+    sequential network, of the whole module, in eval mode, otherwise); the
+    caller's module is never touched. A plain ``nn.Sequential`` of
+    ``nn.Linear`` and ``nn.Conv2d`` layers, elementwise activations (ReLU,
+    LeakyReLU, Tanh, Sigmoid, exact GELU), max and average pooling and
+    ``nn.Flatten`` (as :class:`~flatgen.networks.MLP` and
+    :class:`~flatgen.networks.SmallCNN`) gets the exact R-operator written
+    out layer by layer (Pearlmutter's method: one directional forward pass
+    and its backward pass; a convolution is a matrix product on its
+    unfolded patches; no autograd graph, many vectors per pass); any other
+    module gets double backpropagation (``torch.autograd.grad`` with
     ``create_graph=True``, the vector passed as ``grad_outputs``). Both give
     the same products to rounding.
 
@@ -66,9 +67,9 @@ class LossHessian:
         By default the gradient graph of the whole set is built once and
         reused by every product (faster, memory grows with ``n_samples``).
     engine : {'auto', 'autograd'}, default='auto'
-        ``'auto'`` uses the analytic R-operator for dense stacks and
-        double backpropagation otherwise; ``'autograd'`` always uses double
-        backpropagation (for comparisons).
+        ``'auto'`` uses the analytic R-operator for the sequential
+        networks it covers and double backpropagation otherwise;
+        ``'autograd'`` always uses double backpropagation (for comparisons).
 
     Attributes
     ----------
@@ -102,16 +103,17 @@ class LossHessian:
             )
         if not any(True for _ in module.parameters()):
             raise ValueError("The module has no parameters.")
-        layers = dense_layers(module) if engine == "auto" else None
-        if layers is None:
+        X = torch.as_tensor(X)
+        ops = analytic_layers(module, X.ndim) if engine == "auto" else None
+        if ops is None:
             self._module = copy.deepcopy(module).eval()
             self._params = list(self._module.parameters())
             for param in self._params:
                 param.requires_grad_(True)
         else:
-            # A dense stack needs only its weights (DenseHessian clones
-            # them): no module copy, whose Python-level deepcopy cost more
-            # than all the products of a small network's eigenvalue.
+            # The analytic layers hold copies of the weights: no module
+            # copy, whose Python-level deepcopy cost more than all the
+            # products of a small network's eigenvalue.
             self._module = None
             self._params = [p.detach() for p in module.parameters()]
         device, dtype = self._params[0].device, self._params[0].dtype
@@ -126,13 +128,11 @@ class LossHessian:
             )
         self._sample_block = sample_block
         self._grads = None
-        # Dense stacks get the analytic R-operator (no graph, any number of
-        # vectors per pass); other modules double backpropagation.
-        self._dense = None
-        if layers is not None:
+        self._analytic = None
+        if ops is not None:
             with torch.no_grad():
-                self._dense = DenseHessian(
-                    layers, self._X, self._y, sample_block=sample_block
+                self._analytic = SequentialHessian(
+                    ops, self._X, self._y, sample_block=sample_block
                 )
         self.scale = None
         if filter_normalized:
@@ -162,13 +162,8 @@ class LossHessian:
             materialize_grads=True,
         )
 
-    def _hessian_vector(self, vector):
-        """Double-backprop products of one (n_params,) or a (b, n_params) batch."""
-        batch = vector.shape[:-1]
-        pieces = [
-            vector[..., s.offset : s.offset + s.numel].reshape(*batch, *param.shape)
-            for s, param in zip(self.layout.specs, self._params)
-        ]
+    def _autograd_products(self, pieces, lead):
+        """Double-backprop products of vectors given per parameter."""
         if self._sample_block is None:
             if self._grads is None:
                 self._grads = self._gradients(slice(None))
@@ -179,9 +174,7 @@ class LossHessian:
                 self._gradients(slice(start, start + step))
                 for start in range(0, len(self._y), step)
             )
-        total = torch.zeros(
-            (*batch, self.n_params), dtype=self.dtype, device=self.device
-        )
+        total = None
         for grads in blocks:
             # The vector enters as grad_outputs of the gradient: one backward
             # pass with no dot-product graph, 1.27x faster than
@@ -196,26 +189,27 @@ class LossHessian:
                 retain_graph=self._sample_block is None,
                 allow_unused=True,
                 materialize_grads=True,
-                is_grads_batched=bool(batch),
+                is_grads_batched=bool(lead),
             )
-            total += torch.cat([h.reshape(*batch, -1) for h in hv], dim=-1)
+            total = hv if total is None else [t + h for t, h in zip(total, hv)]
+        if total is None:
+            return [torch.zeros_like(p) for p in pieces]
         return total
 
-    def _dense_products(self, vectors):
-        """Products of a (n, n_params) batch, or of one (n_params,) vector."""
-        batch = vectors.shape[:-1]
-        pieces, offset = [], 0
-        for weight, bias in zip(self.layout.specs[::2], self.layout.specs[1::2]):
-            end = offset + weight.numel
-            pieces.append(
-                (
-                    vectors[..., offset:end].reshape(*batch, *weight.shape),
-                    vectors[..., end : end + bias.numel],
-                )
-            )
-            offset = end + bias.numel
-        out = self._dense.products(pieces)
-        return torch.cat([t.reshape(*batch, -1) for pair in out for t in pair], -1)
+    def _products(self, vectors):
+        """Products of one (n_params,) vector or a (b, n_params) batch.
+
+        A single vector goes through plain (unbatched) matmuls: less
+        overhead per product than a batch of one.
+        """
+        lead = tuple(vectors.shape[:-1])
+        pieces = list(self.layout.unflatten(vectors).values())
+        if self._analytic is not None:
+            with torch.no_grad():
+                parts = self._analytic.products(pieces, lead)
+        else:
+            parts = self._autograd_products(pieces, lead)
+        return torch.cat([t.detach().reshape(*lead, -1) for t in parts], dim=-1)
 
     @property
     def batch_size(self):
@@ -223,36 +217,48 @@ class LossHessian:
 
         Where a product is cheap (small layers, few samples) the per-pass
         overhead dominates and vectors go together (as broadcast matmuls in
-        the dense R-operator, as ``is_grads_batched`` in double
+        the analytic R-operator, as ``is_grads_batched`` in double
         backpropagation); where it is large the work is compute-bound and
-        one vector per pass is as fast or faster. The size proxy is samples
-        x parameters. Measured on one thread: the swiss-roll MLP (200
-        samples, 3,370 parameters: 6.7e5) 0.55 ms per vector in dense passes
-        of 4-16 vs 0.77 ms one by one, and 0.83 vs 1.45 ms by double
-        backpropagation in passes of 16; the digits CNN (400 images, 3,658
-        parameters: 1.5e6) 9.1 ms one by one vs 10.0 ms in passes of 4; the
+        one vector per pass is as fast or faster. The size proxy is the
+        forward pass's multiply-adds over all samples (samples x parameters
+        for a dense network). Measured on one thread: the swiss-roll MLP
+        (200 samples, 3,370 parameters: 6.7e5) 0.55 ms per vector in
+        analytic passes of 4-16 vs 0.77 ms one by one, and 0.83 vs 1.45 ms
+        by double backpropagation in passes of 16; the digits CNN (400
+        images, 3,658 parameters, 1.0e7 multiply-adds) 9.1 ms one by one vs
+        10.0 ms in passes of 4 by double backpropagation, and analytic
+        passes of 16 were slower than one by one (their directional state,
+        6 MB per vector, leaves the caches: hence the memory cap); the
         6x256 MLP (500 samples, 330,242 parameters: 1.7e8) 45 ms one by one
-        vs 49-51 ms in dense passes of 4-16. On other devices than the CPU
-        vectors always go 16 at a time.
+        vs 49-51 ms in analytic passes of 4-16. On other devices than the
+        CPU vectors always go 16 at a time.
         """
         if self._sample_block is not None:
             return 1
+        if self._analytic is not None:
+            if self._analytic.sample_block is not None:
+                return 1
+            work = len(self._y) * self._analytic.flops_per_sample
+            per_vector = len(self._y) * self._analytic.state_bytes_per_sample
+            if per_vector * 16 > _BATCHED_BYTES:
+                return 1
+        else:
+            work = len(self._y) * self.n_params
         if self.device.type != "cpu":
             return 16  # on accelerators kernel launches dominate: batch
-        work = len(self._y) * self.n_params
-        limit = _DENSE_BATCHED_WORK if self._dense is not None else _BATCHED_WORK
+        limit = _ANALYTIC_BATCHED_WORK if self._analytic is not None else _BATCHED_WORK
         return 16 if work <= limit else 1
 
-    def _batched_products(self, vectors):
-        size = self.batch_size
-        parts = []
-        for start in range(0, len(vectors), size):
-            chunk = vectors[start : start + size]
-            if self._dense is not None:
-                parts.append(self._dense_products(chunk if size > 1 else chunk[0]))
-            else:
-                parts.append(self._hessian_vector(chunk if size > 1 else chunk[0]))
-        return torch.cat([p.reshape(-1, self.n_params) for p in parts])
+    def _prepare(self, vectors, shape_text, ndim):
+        vectors = torch.as_tensor(vectors).to(self.device, self.dtype)
+        if vectors.ndim != ndim or vectors.shape[-1] != self.n_params:
+            raise ValueError(
+                f"Expected {shape_text}; got shape {tuple(vectors.shape)}."
+            )
+        return vectors if self.scale is None else vectors * self.scale
+
+    def _finish(self, products):
+        return products if self.scale is None else products * self.scale
 
     def matmat(self, vectors):
         """Products of the (filter-normalized) Hessian with several vectors.
@@ -267,19 +273,15 @@ class LossHessian:
         products : torch.Tensor of shape (n_vectors, n_params)
             ``H v`` (or ``D H D v``) for each row, detached.
         """
-        vectors = torch.as_tensor(vectors).to(self.device, self.dtype)
-        if vectors.ndim != 2 or vectors.shape[1] != self.n_params:
-            raise ValueError(
-                f"Expected vectors of shape (n_vectors, {self.n_params}); got "
-                f"shape {tuple(vectors.shape)}."
-            )
-        if self.scale is not None:
-            vectors = vectors * self.scale
-        with torch.no_grad() if self._dense is not None else nullcontext():
-            products = self._batched_products(vectors).detach()
-        if self.scale is not None:
-            products = products * self.scale
-        return products
+        vectors = self._prepare(
+            vectors, f"vectors of shape (n_vectors, {self.n_params})", 2
+        ).contiguous()
+        size = self.batch_size
+        parts = []
+        for start in range(0, len(vectors), size):
+            chunk = vectors[start : start + size]
+            parts.append(self._products(chunk if size > 1 else chunk[0]))
+        return self._finish(torch.cat([p.reshape(-1, self.n_params) for p in parts]))
 
     def matvec(self, vector):
         """Product of the (filter-normalized) Hessian with ``vector``.
@@ -294,28 +296,18 @@ class LossHessian:
         product : torch.Tensor of shape (n_params,)
             ``H v`` or ``D H D v``, detached, on the module's device.
         """
-        vector = torch.as_tensor(vector).to(self.device, self.dtype)
-        if vector.shape != (self.n_params,):
-            raise ValueError(
-                f"Expected a vector of length {self.n_params}; got shape "
-                f"{tuple(vector.shape)}."
-            )
-        if self.scale is not None:
-            vector = vector * self.scale
-        if self._dense is not None:
-            with torch.no_grad():
-                product = self._dense_products(vector)
-        else:
-            product = self._hessian_vector(vector).detach()
-        if self.scale is not None:
-            product = product * self.scale
-        return product
+        vector = self._prepare(vector, f"a vector of length {self.n_params}", 1)
+        return self._finish(self._products(vector.contiguous()))
 
 
 # Samples x parameters up to which Hessian products go several vectors per
 # pass (see LossHessian.batch_size).
-_DENSE_BATCHED_WORK = 2**24
+_ANALYTIC_BATCHED_WORK = 2**24
 _BATCHED_WORK = 2**20
+# ... as long as the passes of 16 vectors keep their directional state
+# within about the caches (digits CNN, 6 MB per vector: 11.6 ms per vector
+# one by one, 11.9 ms in passes of 4, 15.8 ms in passes of 16).
+_BATCHED_BYTES = 32 * 1024**2
 
 
 def _check_common(name, value, low):
@@ -673,6 +665,31 @@ def top_hessian_eigenpairs(
     return np.asarray(values, dtype=float).copy(), vectors
 
 
+def _rademacher(generator, n_vectors, n_params, hessian):
+    """Rademacher vectors drawn one by one (the same whatever the batching)."""
+    return torch.stack(
+        [
+            2 * torch.randint(0, 2, (n_params,), generator=generator) - 1
+            for _ in range(n_vectors)
+        ]
+    ).to(hessian.device, torch.float64)
+
+
+def _quadratic_forms(hessian, probes):
+    """``v^T H v`` for each row of the float64 ``probes``, in batches."""
+    forms = []
+    for start in range(0, len(probes), hessian.batch_size):
+        block = probes[start : start + hessian.batch_size]
+        products = hessian.matmat(block.to(hessian.dtype)).double()
+        forms.append((block * products).sum(dim=1))
+    return torch.cat(forms) if forms else torch.zeros(0, dtype=torch.float64)
+
+
+# Memory for Hutch++'s sketch basis (float64, n_params per vector); a larger
+# sketch leaves the rest of the products to plain probes.
+_SKETCH_BYTES = 256 * 1024**2
+
+
 def hessian_trace(
     module,
     X,
@@ -680,15 +697,25 @@ def hessian_trace(
     *,
     n_samples=100,
     seed=0,
+    method="hutch++",
     filter_normalized=False,
     include_bias=False,
     sample_block=None,
     return_std=False,
 ):
-    """Trace of the training-loss Hessian by Hutchinson's estimator.
+    """Trace of the training-loss Hessian from ``n_samples`` products.
 
-    ``trace(H) = E[z^T H z]`` for Rademacher vectors ``z`` (entries +-1
-    with equal probability); the estimate averages ``n_samples`` of them.
+    ``method='hutchinson'`` averages ``z^T H z`` over ``n_samples``
+    Rademacher vectors ``z`` (entries +-1 with equal probability), whose
+    mean is ``trace(H)``. ``method='hutch++'`` (Meyer, Musco, Musco and
+    Woodruff, 2021) spends a third of the products on a sketch ``H S`` of
+    Rademacher vectors, takes its orthonormal basis ``Q``, computes
+    ``trace(Q^T H Q)`` exactly with another third, and estimates the rest,
+    ``trace((I - Q Q^T) H (I - Q Q^T))``, by Hutchinson's estimator on the
+    last third: unbiased as well, and far more accurate when a few
+    eigenvalues carry much of the Hessian's Frobenius norm, as at the
+    minima of trained networks (its error falls like ``1/n_samples``
+    instead of ``1/sqrt(n_samples)`` there).
 
     Parameters
     ----------
@@ -699,9 +726,12 @@ def hessian_trace(
     y : array-like of int of shape (n_samples,)
         Encoded labels.
     n_samples : int, default=100
-        Number of Rademacher vectors (Hessian-vector products).
+        Number of Hessian-vector products.
     seed : int, default=0
-        Seed of the CPU generator that draws them.
+        Seed of the CPU generator that draws the random vectors.
+    method : {'hutch++', 'hutchinson'}, default='hutch++'
+        Estimator. Hutch++'s sketch is capped at 256 MiB of float64 vectors
+        (the remaining products go to its plain probes).
     filter_normalized : bool, default=False
         Trace of ``D H D`` instead of ``H``; see :class:`LossHessian`.
     include_bias : bool, default=False
@@ -716,11 +746,15 @@ def hessian_trace(
     trace : float
         Estimated trace.
     std_error : float
-        Standard deviation of the single-vector estimates divided by
-        ``sqrt(n_samples)`` (nan for one sample); only if ``return_std``.
+        Standard deviation of the random quadratic forms divided by the
+        square root of their number (Hutch++: of its last third's, given the
+        sketch, the only random part of its estimate); nan with fewer than
+        two of them. Only if ``return_std``.
     """
     _check_common("n_samples", n_samples, 1)
     _check_common("seed", seed, 0)
+    if method not in ("hutch++", "hutchinson"):
+        raise ValueError(f"method must be 'hutch++' or 'hutchinson'; got {method!r}.")
     hessian = LossHessian(
         module,
         X,
@@ -729,24 +763,37 @@ def hessian_trace(
         include_bias=include_bias,
         sample_block=sample_block,
     )
+    n_params = hessian.n_params
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    estimates = []
-    for start in range(0, n_samples, hessian.batch_size):
-        # Probes drawn one by one (the same vectors whatever the batch size),
-        # multiplied a batch at a time; memory stays at one batch.
-        probes = torch.stack(
+    n_sketch = 0
+    if method == "hutch++":
+        n_sketch = min(n_samples // 3, n_params, _SKETCH_BYTES // (8 * n_params))
+    exact_part = 0.0
+    basis = None
+    if n_sketch:
+        sketch = torch.cat(
             [
-                2 * torch.randint(0, 2, (hessian.n_params,), generator=generator) - 1
-                for _ in range(min(hessian.batch_size, n_samples - start))
+                hessian.matmat(block.to(hessian.dtype)).double()
+                for block in _rademacher(generator, n_sketch, n_params, hessian).split(
+                    hessian.batch_size
+                )
             ]
-        ).to(hessian.device, hessian.dtype)
-        products = hessian.matmat(probes)
-        estimates.extend((probes * products).sum(dim=1).double().cpu().tolist())
-    estimates = torch.tensor(estimates, dtype=torch.float64)
-    trace = float(estimates.mean())
+        )
+        basis = torch.linalg.qr(sketch.T).Q.T  # (n_sketch, n_params), orthonormal
+        exact_part = float(_quadratic_forms(hessian, basis).sum())
+    forms = []
+    n_probes = n_samples - 2 * n_sketch
+    for start in range(0, n_probes, hessian.batch_size):
+        # One batch of probes at a time: memory stays at one batch.
+        size = min(hessian.batch_size, n_probes - start)
+        probes = _rademacher(generator, size, n_params, hessian)
+        if basis is not None:
+            probes = probes - (probes @ basis.T) @ basis
+        forms.append(_quadratic_forms(hessian, probes).cpu())
+    forms = torch.cat(forms)
+    trace = exact_part + float(forms.mean())
     if not return_std:
         return trace
-    std_error = (
-        float(estimates.std() / math.sqrt(n_samples)) if n_samples > 1 else math.nan
-    )
+    n_forms = len(forms)
+    std_error = float(forms.std() / math.sqrt(n_forms)) if n_forms > 1 else math.nan
     return trace, std_error

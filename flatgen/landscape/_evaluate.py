@@ -5,25 +5,13 @@ import threading
 from numbers import Integral, Real
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
 from ._parameters import ParameterLayout
+from ._sequential import ACTIVATIONS, sequential_layers
 
 __all__ = ["BatchedEvaluator"]
-
-# Elementwise layers the fused MLP path understands, with an in-place form
-# where torch has one (saves a pass over the activations).
-_ACTIVATIONS = {
-    nn.ReLU: lambda m, h: h.relu_(),
-    nn.Tanh: lambda m, h: h.tanh_(),
-    nn.Sigmoid: lambda m, h: h.sigmoid_(),
-    nn.GELU: lambda m, h: F.gelu(h, approximate=m.approximate),
-    nn.LeakyReLU: lambda m, h: F.leaky_relu_(h, m.negative_slope),
-    nn.Identity: lambda m, h: h,
-    nn.Dropout: lambda m, h: h,  # the evaluator runs in eval mode
-}
 
 # CPU caps on the widest activation of a chunk. Fused path: chunks within
 # about 2 MiB stay in the L2 cache between layers; bigger ones made the tiny
@@ -49,22 +37,20 @@ def _module_device_dtype(module):
 
 def _fused_plan(module):
     """Return the layer list for the fused MLP path, or None if unsupported."""
-    if not isinstance(module, nn.Sequential):
-        return None
-    # A subclass that overrides forward may not simply chain its children.
-    if type(module).forward is not nn.Sequential.forward:
+    layers = sequential_layers(module)
+    if layers is None:
         return None
     names = {id(p): name for name, p in module.named_parameters()}
     plan = []
-    for layer in module:
+    for layer in layers:
         if type(layer) is nn.Linear:
             bias = None if layer.bias is None else names[id(layer.bias)]
             plan.append(("linear", names[id(layer.weight)], bias))
-        elif type(layer) in _ACTIVATIONS:
+        elif type(layer) in ACTIVATIONS:
             plan.append(("activation", layer, None))
         else:
             return None
-    if not plan or plan[0][0] != "linear":
+    if plan[0][0] != "linear":
         return None
     return plan
 
@@ -414,7 +400,7 @@ class BatchedEvaluator:
         h = None
         for kind, first, second in self._plan:
             if kind == "activation":
-                h = _ACTIVATIONS[type(first)](first, h)
+                h = ACTIVATIONS[type(first)].in_place(first, h)
                 continue
             weight = params[first]  # (B, out, in), a strided view of thetas
             bias = params[second][:, :, None] if second is not None else None
