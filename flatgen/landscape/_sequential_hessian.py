@@ -131,13 +131,19 @@ class _Affine:
 
     def r_forward(self, state, r_in, pieces, lead):
         direction = self._as_matrix(pieces[0], lead)
-        r = torch.matmul(state.rows, direction.mT)
-        if self.bias is not None:
-            r = r + pieces[1].unsqueeze(-2)
+        if lead:
+            r = torch.matmul(state.rows, direction.mT)
+            if self.bias is not None:
+                r += pieces[1].unsqueeze(-2)
+        elif self.bias is not None:
+            r = torch.addmm(pieces[1], state.rows, direction.T)
+        else:
+            r = state.rows @ direction.T
         r_rows = None
         if r_in is not None:
+            # Accumulated in place: one pass less over the largest tensors.
             r_rows = self._rows(r_in, lead, state)
-            r = r + torch.matmul(r_rows, self.matrix.T)
+            _flat(r).addmm_(_flat(r_rows), self.matrix.T)
         return self._from_rows(r, lead, state), (r_rows, direction)
 
     def r_backward(self, state, saved, r_g, pieces, lead, need_input):
@@ -145,7 +151,10 @@ class _Affine:
         r_g_rows = self._to_rows(r_g, lead)
         hv_weight = torch.matmul(r_g_rows.mT, state.rows)
         if r_rows is not None:
-            hv_weight = hv_weight + torch.matmul(state.grad_rows.T, r_rows)
+            if lead:
+                hv_weight += torch.matmul(state.grad_rows.T, r_rows)
+            else:
+                hv_weight.addmm_(state.grad_rows.T, r_rows)
         if self.conv:  # back to (out, C, kh, kw)
             out_channels, channels, kh, kw = self.weight.shape
             hv_weight = hv_weight.view(*lead, out_channels, kh, kw, channels)
@@ -155,10 +164,14 @@ class _Affine:
             out.append(r_g_rows.sum(-2))
         if not need_input:
             return None, out
-        r_grad_rows = torch.matmul(r_g_rows, self.matrix) + torch.matmul(
-            state.grad_rows, direction
-        )
+        r_grad_rows = torch.matmul(state.grad_rows, direction)
+        _flat(r_grad_rows).addmm_(_flat(r_g_rows), self.matrix)
         return self._fold(r_grad_rows, lead, state), out
+
+
+def _flat(rows):
+    """``(*lead, R, width)`` as ``(lead * R, width)``: a view if contiguous."""
+    return rows.reshape(-1, rows.shape[-1])
 
 
 class _Elementwise:
@@ -177,17 +190,22 @@ class _Elementwise:
         return a, SimpleNamespace(slope=slope, curvature=curvature)
 
     def backward(self, state, g, need_input):
+        # The R-backward's second-order term is (d loss / d a) f''(z) Rz:
+        # its first two factors are kept as one tensor.
+        state.second_order = None
         if state.curvature is not None:
-            state.upstream = g
+            state.second_order = g * state.curvature
+        state.curvature = None
         return g * state.slope
 
     def r_forward(self, state, r_in, pieces, lead):
-        return r_in * state.slope, (r_in if state.curvature is not None else None)
+        keep = r_in if state.second_order is not None else None
+        return r_in * state.slope, keep
 
     def r_backward(self, state, r_z, r_g, pieces, lead, need_input):
         r_grad = r_g * state.slope
-        if state.curvature is not None:
-            r_grad = r_grad + state.upstream * state.curvature * r_z
+        if state.second_order is not None:
+            r_grad.addcmul_(state.second_order, r_z)
         return r_grad, []
 
 
@@ -265,9 +283,7 @@ class _AveragePool:
         out = self._apply(a).contiguous()
         # An adaptive pool to the input's own size (SmallCNN's on small
         # images) is the identity: skipped in the products.
-        identity = out.shape == a.shape and isinstance(
-            self.layer, nn.AdaptiveAvgPool2d
-        )
+        identity = out.shape == a.shape and isinstance(self.layer, nn.AdaptiveAvgPool2d)
         return out, SimpleNamespace(in_shape=tuple(a.shape[1:]), identity=identity)
 
     def _adjoint(self, g, lead, in_shape):
