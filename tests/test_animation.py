@@ -131,7 +131,7 @@ def test_random_direction_is_the_slices_direction(fitted, path):
         assert_array_equal(getattr(again, name), getattr(path, name))
     other = PerturbationPath(**{**path.get_params(), "random_state": 1})
     assert not np.array_equal(other.fit(clf, X, y).direction_, path.direction_)
-    assert np.isnan(path.eigenvalue_)
+    assert np.isnan(path.eigenvalue_) and path.converged_
 
 
 def test_hessian_direction_is_the_top_eigenvector(fitted):
@@ -150,6 +150,7 @@ def test_hessian_direction_is_the_top_eigenvector(fitted):
     residual = hessian.matvec(u) - path.eigenvalue_ * u
     assert float(residual.norm()) < 0.01 * path.eigenvalue_ * float(u.norm())
     assert path.eigenvalue_ > 0
+    assert path.converged_ and path.eigenvalue_residual_ <= 1e-4
     # Scaled like a filter-normalized direction: the norm of the moved weights.
     weights = flat_weights(clf)[active]
     assert_allclose(float(d.norm()), float(weights.norm()), rtol=1e-5)

@@ -227,7 +227,26 @@ def test_hessian_slice_runs_along_the_exact_top_eigenvectors(fitted):
         # Each direction has the norm of a random filter-normalized one.
         assert float(d.norm()) == pytest.approx(float((theta * (scale != 0)).norm()))
     assert slice_.losses_[2, 2] == slice_.losses_.min()
+    assert slice_.converged_ and np.all(slice_.eigenvalue_residuals_ <= 1e-4)
     random = LossSlice(n_dims=2, span=0.2, resolution=5, random_state=0).fit(clf, X, y)
     assert np.isnan(random.eigenvalues_).all()
+    assert random.converged_ and np.isnan(random.eigenvalue_residuals_).all()
     # The sharpest direction rises faster than a random one.
     assert slice_.losses_[0, 2] > random.losses_[0, 2]
+
+
+def test_unconverged_hessian_directions_are_recorded(fitted, monkeypatch):
+    from flatgen.analyzers._model_landscape import ModelLandscape
+
+    clf, X, y = fitted
+    found = ModelLandscape.hessian_directions
+
+    def stalled(self, n_directions, seed):
+        values, directions, residuals = found(self, n_directions, seed)
+        return values, directions, residuals + np.array([0.0, 1e-2])[:n_directions]
+
+    monkeypatch.setattr(ModelLandscape, "hessian_directions", stalled)
+    slice_ = LossSlice(
+        n_dims=2, span=0.2, resolution=3, directions="hessian", random_state=0
+    ).fit(clf, X, y)
+    assert not slice_.converged_ and slice_.eigenvalue_residuals_[1] > 1e-2

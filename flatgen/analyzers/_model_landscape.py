@@ -21,6 +21,10 @@ from ..landscape import (
 )
 from ._access import network_and_data
 
+# Relative residual at which a Hessian direction's eigenpair is accepted
+# (top_hessian_eigenpairs' default).
+HESSIAN_DIRECTION_TOL = 1e-4
+
 
 def analysis_seeds(random_state, n_seeds=1):
     """Return the integer seeds of one analysis, drawn from ``random_state``.
@@ -139,8 +143,12 @@ class ModelLandscape:
         eigenvalues : ndarray of shape (n_directions,)
             Descending eigenvalues of ``D H D``.
         directions : torch.Tensor of shape (n_directions, n_params)
+        residuals : ndarray of shape (n_directions,)
+            Relative residual of each eigenpair (see
+            :func:`~flatgen.landscape.top_hessian_eigenpairs`); a pair above
+            the solver's tolerance also raised a ConvergenceWarning.
         """
-        eigenvalues, vectors = top_hessian_eigenpairs(
+        eigenvalues, vectors, residuals = top_hessian_eigenpairs(
             self.module,
             self.X,
             self.y,
@@ -148,6 +156,8 @@ class ModelLandscape:
             seed=seed,
             filter_normalized=True,
             include_bias=self.include_bias,
+            tol=HESSIAN_DIRECTION_TOL,
+            return_residuals=True,
         )
         theta0 = self.theta0
         scale = self.evaluator.layout.group_norms(theta0, self.include_bias)
@@ -157,4 +167,4 @@ class ModelLandscape:
         # perturbed weights.
         target = (theta0.double() * (scale != 0)).norm()
         d = d * (target / d.norm(dim=0, keepdim=True))
-        return eigenvalues, d.T.to(theta0.dtype).contiguous()
+        return eigenvalues, d.T.to(theta0.dtype).contiguous(), residuals

@@ -14,7 +14,11 @@ from ..landscape import (
     ParameterLayout,
 )
 from ._access import network_classifier, network_inputs
-from ._model_landscape import ModelLandscape, analysis_seeds
+from ._model_landscape import (
+    HESSIAN_DIRECTION_TOL,
+    ModelLandscape,
+    analysis_seeds,
+)
 
 # Grid points per forward pass of one frame; bounds the activations of large
 # grids. A loop over frames, each one pass over the whole grid, was faster on
@@ -118,6 +122,13 @@ class PerturbationPath(BaseEstimator):
         The direction ``d``, ordered as the network's flat parameter vector.
     eigenvalue_ : float
         Top eigenvalue of ``D H D`` for ``direction='hessian'``, else nan.
+    eigenvalue_residual_ : float
+        Relative residual ``||H u - lambda u|| / |lambda|`` of that
+        eigenpair, else nan.
+    converged_ : bool
+        False when that eigenpair did not reach its tolerance (1e-4; a
+        ConvergenceWarning also says so): the path then runs along an
+        approximate eigenvector. True for a random direction.
     base_loss_ : float
         Training cross-entropy at the minimum.
     base_accuracy_ : float
@@ -250,11 +261,14 @@ class PerturbationPath(BaseEstimator):
 
     def _direction(self, landscape):
         (seed,) = analysis_seeds(self.random_state)
-        self.eigenvalue_ = np.nan
+        self.eigenvalue_ = self.eigenvalue_residual_ = np.nan
+        self.converged_ = True
         if self.direction == "random":
             return landscape.directions(1, seed)[0]
-        eigenvalues, directions = landscape.hessian_directions(1, seed)
+        eigenvalues, directions, residuals = landscape.hessian_directions(1, seed)
         self.eigenvalue_ = float(eigenvalues[0])
+        self.eigenvalue_residual_ = float(residuals[0])
+        self.converged_ = self.eigenvalue_residual_ <= HESSIAN_DIRECTION_TOL
         return directions[0]
 
     def _curvatures(self, module, X, y, theta0, direction, chunk):

@@ -8,7 +8,11 @@ from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from tqdm.auto import tqdm
 
-from ._model_landscape import ModelLandscape, analysis_seeds
+from ._model_landscape import (
+    HESSIAN_DIRECTION_TOL,
+    ModelLandscape,
+    analysis_seeds,
+)
 
 
 class LossSlice(BaseEstimator):
@@ -69,6 +73,13 @@ class LossSlice(BaseEstimator):
     eigenvalues_ : ndarray of shape (n_dims,)
         With ``directions='hessian'``, the eigenvalues of ``D H D`` along
         the directions (descending); nan for random directions.
+    eigenvalue_residuals_ : ndarray of shape (n_dims,)
+        Relative residual ``||H u - lambda u|| / |lambda|`` of each of those
+        eigenpairs; nan for random directions.
+    converged_ : bool
+        False when some Hessian direction's eigenpair did not reach its
+        tolerance (1e-4; a ConvergenceWarning also says so): the slice then
+        runs along approximate eigenvectors. True for random directions.
     base_loss_ : float
         Training cross-entropy at the minimum.
     base_accuracy_ : float
@@ -159,12 +170,19 @@ class LossSlice(BaseEstimator):
         with landscape.threads():
             evaluator, theta0 = landscape.evaluator, landscape.theta0
             self.eigenvalues_ = np.full(self.n_dims, np.nan)
+            self.eigenvalue_residuals_ = np.full(self.n_dims, np.nan)
             if self.directions == "hessian":
-                self.eigenvalues_, directions = landscape.hessian_directions(
-                    self.n_dims, seed
+                self.eigenvalues_, directions, self.eigenvalue_residuals_ = (
+                    landscape.hessian_directions(self.n_dims, seed)
                 )
             else:
                 directions = landscape.directions(self.n_dims, seed)
+            self.converged_ = bool(
+                np.all(
+                    np.isnan(self.eigenvalue_residuals_)
+                    | (self.eigenvalue_residuals_ <= HESSIAN_DIRECTION_TOL)
+                )
+            )
             loss0, accuracy0 = evaluator.evaluate(theta0)
             steps = torch.as_tensor(self.distances_, dtype=theta0.dtype)
             steps = steps.to(evaluator.device)

@@ -589,6 +589,7 @@ def top_hessian_eigenpairs(
     filter_normalized=False,
     include_bias=False,
     sample_block=None,
+    return_residuals=False,
 ):
     """Return the largest eigenvalues of the training-loss Hessian and their vectors.
 
@@ -619,6 +620,8 @@ def top_hessian_eigenpairs(
         See :class:`LossHessian`.
     sample_block : int, default=None
         See :class:`LossHessian`.
+    return_residuals : bool, default=False
+        Also return each pair's relative residual.
 
     Returns
     -------
@@ -627,6 +630,9 @@ def top_hessian_eigenpairs(
     eigenvectors : torch.Tensor of shape (n_params, n_eigenpairs)
         Orthonormal, column ``i`` for ``eigenvalues[i]``, ordered as the
         module's parameters.
+    residuals : ndarray of shape (n_eigenpairs,)
+        ``||H v - lambda v|| / |lambda|`` of each pair (each at most ``tol``
+        when converged); only if ``return_residuals``.
 
     Warns
     -----
@@ -662,7 +668,10 @@ def top_hessian_eigenpairs(
             ConvergenceWarning,
             stacklevel=2,
         )
-    return np.asarray(values, dtype=float).copy(), vectors
+    values = np.asarray(values, dtype=float).copy()
+    if return_residuals:
+        return values, vectors, np.asarray(relative, dtype=float).copy()
+    return values, vectors
 
 
 def _rademacher(generator, n_vectors, n_params, hessian):

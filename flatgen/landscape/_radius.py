@@ -236,7 +236,10 @@ def basin_radii(
         a, b = lo[which, rows], hi[which, rows]
         ga, gb = g_lo[which, rows], g_hi[which, rows]
         width = b - a
-        falsi = (a * gb - b * ga) / (gb - ga)
+        # Both ends' shaped values can round onto the cutoff (0 / 0): those
+        # rows bisect (below), without a floating-point warning.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            falsi = (a * gb - b * ga) / (gb - ga)
         margin = np.minimum(0.5 * rtol * b, 0.25 * width)
         step = np.clip(falsi, a + margin, b - margin)
         stalled = width > 0.5 * widths[0][which, rows]
