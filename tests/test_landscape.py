@@ -294,8 +294,9 @@ def test_radii_meet_rtol_on_profiles_with_known_crossings():
     # quartic, exponential and a kinked piecewise-linear one (the safeguard's
     # bisections): every radius within rtol of the analytic crossing, in far
     # fewer rounds than bisection on the smooth ones and never more than
-    # about twice as many on any. Measured: 7, 15, 18 and 10 evaluations
-    # with the scan, where bisection needs about 30 after it.
+    # about twice as many on any. Measured: 7, 10, 11 and 11 evaluations
+    # with the scan (15, 18 and 10 for the last three by regula falsi
+    # alone), where bisection needs about 30 after it.
     cutoff, rtol = 1.0, 1e-9
     profiles = [
         (lambda c: 0.01 + 3 * c**2, np.sqrt(0.99 / 3)),
