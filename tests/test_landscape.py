@@ -731,6 +731,24 @@ def test_analytic_hessian_products_equal_the_exact_hessian(case):
         torch.testing.assert_close(scaled.matmat(vectors), expected)
 
 
+def test_analytic_state_above_its_memory_cap_is_recomputed_per_block(monkeypatch):
+    from flatgen.landscape import _sequential_hessian
+
+    with seeded_torch(3):
+        net = SmallCNN((1, 8, 8), 3, (2, 3), (4,)).double()
+    X, y = make_data((1, 8, 8), n_samples=12, n_classes=3)
+    X = X.double()
+    hessian, layout, _ = exact_hessian(net, X, y)
+    per_sample = LossHessian(net, X, y)._analytic.state_bytes_per_sample
+    # A cap below the whole set's state: blocks of 5 samples, same products.
+    monkeypatch.setattr(_sequential_hessian, "_MAX_CACHE_BYTES", 11 * per_sample)
+    monkeypatch.setattr(_sequential_hessian, "_BLOCK_BYTES", 5 * per_sample)
+    operator = LossHessian(net, X, y)
+    assert operator._analytic.sample_block == 5 and operator.batch_size == 1
+    vectors = torch.randn(3, layout.n_params, dtype=torch.float64)
+    torch.testing.assert_close(operator.matmat(vectors), vectors @ hessian)
+
+
 def test_batched_double_backprop_equals_one_by_one():
     net = make_cnn()
     X, y = make_data((1, 8, 8), n_samples=24, n_classes=3)
