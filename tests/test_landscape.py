@@ -184,6 +184,14 @@ def test_directions_are_seeded_and_chunk_invariant():
         (make_mlp, (2,), 2, "vmap"),
         (make_cnn, (1, 8, 8), 3, "vmap"),
         (make_cnn, (1, 8, 8), 3, "loop"),
+        (make_cnn, (1, 8, 8), 3, "patches"),
+        (lambda: _analytic_cases()["conv-strided"][0](), (2, 11, 11), 3, "patches"),
+        (
+            lambda: _analytic_cases()["cnn-tanh-adaptive"][0](),
+            (2, 20, 20),
+            3,
+            "patches",
+        ),
         (make_mlp, (2,), 2, "loop"),
     ],
 )
@@ -219,14 +227,25 @@ def test_evaluator_picks_paths_and_validates():
     X, y = make_data((2,))
     assert BatchedEvaluator(make_mlp(), X, y).path == "fused"
     cnn_X, cnn_y = make_data((1, 8, 8), n_classes=3)
-    assert BatchedEvaluator(make_cnn(), cnn_X, cnn_y).path == "vmap"
+    assert BatchedEvaluator(make_cnn(), cnn_X, cnn_y).path == "patches"
+    with seeded_torch(0):
+        normalized = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 4, 3, padding=1),
+            torch.nn.BatchNorm2d(4),
+            torch.nn.Flatten(),
+            torch.nn.Linear(256, 3),
+        )
+    assert BatchedEvaluator(normalized, cnn_X, cnn_y).path == "vmap"
     # Large activations per vector: one vector at a time on CPU.
     many_X, many_y = make_data((1, 8, 8), n_samples=2000, n_classes=3)
-    assert BatchedEvaluator(make_cnn(), many_X, many_y).path == "loop"
+    assert BatchedEvaluator(normalized, many_X, many_y).path == "loop"
+    assert BatchedEvaluator(make_cnn(), many_X, many_y).path == "patches"
     with pytest.raises(ValueError, match="'loop'"):
         BatchedEvaluator(make_cnn(), cnn_X, cnn_y, path="batched")
     with pytest.raises(ValueError, match="fused"):
         BatchedEvaluator(make_cnn(), cnn_X, cnn_y, path="fused")
+    with pytest.raises(ValueError, match="patches"):
+        BatchedEvaluator(normalized, cnn_X, cnn_y, path="patches")
     evaluator = BatchedEvaluator(make_mlp(), X, y)
     with pytest.raises(ValueError, match="thetas must have shape"):
         evaluator.evaluate(torch.zeros(3, 5))

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ._sequential import ACTIVATIONS, sequential_layers
 
-__all__ = ["SequentialHessian", "analytic_layers"]
+__all__ = ["SequentialHessian", "analytic_layers", "many_logits"]
 
 # Forward state of the whole set kept between products up to this size;
 # above it the state is recomputed per block of samples at every product.
@@ -115,6 +115,23 @@ class _Affine:
             z = torch.addmm(self.bias, state.rows, self.matrix.T)
         return self._from_rows(z, (), state), state
 
+    def many(self, x, pieces, lead):
+        """Return the outputs at many weight vectors.
+
+        ``x`` is ``(*lead, n, *in)``, or ``(n, *in)`` shared by all of them
+        (the network's inputs).
+        """
+        shared = x.ndim == (4 if self.conv else 2)
+        state = SimpleNamespace(n=x.shape[0 if shared else len(lead)])
+        if self.conv:
+            state.in_shape = tuple(x.shape[-3:])
+            state.out_hw = self._output_hw(*x.shape[-3:-1])
+        rows = self._rows(x, () if shared else lead, state)
+        z = torch.matmul(rows, self._as_matrix(pieces[0], lead).mT)
+        if self.bias is not None:
+            z += pieces[1].unsqueeze(-2)
+        return self._from_rows(z, lead, state)
+
     def _from_rows(self, rows, lead, state):
         if not self.conv:
             return rows
@@ -189,6 +206,9 @@ class _Elementwise:
         slope, curvature = self.rule.derivatives(self.layer, z, a)
         return a, SimpleNamespace(slope=slope, curvature=curvature)
 
+    def many(self, h, pieces, lead):
+        return self.rule.in_place(self.layer, h)  # h is the caller's buffer
+
     def backward(self, state, g, need_input):
         # The R-backward's second-order term is (d loss / d a) f''(z) Rz:
         # its first two factors are kept as one tensor.
@@ -243,6 +263,19 @@ class _MaxPool:
         )
         return out, state
 
+    def many(self, h, pieces, lead):
+        m = self.layer
+        images = h.reshape(-1, *h.shape[-3:])
+        out = F.max_pool2d(
+            _channels_first(images),
+            m.kernel_size,
+            m.stride,
+            m.padding,
+            m.dilation,
+            ceil_mode=m.ceil_mode,
+        ).permute(0, 2, 3, 1)
+        return out.reshape(*h.shape[: len(lead) + 1], *out.shape[1:])
+
     def _scatter(self, state, g, lead):
         index = state.index.expand(*lead, *state.index.shape)
         n, _, channels = state.index.shape
@@ -286,6 +319,14 @@ class _AveragePool:
         identity = out.shape == a.shape and isinstance(self.layer, nn.AdaptiveAvgPool2d)
         return out, SimpleNamespace(in_shape=tuple(a.shape[1:]), identity=identity)
 
+    def many(self, h, pieces, lead):
+        out = self._apply(h.reshape(-1, *h.shape[-3:]))
+        if out.shape[1:] == h.shape[-3:] and isinstance(
+            self.layer, nn.AdaptiveAvgPool2d
+        ):
+            return h  # pooling to the input's own size
+        return out.reshape(*h.shape[: len(lead) + 1], *out.shape[1:])
+
     def _adjoint(self, g, lead, in_shape):
         images = g.reshape(-1, *g.shape[-3:])
         with torch.enable_grad():
@@ -317,6 +358,9 @@ class _Flatten:
         n, height, width, channels = a.shape
         state = SimpleNamespace(shape=(channels, height, width))
         return a.permute(0, 3, 1, 2).reshape(n, -1), state
+
+    def many(self, h, pieces, lead):
+        return h.movedim(-1, -3).flatten(-3)
 
     def _unflatten(self, state, g):
         return g.reshape(*g.shape[:-1], *state.shape).movedim(-3, -1)
@@ -397,6 +441,30 @@ def analytic_layers(module, input_ndim):
     if images or not ops or not isinstance(ops[0], _Affine):
         return None
     return ops
+
+
+def many_logits(ops, X, params):
+    """Logits of the network at many weight vectors, by matmuls on patches.
+
+    Parameters
+    ----------
+    ops : list
+        From :func:`analytic_layers` (their weights are not used).
+    X : torch.Tensor of shape (n, ...)
+        Inputs, channels-last ``(n, height, width, channels)`` for images.
+    params : list of torch.Tensor
+        Per parameter, in the module's order, ``(k, *param.shape)``.
+
+    Returns
+    -------
+    logits : torch.Tensor of shape (k, n, n_classes)
+    """
+    lead = (len(params[0]),)
+    h, start = X, 0
+    for op in ops:
+        h = op.many(h, params[start : start + op.n_pieces], lead)
+        start += op.n_pieces
+    return h
 
 
 def _tensors_bytes(value):
