@@ -223,6 +223,23 @@ def test_batched_evaluator_matches_a_loop(make_net, shape, n_classes, path):
     assert_unchanged(net, before)
 
 
+def test_compute_bound_dense_stacks_go_one_vector_at_a_time():
+    with seeded_torch(0):
+        net = MLP(2, 2, (256, 256))
+    X, y = make_data((2,), n_samples=300)
+    layout, theta = ParameterLayout.from_module(net), flatten_parameters(net)
+    directions = filter_normalized_directions(layout, theta, 5, seed=0)
+    thetas = theta + torch.linspace(0.0, 1.0, 5)[:, None] * directions
+    expected_loss, expected_accuracy = reference_losses(net, X, y, thetas)
+    evaluator = BatchedEvaluator(net, X, y)
+    assert evaluator.path == "fused" and evaluator._per_vector
+    loss, accuracy = evaluator.evaluate(thetas)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(accuracy, expected_accuracy, atol=1e-6)
+    small = BatchedEvaluator(net, X[:20], y[:20])
+    assert small.path == "fused" and not small._per_vector
+
+
 def test_evaluator_picks_paths_and_validates():
     X, y = make_data((2,))
     assert BatchedEvaluator(make_mlp(), X, y).path == "fused"

@@ -26,10 +26,12 @@ _CPU_CHUNK_BYTES = {
     "loop": 16 * 1024**2,
 }
 # A vector whose widest activation alone takes this much is compute-bound:
-# batching vectors saves no overhead and costs cache. Fused chunks then stay
-# within half the cap, as fast as a plain per-vector loop (6x256 MLP, 500
-# points, 64 vectors, one thread: chunks of 2 vectors 0.342 s, of 4 vectors
-# 0.371 s, plain loop 0.343 s); other modules on CPU go one vector at a time
+# batching vectors saves no overhead and costs cache. The fused path then
+# runs one vector at a time in the (samples, units) layout, each layer one
+# addmm, the fastest form of these products (6x256 MLP, 500 points, 32
+# vectors, one thread, best of 5: 0.202 s, against 0.255 s in fused chunks
+# of 2 vectors and 0.287 s by the loop path); modules off the fused and
+# patches paths go one vector at a time through the loop path on CPU
 # (digits SmallCNN, 400 images, 64 vectors: loop path 0.222 s, a
 # functional_call loop 0.246 s, vmap chunks of 4 0.253 s, of 20 0.269 s).
 _MATMUL_BOUND_BYTES = 256 * 1024
@@ -78,7 +80,9 @@ class BatchedEvaluator:
       chunk are strided views of the input (no copy), the first layer is one
       matrix product shared by the chunk, every later layer one
       ``torch.baddbmm`` with the bias folded in, activations act in place
-      and the loss is ``logsumexp - picked logit`` on the final logits;
+      and the loss is ``logsumexp - picked logit`` on the final logits
+      (where a single vector's products are large, on CPU, one vector at a
+      time with one ``torch.addmm`` per layer instead);
     - a patches path for a plain ``nn.Sequential`` of ``nn.Conv2d``,
       pooling, ``nn.Flatten``, ``nn.Linear`` and elementwise layers on
       images (e.g. :class:`flatgen.networks.SmallCNN`): convolutions as
@@ -274,13 +278,18 @@ class BatchedEvaluator:
         compute_bound = widest * self.n_samples >= _MATMUL_BOUND_BYTES
         if chosen and self.path == "vmap" and self.device.type == "cpu":
             self.path = "loop" if compute_bound else "vmap"
+        # See _MATMUL_BOUND_BYTES: compute-bound dense stacks on CPU run one
+        # vector at a time in the (samples, units) layout.
+        self._per_vector = (
+            self.path == "fused" and compute_bound and self.device.type == "cpu"
+        )
         if per_vector <= max_batch_bytes:
             self.sample_block = self.n_samples
             auto = int(max_batch_bytes // per_vector)
             if self.device.type == "cpu":
                 cap = _CPU_CHUNK_BYTES[self.path]
                 if self.path == "fused" and compute_bound:
-                    cap //= 2
+                    cap = _CPU_CHUNK_BYTES["loop"]
                 auto = min(auto, cap // (widest * self.n_samples))
         else:
             self.sample_block = max(1, int(max_batch_bytes // per_sample))
@@ -397,7 +406,7 @@ class BatchedEvaluator:
             "vmap": self._vmap_logits,
             "loop": self._loop_logits,
         }[self.path]
-        class_dim = 1 if self.path == "fused" else 2
+        class_dim = 1 if self.path == "fused" and not self._per_vector else 2
         with torch.no_grad():
             for start in range(0, n_vectors, self.chunk_size):
                 stop = start + self.chunk_size
@@ -429,9 +438,17 @@ class BatchedEvaluator:
         return self.evaluate(thetas)[0]
 
     def _fused_logits(self, thetas, block):
-        """Logits of shape (B, n_classes, n_block) by stacked matmuls."""
+        """Logits of shape (B, n_classes, n_block) by stacked matmuls.
+
+        Compute-bound stacks on CPU: (B, n_block, n_classes), one vector at
+        a time (see ``_MATMUL_BOUND_BYTES``).
+        """
         params = self.layout.unflatten(thetas)
         n_vectors = len(thetas)
+        if self._per_vector:
+            return torch.stack(
+                [self._rows_logits(params, i, block) for i in range(n_vectors)]
+            )
         h = None
         for kind, first, second in self._plan:
             if kind == "activation":
@@ -450,6 +467,18 @@ class BatchedEvaluator:
                 h = torch.baddbmm(bias, weight, h)
             else:
                 h = torch.bmm(weight, h)
+        return h
+
+    def _rows_logits(self, params, index, block):
+        """Logits of shape (n_block, n_classes) of vector ``index``, by addmm."""
+        h = self._X[block]
+        for kind, first, second in self._plan:
+            if kind == "activation":
+                h = ACTIVATIONS[type(first)].in_place(first, h)
+            elif second is not None:
+                h = torch.addmm(params[second][index], h, params[first][index].T)
+            else:
+                h = h @ params[first][index].T
         return h
 
     def _patch_logits(self, thetas, block):
