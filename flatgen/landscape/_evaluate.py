@@ -35,6 +35,7 @@ _CPU_CHUNK_BYTES = {
 # (digits SmallCNN, 400 images, 64 vectors: loop path 0.222 s, a
 # functional_call loop 0.246 s, vmap chunks of 4 0.253 s, of 20 0.269 s).
 _MATMUL_BOUND_BYTES = 256 * 1024
+_PER_VECTOR_CHUNK_BYTES = 8 * 1024**2
 
 
 def _module_device_dtype(module):
@@ -288,9 +289,13 @@ class BatchedEvaluator:
             auto = int(max_batch_bytes // per_vector)
             if self.device.type == "cpu":
                 cap = _CPU_CHUNK_BYTES[self.path]
-                if self.path == "fused" and compute_bound:
-                    cap = _CPU_CHUNK_BYTES["loop"]
                 auto = min(auto, cap // (widest * self.n_samples))
+                if self._per_vector:
+                    # Chunks of weight vectors within the caches: 6x256 MLP,
+                    # 48 vectors, 0.265-0.273 s in chunks of 4-8 (6-10 MB),
+                    # 0.314 s in chunks of 32 (42 MB).
+                    vector_bytes = self.layout.n_params * self._X.element_size()
+                    auto = _PER_VECTOR_CHUNK_BYTES // vector_bytes
         else:
             self.sample_block = max(1, int(max_batch_bytes // per_sample))
             auto = 1

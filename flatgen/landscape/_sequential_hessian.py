@@ -413,9 +413,8 @@ def analytic_layers(module, input_ndim):
             rule = ACTIVATIONS[kind]
             if rule.derivatives is None:
                 continue  # the identity (Dropout is one in eval mode)
-            probe = torch.zeros(1)
-            if rule.derivatives(layer, probe, probe) is None:
-                return None  # e.g. tanh-approximated GELU
+            if kind is nn.GELU and layer.approximate != "none":
+                return None  # its derivatives are not written out
             ops.append(_Elementwise(layer, rule))
         elif kind is nn.Linear and not images:
             ops.append(_Affine(layer))
@@ -508,16 +507,24 @@ class SequentialHessian:
         self._X = X.permute(0, 2, 3, 1).contiguous() if X.ndim == 4 else X
         self._n_samples = len(X)
         self._y = y
-        probe = self._forward(slice(0, min(8, len(X))))
-        n_probe = min(8, len(X))
-        self.state_bytes_per_sample = max(
-            1, sum(_tensors_bytes(state) for state in probe[0]) // n_probe
-        )
-        self.flops_per_sample = sum(
-            state.rows.shape[0] // n_probe * op.matrix.numel()
-            for op, state in zip(ops, probe[0])
-            if isinstance(op, _Affine)
-        )
+        if X.ndim == 2:
+            # A dense stack's sizes follow from its widths: each layer keeps
+            # its inputs, output gradients and activation derivatives (a
+            # bound), and costs out x in multiply-adds.
+            shapes = [op.matrix.shape for op in ops if isinstance(op, _Affine)]
+            self.flops_per_sample = sum(out * fan for out, fan in shapes)
+            self.state_bytes_per_sample = X.element_size() * sum(
+                fan + 3 * out for out, fan in shapes
+            )
+        else:
+            # One image's pass gives the sizes (cheap next to the full one).
+            probe, _ = self._forward(slice(0, 1))
+            self.state_bytes_per_sample = sum(_tensors_bytes(s) for s in probe)
+            self.flops_per_sample = sum(
+                state.rows.shape[0] * op.matrix.numel()
+                for op, state in zip(ops, probe)
+                if isinstance(op, _Affine)
+            )
         if sample_block is None:
             total = self.state_bytes_per_sample * self._n_samples
             if total > _MAX_CACHE_BYTES:
