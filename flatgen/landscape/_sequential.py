@@ -33,7 +33,8 @@ class Activation(NamedTuple):
     derivatives : callable or None
         ``derivatives(layer, z, a)`` returns ``(f'(z), f''(z))``, the second
         None where it is zero almost everywhere (piecewise-linear units:
-        autograd agrees); None for the identity.
+        autograd agrees); None for the identity. For GELU, those of the
+        exact form (``approximate='none'``).
     """
 
     in_place: Callable
@@ -65,7 +66,7 @@ ACTIVATIONS = {
     nn.Sigmoid: Activation(lambda m, h: h.sigmoid_(), _sigmoid_derivatives),
     nn.GELU: Activation(
         lambda m, h: F.gelu(h, approximate=m.approximate),
-        lambda m, z, a: _gelu_derivatives(m, z, a) if m.approximate == "none" else None,
+        _gelu_derivatives,  # of the exact form; the analytic Hessian skips 'tanh'
     ),
     nn.LeakyReLU: Activation(
         lambda m, h: F.leaky_relu_(h, m.negative_slope),
