@@ -242,17 +242,21 @@ class _MaxPool:
     def __init__(self, layer):
         self.layer = layer
 
-    def forward(self, a):
+    def _pool(self, images, return_indices=False):
+        """Max-pool channels-last images (the output channels-first)."""
         m = self.layer
-        out, index = F.max_pool2d(
-            _channels_first(a),
+        return F.max_pool2d(
+            _channels_first(images),
             m.kernel_size,
             m.stride,
             m.padding,
             m.dilation,
             ceil_mode=m.ceil_mode,
-            return_indices=True,
+            return_indices=return_indices,
         )
+
+    def forward(self, a):
+        out, index = self._pool(a, return_indices=True)
         out = out.permute(0, 2, 3, 1).contiguous()
         n, height, width, channels = a.shape
         state = SimpleNamespace(
@@ -264,16 +268,7 @@ class _MaxPool:
         return out, state
 
     def many(self, h, pieces, lead):
-        m = self.layer
-        images = h.reshape(-1, *h.shape[-3:])
-        out = F.max_pool2d(
-            _channels_first(images),
-            m.kernel_size,
-            m.stride,
-            m.padding,
-            m.dilation,
-            ceil_mode=m.ceil_mode,
-        ).permute(0, 2, 3, 1)
+        out = self._pool(h.reshape(-1, *h.shape[-3:])).permute(0, 2, 3, 1)
         return out.reshape(*h.shape[: len(lead) + 1], *out.shape[1:])
 
     def _scatter(self, state, g, lead):
