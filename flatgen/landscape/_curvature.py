@@ -119,6 +119,7 @@ class LossHessian:
         device, dtype = self._params[0].device, self._params[0].dtype
         self.layout = ParameterLayout.from_module(module)
         self.n_params = self.layout.n_params
+        self._piece_sizes = [spec.numel for spec in self.layout.specs]
         self._X = torch.as_tensor(X).to(device, dtype)
         self._y = torch.as_tensor(y).to(device, torch.int64)
         if self._y.ndim != 1 or len(self._y) != len(self._X) or len(self._y) == 0:
@@ -203,7 +204,13 @@ class LossHessian:
         overhead per product than a batch of one.
         """
         lead = tuple(vectors.shape[:-1])
-        pieces = list(self.layout.unflatten(vectors).values())
+        # One split into views: cheaper per product than unflatten's dict.
+        pieces = [
+            piece.view(*lead, *spec.shape)
+            for piece, spec in zip(
+                vectors.split(self._piece_sizes, dim=-1), self.layout.specs
+            )
+        ]
         if self._analytic is not None:
             with torch.no_grad():
                 parts = self._analytic.products(pieces, lead)
