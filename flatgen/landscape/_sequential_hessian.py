@@ -5,11 +5,13 @@ elementwise activations, max and average pooling and ``nn.Flatten`` under
 the mean cross-entropy, the product ``H v`` follows from one forward pass
 in ``v``'s direction and one backward pass of that pass (Pearlmutter's
 R-operator), written out layer by layer. A convolution is read as a dense
-layer on its unfolded patches (``F.unfold``; the backward pass folds them
-back), so every layer's work is a few matrix products. Compared with
-double backpropagation this builds no graph, runs a fixed sequence of
-large matmuls instead of many small convolution kernels, and takes any
-number of vectors at once (their products are broadcast matmuls).
+layer on the patches of its channels-last input (one strided copy; the
+backward pass folds them back by one strided add per kernel offset), so
+every layer's work is a few matrix products. Compared with double
+backpropagation this builds no graph, keeps the softmax block in float64,
+and takes any number of vectors at once (their products are broadcast
+matmuls). The same layers also give the logits at many weight vectors at
+once (:func:`many_logits`, the batched evaluator's patches path).
 """
 
 import math
