@@ -692,13 +692,9 @@ def _rademacher(generator, n_vectors, n_params, hessian):
 
 
 def _quadratic_forms(hessian, probes):
-    """``v^T H v`` for each row of the float64 ``probes``, in batches."""
-    forms = []
-    for start in range(0, len(probes), hessian.batch_size):
-        block = probes[start : start + hessian.batch_size]
-        products = hessian.matmat(block.to(hessian.dtype)).double()
-        forms.append((block * products).sum(dim=1))
-    return torch.cat(forms) if forms else torch.zeros(0, dtype=torch.float64)
+    """``v^T H v`` for each row of the float64 ``probes``."""
+    products = hessian.matmat(probes.to(hessian.dtype)).double()
+    return (probes * products).sum(dim=1)
 
 
 # Memory for Hutch++'s sketch basis (float64, n_params per vector); a larger
@@ -787,14 +783,8 @@ def hessian_trace(
     exact_part = 0.0
     basis = None
     if n_sketch:
-        sketch = torch.cat(
-            [
-                hessian.matmat(block.to(hessian.dtype)).double()
-                for block in _rademacher(generator, n_sketch, n_params, hessian).split(
-                    hessian.batch_size
-                )
-            ]
-        )
+        probes = _rademacher(generator, n_sketch, n_params, hessian)
+        sketch = hessian.matmat(probes.to(hessian.dtype)).double()
         basis = torch.linalg.qr(sketch.T).Q.T  # (n_sketch, n_params), orthonormal
         exact_part = float(_quadratic_forms(hessian, basis).sum())
     forms = []

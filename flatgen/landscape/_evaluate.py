@@ -115,7 +115,9 @@ class BatchedEvaluator:
         Number of parameter vectors per chunk. By default as many as fit
         ``max_batch_bytes``, and on CPU no more than keep the widest
         activation of a chunk within about 2 MiB on the fused path
-        (cache-friendly) or 16 MiB on the vmap path.
+        (cache-friendly) or 16 MiB on the patches, vmap and loop paths; a
+        fused path that runs one vector at a time keeps each chunk's weight
+        vectors within 8 MiB.
     path : {'auto', 'fused', 'patches', 'vmap', 'loop'}, default='auto'
         Force a code path; 'fused' and 'patches' raise ``ValueError`` if
         the module is not supported by them.

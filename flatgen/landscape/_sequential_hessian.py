@@ -309,19 +309,27 @@ class _AveragePool:
     def _apply(self, images):
         return self.layer(_channels_first(images)).permute(0, 2, 3, 1)
 
+    def _is_identity(self, height, width):
+        """Tell whether the layer pools adaptively to the input's own size.
+
+        That pool (SmallCNN's on small images) is the identity: skipped.
+        """
+        if not isinstance(self.layer, nn.AdaptiveAvgPool2d):
+            return False
+        size = self.layer.output_size
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        target = tuple(s if s is not None else n for s, n in zip(size, (height, width)))
+        return target == (height, width)
+
     def forward(self, a):
-        out = self._apply(a).contiguous()
-        # An adaptive pool to the input's own size (SmallCNN's on small
-        # images) is the identity: skipped in the products.
-        identity = out.shape == a.shape and isinstance(self.layer, nn.AdaptiveAvgPool2d)
+        identity = self._is_identity(*a.shape[1:3])
+        out = a if identity else self._apply(a).contiguous()
         return out, SimpleNamespace(in_shape=tuple(a.shape[1:]), identity=identity)
 
     def many(self, h, pieces, lead):
+        if self._is_identity(*h.shape[-3:-1]):
+            return h
         out = self._apply(h.reshape(-1, *h.shape[-3:]))
-        if out.shape[1:] == h.shape[-3:] and isinstance(
-            self.layer, nn.AdaptiveAvgPool2d
-        ):
-            return h  # pooling to the input's own size
         return out.reshape(*h.shape[: len(lead) + 1], *out.shape[1:])
 
     def _adjoint(self, g, lead, in_shape):
