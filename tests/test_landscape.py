@@ -22,7 +22,7 @@ from flatgen.landscape import (
     top_hessian_eigenpairs,
     top_hessian_eigenvalue,
 )
-from flatgen.landscape._curvature import _top_eigenpair
+from flatgen.landscape._curvature import _top_eigenpair, _top_ritz_pairs
 from flatgen.networks import MLP, SmallCNN
 
 
@@ -221,6 +221,54 @@ def test_batched_evaluator_matches_a_loop(make_net, shape, n_classes, path):
     assert evaluator.sample_block == 25
     np.testing.assert_allclose(evaluator.loss(theta), expected_loss[:1], rtol=1e-5)
     assert_unchanged(net, before)
+
+
+@pytest.mark.parametrize(
+    "make_net, shape, n_classes",
+    [
+        (make_mlp, (2,), 2),
+        (lambda: MLP(2, 3, (8, 8)), (2,), 3),
+        (make_cnn, (1, 8, 8), 3),
+    ],
+)
+def test_the_same_weights_give_the_same_bits_anywhere_in_a_chunk(
+    make_net, shape, n_classes
+):
+    # 37 samples: no multiple of any vector width, so without aligned
+    # per-sample work the last vector of a chunk would round differently.
+    with seeded_torch(0):
+        net = make_net()
+    X, y = make_data(shape, n_samples=37, n_classes=n_classes)
+    theta = flatten_parameters(net)
+    layout = ParameterLayout.from_module(net)
+    directions = filter_normalized_directions(layout, theta, 3, seed=0)
+    rows = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2])
+    steps = np.array([0.3, 0.0, 0.2, 0.5, 0.0, 0.1, 0.4, 0.6, 0.0])
+    at_theta = steps == 0
+    reference = BatchedEvaluator(net, X, y).evaluate(theta)
+    for chunk_size in (None, 2, 4, 9):
+        evaluator = BatchedEvaluator(net, X, y, chunk_size=chunk_size)
+        loss, accuracy = evaluator.evaluate_along(theta, directions, rows, steps)
+        np.testing.assert_array_equal(loss[at_theta], reference[0][0])
+        np.testing.assert_array_equal(accuracy[at_theta], reference[1][0])
+
+
+def test_two_class_losses_keep_what_float32_logsumexp_loses():
+    # Logits (8, -8): the label-0 loss is softplus(-16) = 1.1e-7, below the
+    # float32 spacing of the logits (9.5e-7), so logsumexp minus the picked
+    # logit would give 0; the label-1 loss is softplus(16) ~= 16.
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    with torch.no_grad():
+        net[0].weight.zero_()
+        net[0].bias.copy_(torch.tensor([8.0, -8.0]))
+    X = torch.randn(10, 2, generator=torch.Generator().manual_seed(0))
+    for label in (0, 1):
+        y = torch.full((10,), label)
+        loss, accuracy = BatchedEvaluator(net, X, y).evaluate(flatten_parameters(net))
+        exact = F.cross_entropy(net(X).double(), y).item()
+        assert exact > 0
+        np.testing.assert_allclose(loss[0], exact, rtol=1e-6)
+        assert accuracy[0] == (1.0 if label == 0 else 0.0)
 
 
 def test_compute_bound_dense_stacks_go_one_vector_at_a_time():
@@ -673,6 +721,21 @@ def test_evaluate_along_matches_stacked_vectors():
     np.testing.assert_array_equal(combined[1], direct[1])
     with pytest.raises(ValueError, match=r"coefficients must have shape \(B, 2\)"):
         evaluator.evaluate_combinations(theta0, directions[:2], coefficients[:, :1])
+
+
+@pytest.mark.parametrize("m", [1, 2, 40, 64, 65, 120])
+def test_ritz_pairs_of_small_and_large_tridiagonals(m):
+    # Dense symmetric solver up to 64 steps, scipy's tridiagonal one above:
+    # both against numpy's eigh of the full matrix, built independently.
+    rng = np.random.default_rng(m)
+    alphas, betas = rng.normal(size=m), rng.uniform(0.1, 1.0, size=m - 1)
+    full = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
+    exact_values, exact_vectors = np.linalg.eigh(full)
+    k = min(3, m)
+    values, vectors = _top_ritz_pairs(list(alphas), list(betas), k)
+    np.testing.assert_allclose(values, exact_values[::-1][:k], atol=1e-12)
+    overlaps = np.abs(np.sum(vectors * exact_vectors[:, ::-1][:, :k], axis=0))
+    np.testing.assert_allclose(overlaps, 1.0, atol=1e-9)
 
 
 def test_top_eigenpairs_match_the_exact_spectrum():
