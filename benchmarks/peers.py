@@ -1,7 +1,9 @@
 """flatgen's landscape engine against the libraries a researcher would otherwise use.
 
 Side by side in one process, one torch thread, interleaved repeats (best of
-``--repeats`` each), on three models:
+``--repeats`` each; of at least ``EIGEN_REPEATS`` for the top eigenvalue,
+which takes milliseconds on the small models, where a handful of repeats
+is at the mercy of the machine's drift), on three models:
 
 - the paper's swiss-roll MLP (2-17-18-32-32-31-9-2, 200 points);
 - the digits CNN (8 and 16 channels, 32 hidden units, 400 images of 8x8);
@@ -52,6 +54,7 @@ from flatgen.datasets import load_digit_images
 from flatgen.landscape import LossHessian, hessian_trace, top_hessian_eigenvalue
 
 GRID = 21
+EIGEN_REPEATS = 20
 
 
 def matmul_gflops(size=1024, repeats=5):
@@ -124,7 +127,7 @@ def eigen_and_trace(name, module, X, y, args, pyhessian):
             return hessian.eigenvalues(maxIter=100, tol=1e-3)[0][0]
 
         tasks["PyHessian"] = peer
-    times, values = interleaved(tasks, args.repeats)
+    times, values = interleaved(tasks, max(args.repeats, EIGEN_REPEATS))
     errors = {k: abs(v - reference) / abs(reference) for k, v in values.items()}
     line = (
         f"  top eigenvalue {reference:.4g}: flatgen {times['flatgen']:.3f} s "

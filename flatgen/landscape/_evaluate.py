@@ -80,12 +80,12 @@ class BatchedEvaluator:
       ``nn.Linear`` and elementwise activations (``ReLU``, ``Tanh``,
       ``Sigmoid``, ``GELU``, ``LeakyReLU``, ``Identity``, ``Dropout``), such
       as :class:`flatgen.networks.MLP`: the weights of all vectors in a
-      chunk are strided views of the input (no copy), the first layer is one
-      matrix product shared by the chunk, every later layer one
-      ``torch.baddbmm`` with the bias folded in, activations act in place
-      and the loss is ``logsumexp - picked logit`` on the final logits
-      (where a single vector's products are large, on CPU, one vector at a
-      time with one ``torch.addmm`` per layer instead);
+      chunk are strided views of the input (no copy), every layer is one
+      ``torch.baddbmm`` with the bias folded in (the first one's inputs
+      shared by the chunk), written into two buffers reused by every layer
+      and chunk of the call, activations act in place (where a single
+      vector's products are large, on CPU, one vector at a time with one
+      ``torch.addmm`` per layer instead);
     - a patches path for a plain ``nn.Sequential`` of ``nn.Conv2d``,
       pooling, ``nn.Flatten``, ``nn.Linear`` and elementwise layers on
       images (e.g. :class:`flatgen.networks.SmallCNN`): convolutions as
@@ -97,6 +97,11 @@ class BatchedEvaluator:
       module copy, chosen on CPU for modules off the fused and patches paths whose
       activations per vector are large (from 256 KiB), where batching saves
       no overhead and loses cache (e.g. a CNN on a few hundred images).
+
+    On every path the loss is ``logsumexp - picked logit`` per sample (for
+    two classes ``softplus`` of the margin, which keeps losses below the
+    logits' float32 spacing), on a sample dimension padded so that the same
+    weights give the same bits wherever they sit in a chunk.
 
     Parameters
     ----------
