@@ -340,7 +340,7 @@ class BatchedEvaluator:
                 f"{tuple(thetas.shape)}."
             )
         return self._evaluate_chunks(
-            len(thetas), lambda start, stop, out: thetas[start:stop]
+            len(thetas), lambda start, stop, workspace: thetas[start:stop]
         )
 
     def evaluate_along(self, theta0, directions, rows, steps):
@@ -375,7 +375,8 @@ class BatchedEvaluator:
             directions.device == self.device and directions.dtype == self._dtype
         )
 
-        def chunk(start, stop, out):
+        def chunk(start, stop, workspace):
+            out = workspace.vectors(stop - start, len(theta0))
             if same_place:
                 torch.index_select(directions, 0, rows[start:stop], out=out)
             else:
@@ -417,7 +418,8 @@ class BatchedEvaluator:
                 f"{tuple(coefficients.shape)}."
             )
 
-        def chunk(start, stop, out):
+        def chunk(start, stop, workspace):
+            out = workspace.vectors(stop - start, len(theta0))
             return torch.addmm(theta0, coefficients[start:stop], directions, out=out)
 
         return self._evaluate_chunks(len(coefficients), chunk)
@@ -435,15 +437,10 @@ class BatchedEvaluator:
         # One workspace per call (threads sharing the evaluator never share
         # it); the chunks of vectors are written into one buffer too.
         workspace = _Workspace(self.device, self._dtype)
-        vectors = torch.empty(
-            (min(self.chunk_size, n_vectors), self.layout.n_params),
-            dtype=self._dtype,
-            device=self.device,
-        )
         with torch.no_grad():
             for start in range(0, n_vectors, self.chunk_size):
                 stop = min(start + self.chunk_size, n_vectors)
-                chunk = make_chunk(start, stop, vectors[: stop - start])
+                chunk = make_chunk(start, stop, workspace)
                 chunk = chunk.to(self.device, self._dtype)
                 for first in range(0, self.n_samples, self.sample_block):
                     block = slice(first, first + self.sample_block)
@@ -590,6 +587,7 @@ class _Workspace:
         self._turn = 0
         self._views_of = None
         self._views = None
+        self._vectors = None
 
     def take(self, shape):
         """Return a tensor of ``shape`` in the next buffer (contents undefined)."""
@@ -600,6 +598,18 @@ class _Workspace:
             flat = torch.empty(numel, dtype=self._dtype, device=self._device)
             self._flat[turn] = flat
         return flat[:numel].view(shape)
+
+    def vectors(self, n_vectors, n_params):
+        """Return an (n_vectors, n_params) tensor in the chunks' buffer.
+
+        Allocated on first use (a call on given vectors never needs it) at
+        the first chunk's size, the largest of the call.
+        """
+        if self._vectors is None or len(self._vectors) < n_vectors:
+            self._vectors = torch.empty(
+                (n_vectors, n_params), dtype=self._dtype, device=self._device
+            )
+        return self._vectors[:n_vectors]
 
     def parameters(self, layout, thetas):
         """Return ``layout.unflatten(thetas)``, reused for the same memory.
