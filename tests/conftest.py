@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn.model_selection import train_test_split
 
-from flatgen import make_spirals
+from flatgen import PoisonedMLPClassifier, SpiralSampler, make_spirals
 
 # One step-signing key for the whole run, outside the user's cache: set before
 # any joblib worker starts, so workers (which sign) and the main process
@@ -20,6 +20,25 @@ os.environ["FLATGEN_STEP_KEY_FILE"] = os.path.join(
 def spirals():
     X, y = make_spirals(200, noise=0.5, random_state=0)
     return train_test_split(X, y, train_size=100, random_state=0, stratify=y)
+
+
+@pytest.fixture(scope="session")
+def clean_and_poisoned(spirals):
+    """The paper's pair on the swiss roll: poison factor 0 and 1, fitted once.
+
+    Shared by the tests of the paper's effects (test accuracy, margins): the
+    two 4,000-step fits are among the suite's slowest work. Read only.
+    """
+    X_train, _, y_train, _ = spirals
+    return {
+        beta: PoisonedMLPClassifier(
+            max_iter=4000,
+            poison_factor=beta,
+            poison_source=SpiralSampler(noise=0.5),
+            random_state=0,
+        ).fit(X_train, y_train)
+        for beta in (0.0, 1.0)
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.utils._param_validation import InvalidParameterError
 
-from flatgen import MarginPlotter, PoisonedMLPClassifier, SpiralSampler
+from flatgen import MarginPlotter, PoisonedMLPClassifier
 
 from .conftest import blobs
 
@@ -170,16 +170,12 @@ def test_the_plotter_is_a_median_margin_scorer():
         )
 
 
-def test_clean_networks_have_wider_margins_than_poisoned_ones(spirals):
+def test_clean_networks_have_wider_margins_than_poisoned_ones(
+    spirals, clean_and_poisoned
+):
     X_train, _, y_train, _ = spirals
     medians = {}
-    for beta in (0.0, 1.0):
-        clf = PoisonedMLPClassifier(
-            poison_factor=beta,
-            poison_source=SpiralSampler(0.5),
-            max_iter=4000,
-            random_state=0,
-        ).fit(X_train, y_train)
+    for beta, clf in clean_and_poisoned.items():
         medians[beta] = (
             MarginPlotter(n_directions=32, random_state=0)
             .fit(clf, X_train, y_train)
