@@ -462,8 +462,6 @@ def _top_eigenpairs(matvec, start, n_iter, tol, k):
         # Restart from the best Ritz vectors: memory stays bounded.
         q = vectors.sum(dim=1)
         q = q / torch.linalg.vector_norm(q)
-    if vectors is None:
-        vectors = q[:, None].repeat(1, k)
     return values, vectors.to(out_dtype), False, relative
 
 

@@ -226,13 +226,13 @@ class BatchedEvaluator:
             if self._patch_ops is not None:
                 path = "patches"
         self.path = path
-        if self.path == "fused":
-            # Transposed inputs: the fused path keeps activations as
-            # (vectors, features, samples), so one matmul serves the chunk.
-            self._XT = self._X.T.contiguous()
         if self.path == "patches":
             self._X_last = self._X.permute(0, 2, 3, 1).contiguous()
         self._set_chunking(max_batch_bytes, chunk_size, chosen)
+        if self.path == "fused" and not self._per_vector:
+            # Transposed inputs: the fused chunks keep activations as
+            # (vectors, features, samples), the inputs shared by the chunk.
+            self._XT = self._X.T.contiguous()
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -583,21 +583,23 @@ class _Workspace:
 
     def __init__(self, device, dtype):
         self._device, self._dtype = device, dtype
-        self._flat = [None, None]
+        self._flat = [None, None, None]  # two layer buffers, then the vectors'
         self._turn = 0
         self._views_of = None
         self._views = None
-        self._vectors = None
+
+    def _buffer(self, slot, numel):
+        """Return the first ``numel`` elements of buffer ``slot``, grown if needed."""
+        flat = self._flat[slot]
+        if flat is None or flat.numel() < numel:
+            flat = torch.empty(numel, dtype=self._dtype, device=self._device)
+            self._flat[slot] = flat
+        return flat[:numel]
 
     def take(self, shape):
         """Return a tensor of ``shape`` in the next buffer (contents undefined)."""
-        numel = math.prod(shape)
         turn, self._turn = self._turn, 1 - self._turn
-        flat = self._flat[turn]
-        if flat is None or flat.numel() < numel:
-            flat = torch.empty(numel, dtype=self._dtype, device=self._device)
-            self._flat[turn] = flat
-        return flat[:numel].view(shape)
+        return self._buffer(turn, math.prod(shape)).view(shape)
 
     def vectors(self, n_vectors, n_params):
         """Return an (n_vectors, n_params) tensor in the chunks' buffer.
@@ -605,11 +607,7 @@ class _Workspace:
         Allocated on first use (a call on given vectors never needs it) at
         the first chunk's size, the largest of the call.
         """
-        if self._vectors is None or len(self._vectors) < n_vectors:
-            self._vectors = torch.empty(
-                (n_vectors, n_params), dtype=self._dtype, device=self._device
-            )
-        return self._vectors[:n_vectors]
+        return self._buffer(2, n_vectors * n_params).view(n_vectors, n_params)
 
     def parameters(self, layout, thetas):
         """Return ``layout.unflatten(thetas)``, reused for the same memory.
