@@ -104,7 +104,7 @@ def compare(name, clf, X, y, n_directions, cutoff, grid_directions, repeats):
             directions,
             cutoff,
             loss0=loss0,
-            evaluate_along=lambda *a: engine.evaluate_along(*a)[0],
+            evaluate_along=engine.loss_along,
         )
 
     def loop_radii():

@@ -253,6 +253,63 @@ def test_the_same_weights_give_the_same_bits_anywhere_in_a_chunk(
         np.testing.assert_array_equal(accuracy[at_theta], reference[1][0])
 
 
+@pytest.mark.parametrize(
+    "make_net, shape, n_classes, path",
+    [
+        (make_mlp, (2,), 2, "fused"),
+        (lambda: MLP(2, 3, (8, 8)), (2,), 3, "fused"),
+        (make_cnn, (1, 8, 8), 3, "patches"),
+        (make_cnn, (1, 8, 8), 2, "vmap"),
+        (make_cnn, (1, 8, 8), 3, "loop"),
+    ],
+)
+def test_loss_alone_gives_the_bits_of_loss_with_accuracy(
+    make_net, shape, n_classes, path
+):
+    # loss() and loss_along() skip the accuracy; the losses must not change.
+    with seeded_torch(0):
+        net = make_net()
+    X, y = make_data(shape, n_samples=37, n_classes=n_classes)
+    theta = flatten_parameters(net)
+    evaluator = BatchedEvaluator(net, X, y, chunk_size=4, path=path)
+    directions = filter_normalized_directions(evaluator.layout, theta, 3, seed=0)
+    rows, steps = np.array([0, 1, 2, 0, 1, 2, 0]), np.linspace(0.0, 0.6, 7)
+    full = evaluator.evaluate_along(theta, directions, rows, steps)
+    np.testing.assert_array_equal(
+        evaluator.loss_along(theta, directions, rows, steps), full[0]
+    )
+    thetas = (
+        theta
+        + torch.as_tensor(steps, dtype=theta.dtype)[:, None]
+        * (directions[torch.as_tensor(rows)])
+    )
+    np.testing.assert_array_equal(evaluator.loss(thetas), evaluator.evaluate(thetas)[0])
+    with pytest.raises(ValueError, match="rows and steps must have the same length"):
+        evaluator.loss_along(theta, directions, rows, steps[:-1])
+
+
+def test_a_call_splits_its_vectors_into_equal_chunks(monkeypatch):
+    # 10 vectors with at most 4 per chunk: 4, 3, 3 (not 4, 4, 2).
+    with seeded_torch(0):
+        net = make_mlp()
+    X, y = make_data((2,), n_samples=20, n_classes=2)
+    evaluator = BatchedEvaluator(net, X, y, chunk_size=4)
+    sizes = []
+    forward = evaluator._fused_logits
+
+    def recording(thetas, block, workspace):
+        sizes.append(len(thetas))
+        return forward(thetas, block, workspace)
+
+    monkeypatch.setattr(evaluator, "_fused_logits", recording)
+    theta = flatten_parameters(net)
+    evaluator.loss(theta.expand(10, -1))
+    assert sizes == [4, 3, 3]
+    sizes.clear()
+    evaluator.loss(theta.expand(8, -1))
+    assert sizes == [4, 4]
+
+
 def test_two_class_losses_keep_what_float32_logsumexp_loses():
     # Logits (8, -8): the label-0 loss is softplus(-16) = 1.1e-7, below the
     # float32 spacing of the logits (9.5e-7), so logsumexp minus the picked
@@ -683,7 +740,7 @@ def test_several_cutoffs_share_one_search_and_match_separate_ones():
         directions,
         cutoffs,
         max_radius=3.0,
-        evaluate_along=lambda *args: evaluator.evaluate_along(*args)[0],
+        evaluate_along=evaluator.loss_along,
     )
     assert joint.radii.shape == (3, 30)
     separate = [

@@ -34,7 +34,7 @@ def _chunk_task(data, seed, start, stop, settings):
             max_radius=settings["max_radius"],
             rtol=settings["rtol"],
             loss0=settings["loss0"],
-            evaluate_along=lambda *args: evaluator.evaluate_along(*args)[0],
+            evaluate_along=evaluator.loss_along,
         )
     return result.radii, result.capped, result.n_evaluations
 

@@ -118,7 +118,7 @@ def basin_radii(
     evaluate_along : callable, default=None
         ``evaluate_along(theta0, directions, rows, steps)`` returning the
         losses at ``theta0 + steps[i] * directions[rows[i]]``, e.g.
-        ``lambda *a: evaluator.evaluate_along(*a)[0]``. When given it replaces
+        :meth:`BatchedEvaluator.loss_along`. When given it replaces
         ``evaluate_loss`` for the search, so the perturbed vectors never have
         to be stacked in memory.
 
