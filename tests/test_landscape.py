@@ -1,6 +1,10 @@
 """The landscape engine: directions, batched losses, radii and curvature."""
 
 import copy
+import gc
+import pickle
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -22,6 +26,7 @@ from flatgen.landscape import (
     top_hessian_eigenpairs,
     top_hessian_eigenvalue,
 )
+from flatgen.landscape import _evaluate as evaluate_module
 from flatgen.landscape._curvature import _top_eigenpair, _top_ritz_pairs
 from flatgen.networks import MLP, SmallCNN
 
@@ -308,6 +313,76 @@ def test_a_call_splits_its_vectors_into_equal_chunks(monkeypatch):
     sizes.clear()
     evaluator.loss(theta.expand(8, -1))
     assert sizes == [4, 4]
+
+
+def test_a_kept_workspace_gives_the_bits_of_a_fresh_evaluator(monkeypatch):
+    # One evaluator, calls of changing sizes and sample blocks (its cached
+    # forwards are reused, and dropped when a buffer grows), against a fresh
+    # evaluator for every call.
+    with seeded_torch(0):
+        net = MLP(2, 3, (8, 8))
+    X, y = make_data((2,), n_samples=37, n_classes=3)
+    theta = flatten_parameters(net)
+    directions = filter_normalized_directions(
+        ParameterLayout.from_module(net), theta, 6, seed=0
+    )
+    for max_batch_bytes in (256 * 1024**2, 2000):  # whole samples / blocks
+        kept = BatchedEvaluator(
+            net, X, y, chunk_size=4, max_batch_bytes=max_batch_bytes
+        )
+        for n in (3, 6, 2, 6, 5, 1):
+            rows, steps = np.arange(n) % 6, np.linspace(0.1, 0.4, n)
+            fresh = BatchedEvaluator(
+                net, X, y, chunk_size=4, max_batch_bytes=max_batch_bytes
+            )
+            expected = fresh.evaluate_along(theta, directions, rows, steps)
+            got = kept.evaluate_along(theta, directions, rows, steps)
+            np.testing.assert_array_equal(got[0], expected[0])
+            np.testing.assert_array_equal(got[1], expected[1])
+        assert (kept.sample_block < 37) == (max_batch_bytes == 2000)
+    buffers = [f.data_ptr() for f in kept._local.workspace._flat if f is not None]
+    kept.loss_along(theta, directions, [0, 1, 2], [0.1, 0.2, 0.3])
+    assert [f.data_ptr() for f in kept._local.workspace._flat if f is not None] == (
+        buffers
+    )
+    # Above the cap, a call's workspace is not kept.
+    monkeypatch.setattr(evaluate_module, "_KEPT_WORKSPACE_BYTES", 0)
+    kept.loss_along(theta, directions, [0, 1, 2], [0.1, 0.2, 0.3])
+    assert kept._local.workspace is None
+
+
+def test_a_kept_workspace_holds_no_caller_memory_and_is_per_thread():
+    with seeded_torch(0):
+        net = make_mlp()
+    X, y = make_data((2,), n_samples=30, n_classes=2)
+    evaluator = BatchedEvaluator(net, X, y, chunk_size=3)
+    theta = flatten_parameters(net)
+    thetas = theta + 0.1 * torch.randn(7, len(theta), generator=torch.Generator())
+    expected = evaluator.evaluate(thetas)
+    alive = weakref.ref(thetas)
+    del thetas
+    gc.collect()
+    assert alive() is None
+    # Threads sharing the evaluator each get their own workspace.
+    directions = filter_normalized_directions(evaluator.layout, theta, 8, seed=1)
+    steps = np.linspace(0.05, 0.5, 8)
+    reference = evaluator.loss_along(theta, directions, np.arange(8), steps)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(
+            pool.map(
+                lambda _: evaluator.loss_along(theta, directions, np.arange(8), steps),
+                range(16),
+            )
+        )
+    for result in results:
+        np.testing.assert_array_equal(result, reference)
+    # A used evaluator pickles and copies (without its workspaces).
+    for copied in (pickle.loads(pickle.dumps(evaluator)), copy.deepcopy(evaluator)):
+        assert getattr(copied._local, "workspace", None) is None
+        np.testing.assert_array_equal(
+            copied.loss_along(theta, directions, np.arange(8), steps), reference
+        )
+    assert expected[0].shape == (7,)
 
 
 def test_two_class_losses_keep_what_float32_logsumexp_loses():

@@ -190,6 +190,7 @@ class BatchedEvaluator:
         self.device, self._dtype = _module_device_dtype(module)
         self._module = copy.deepcopy(module).eval()
         self._loop_lock = threading.Lock()
+        self._local = threading.local()  # each thread's _Workspace
         self.layout = ParameterLayout.from_module(self._module)
         self._X = torch.as_tensor(X).to(self.device, self._dtype)
         self._y = torch.as_tensor(y).to(self.device, torch.int64)
@@ -239,12 +240,14 @@ class BatchedEvaluator:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        del state["_loop_lock"]  # locks do not pickle; each copy gets its own
+        # Locks and thread-local workspaces do not pickle; each copy gets its own.
+        del state["_loop_lock"], state["_local"]
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._loop_lock = threading.Lock()
+        self._local = threading.local()
 
     # -- sizing --------------------------------------------------------------
     def _bytes_per_sample(self):
@@ -475,9 +478,11 @@ class BatchedEvaluator:
             "loop": self._loop_logits,
         }[self.path]
         class_dim = 1 if self.path == "fused" and not self._per_vector else 2
-        # One workspace per call (threads sharing the evaluator never share
-        # it); the chunks of vectors are written into one buffer too.
-        workspace = _Workspace(self.device, self._dtype)
+        # One workspace per thread (threads sharing the evaluator never
+        # share it), kept between calls while it is small.
+        workspace = getattr(self._local, "workspace", None)
+        if workspace is None:
+            workspace = _Workspace(self.device, self._dtype)
         with torch.no_grad():
             # Equal chunks (the longer first): 1,000 vectors with at most 81
             # per chunk as 13 of 76-77, not 12 of 81 and one of 28, whose
@@ -503,6 +508,8 @@ class BatchedEvaluator:
                     loss_sum[start:stop] += loss
                     if accuracy:
                         correct[start:stop] += hits
+        kept = workspace.nbytes <= _KEPT_WORKSPACE_BYTES
+        self._local.workspace = workspace if kept else None
         return (
             (loss_sum / self.n_samples).cpu().numpy(),
             (correct / self.n_samples).cpu().numpy() if accuracy else None,
@@ -532,39 +539,66 @@ class BatchedEvaluator:
         """Logits of shape (B, n_classes, n_block) by stacked matmuls.
 
         Compute-bound stacks on CPU: (B, n_block, n_classes), one vector at
-        a time (see ``_MATMUL_BOUND_BYTES``). Hidden layers write into the
-        ``workspace``'s buffers; the logits are a fresh tensor.
+        a time (see ``_MATMUL_BOUND_BYTES``). Every layer writes into the
+        ``workspace``'s buffers, so the logits are only valid until the
+        next call.
         """
-        params = workspace.parameters(self.layout, thetas)
-        n_vectors = len(thetas)
-        n_block = len(self._y[block])
         if self._per_vector:
+            params = workspace.parameters(self.layout, thetas)
             n_classes = params[self._plan[self._last_affine][1]].shape[1]
-            logits = thetas.new_empty(n_vectors, n_block, n_classes)
-            for i in range(n_vectors):
+            logits = thetas.new_empty(len(thetas), len(self._y[block]), n_classes)
+            for i in range(len(thetas)):
                 self._rows_logits(params, i, block, workspace, logits[i])
             return logits
-        h = None
-        last = self._last_affine
-        for index, (kind, first, second) in enumerate(self._plan):
-            if kind == "activation":
-                h = ACTIVATIONS[type(first)].in_place(first, h)
-                continue
-            weight = params[first]  # (B, out, in), a strided view of thetas
-            bias = params[second][:, :, None] if second is not None else None
-            shape = (n_vectors, weight.shape[1], n_block)
-            out = thetas.new_empty(shape) if index == last else workspace.take(shape)
-            if h is None:
-                # The inputs are shared by the chunk (a stride-0 batch). Each
-                # vector's product has the same shape whatever the chunk's
-                # size, so its numbers do not depend on the chunking.
-                h = self._XT[:, block].expand(n_vectors, -1, -1)
+        h, steps = workspace.program(
+            thetas, block, lambda: self._fused_program(thetas, block, workspace)
+        )
+        for weight, bias, out, activations in steps:
             if bias is not None:
                 torch.baddbmm(bias, weight, h, out=out)
             else:
                 torch.bmm(weight, h, out=out)
             h = out
+            for in_place, layer in activations:
+                h = in_place(layer, h)
         return h
+
+    def _fused_program(self, thetas, block, workspace):
+        """Return the inputs and steps of the fused forward of one chunk.
+
+        Each step is ``(weight, bias, out, activations)``: one batched
+        product (weights and biases strided views of ``thetas``) into
+        ``out``, then the activations that follow it, applied in place.
+        Hidden layers alternate between the workspace's two layer buffers
+        (each reads the one it does not write), the logits have their own.
+        """
+        params = self.layout.unflatten(thetas)
+        n_vectors, n_block = len(thetas), len(self._y[block])
+        layers = []
+        for kind, first, second in self._plan:
+            if kind == "activation":
+                layers[-1][3].append((ACTIVATIONS[type(first)].in_place, first))
+                continue
+            weight = params[first]  # (B, out, in), a strided view of thetas
+            bias = params[second][:, :, None] if second is not None else None
+            layers.append([weight, bias, (n_vectors, weight.shape[1], n_block), []])
+        slots = [index % 2 for index in range(len(layers) - 1)] + [_LOGITS]
+        # Size every buffer before taking views: growing one replaces it.
+        for slot in set(slots):
+            workspace.buffer(
+                slot,
+                max(
+                    math.prod(layer[2]) for layer, s in zip(layers, slots) if s == slot
+                ),
+            )
+        steps = [
+            (weight, bias, workspace.buffer(slot, math.prod(shape)).view(shape), acts)
+            for (weight, bias, shape, acts), slot in zip(layers, slots)
+        ]
+        # The inputs are shared by the chunk (a stride-0 batch). Each
+        # vector's product has the same shape whatever the chunk's size, so
+        # its numbers do not depend on the chunking.
+        return self._XT[:, block].expand(n_vectors, -1, -1), steps
 
     def _rows_logits(self, params, index, block, workspace, out):
         """Logits of vector ``index`` into ``out`` (n_block, n_classes), by addmm."""
@@ -628,39 +662,61 @@ class BatchedEvaluator:
         return vmap(forward, in_dims=(0, None))(params, self._X[block])
 
 
-class _Workspace:
-    """Reusable memory of one evaluation call: layer outputs and weight views.
+# Buffers of a _Workspace: two for hidden layers (0 and 1), then these.
+_VECTORS, _MARGINS, _LOGITS = 2, 3, 4
+# A thread's workspace is kept between calls up to this size (dropped after
+# a call that needed more), so repeated calls on small networks neither
+# allocate nor page-fault, and large ones hold no memory between calls.
+_KEPT_WORKSPACE_BYTES = 64 * 1024**2
+# Most fused programs kept per workspace (one per chunk shape in use).
+_MAX_PROGRAMS = 8
 
-    Hidden layers write into two flat buffers handed out in turn (each
-    layer's output goes to the buffer its input is not in). On CPU a fresh
-    tensor of a few megabytes per layer came straight from the operating
-    system and was page-faulted in on first touch: on the swiss-roll MLP
-    (chunks of 81 vectors) those allocations cost more than the matrix
-    products (72 against 36 us per evaluation). The chunks of perturbed
-    vectors are written into one buffer too, so their per-parameter views
-    are built once per call rather than once per chunk.
+
+class _Workspace:
+    """Reusable memory of evaluation calls: layer outputs and weight views.
+
+    Hidden layers write into two flat buffers used in turn (each layer's
+    output goes to the buffer its input is not in). On CPU a fresh tensor
+    of a few megabytes per layer came straight from the operating system
+    and was page-faulted in on first touch: on the swiss-roll MLP (chunks
+    of 81 vectors) those allocations cost more than the matrix products (72
+    against 36 us per evaluation). The chunks of perturbed vectors are
+    written into one buffer too, so the views of a chunk of the same shape
+    (the fused path's whole forward: weights, biases, outputs) are built
+    once and reused for as long as that buffer lives: building them cost
+    about 0.2 ms per chunk, a tenth of a chunk's products on that MLP.
     """
 
     def __init__(self, device, dtype):
         self._device, self._dtype = device, dtype
-        # Two layer buffers, then the vectors' and the two-class margins'.
-        self._flat = [None, None, None, None]
+        self._flat = [None] * 5
         self._turn = 0
+        self._programs = {}
         self._views_of = None
         self._views = None
 
-    def _buffer(self, slot, numel):
-        """Return the first ``numel`` elements of buffer ``slot``, grown if needed."""
+    @property
+    def nbytes(self):
+        """Bytes held by the buffers."""
+        return sum(f.numel() * f.element_size() for f in self._flat if f is not None)
+
+    def buffer(self, slot, numel):
+        """Return the first ``numel`` elements of buffer ``slot``, grown if needed.
+
+        Growing replaces the buffer, so every cached view is dropped.
+        """
         flat = self._flat[slot]
         if flat is None or flat.numel() < numel:
             flat = torch.empty(numel, dtype=self._dtype, device=self._device)
             self._flat[slot] = flat
+            self._programs.clear()
+            self._views_of = self._views = None
         return flat[:numel]
 
     def take(self, shape):
-        """Return a tensor of ``shape`` in the next buffer (contents undefined)."""
+        """Return a tensor of ``shape`` in the next layer buffer (undefined)."""
         turn, self._turn = self._turn, 1 - self._turn
-        return self._buffer(turn, math.prod(shape)).view(shape)
+        return self.buffer(turn, math.prod(shape)).view(shape)
 
     def vectors(self, n_vectors, n_params):
         """Return an (n_vectors, n_params) tensor in the chunks' buffer.
@@ -668,7 +724,7 @@ class _Workspace:
         Allocated on first use (a call on given vectors never needs it) at
         the first chunk's size, the largest of the call.
         """
-        return self._buffer(2, n_vectors * n_params).view(n_vectors, n_params)
+        return self.buffer(_VECTORS, n_vectors * n_params).view(n_vectors, n_params)
 
     def margins(self, n_vectors, n_samples):
         """Return a zeroed-tail (n_vectors, padded) tensor for two-class margins.
@@ -677,21 +733,44 @@ class _Workspace:
         columns past ``n_samples`` hold zeros, the others are undefined.
         """
         padded = n_samples + -n_samples % _SAMPLE_ALIGNMENT
-        out = self._buffer(3, n_vectors * padded).view(n_vectors, padded)
+        out = self.buffer(_MARGINS, n_vectors * padded).view(n_vectors, padded)
         out[:, n_samples:].zero_()
         return out
 
-    def parameters(self, layout, thetas):
-        """Return ``layout.unflatten(thetas)``, reused for the same memory.
+    def _owns(self, thetas):
+        """Whether ``thetas`` is a chunk written into this workspace's buffer."""
+        flat = self._flat[_VECTORS]
+        return (
+            flat is not None
+            and thetas.data_ptr() == flat.data_ptr()
+            and thetas.is_contiguous()
+        )
 
-        The cached views keep their memory alive, so no other tensor can
-        take the same address and shape in the meantime.
+    def parameters(self, layout, thetas):
+        """Return ``layout.unflatten(thetas)``, reused for chunks of this workspace.
+
+        Views of vectors the caller passed in are never kept, so a kept
+        workspace holds no reference to the caller's memory.
         """
-        key = (thetas.data_ptr(), tuple(thetas.shape), thetas.stride())
-        if key != self._views_of:
+        if not self._owns(thetas):
+            return layout.unflatten(thetas)
+        if self._views_of != thetas.shape:
             self._views = layout.unflatten(thetas)
-            self._views_of = key
+            self._views_of = thetas.shape
         return self._views
+
+    def program(self, thetas, block, build):
+        """Return ``build()``, reused for chunks of this workspace of the same shape."""
+        if not self._owns(thetas):
+            return build()
+        key = (thetas.shape, block.start, block.stop)
+        program = self._programs.get(key)
+        if program is None:
+            program = build()  # may grow buffers, which clears the cache
+            if len(self._programs) >= _MAX_PROGRAMS:
+                self._programs.clear()
+            self._programs[key] = program
+        return program
 
 
 # Per-sample losses are computed on a sample dimension padded to a multiple
