@@ -291,6 +291,10 @@ def test_loss_alone_gives_the_bits_of_loss_with_accuracy(
     np.testing.assert_array_equal(evaluator.loss(thetas), evaluator.evaluate(thetas)[0])
     with pytest.raises(ValueError, match="rows and steps must have the same length"):
         evaluator.loss_along(theta, directions, rows, steps[:-1])
+    # Consecutive rows read slices of the directions instead of gathering.
+    consecutive = evaluator.loss_along(theta, directions, [1, 2], steps[1:3])
+    gathered = evaluator.loss_along(theta, directions, [1, 2, 1], steps[1:4])
+    np.testing.assert_array_equal(consecutive, gathered[:2])
 
 
 def test_a_call_splits_its_vectors_into_equal_chunks(monkeypatch):

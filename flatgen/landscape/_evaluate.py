@@ -417,9 +417,18 @@ class BatchedEvaluator:
         same_place = (
             directions.device == self.device and directions.dtype == self._dtype
         )
+        # Consecutive rows (a root search's rounds while every direction is
+        # open) need no gather: each chunk reads a slice of the directions.
+        first = int(rows[0]) if len(rows) else 0
+        consecutive = same_place and torch.equal(
+            rows, torch.arange(first, first + len(rows), device=rows.device)
+        )
 
         def chunk(start, stop, workspace):
             out = workspace.vectors(stop - start, len(theta0))
+            if consecutive:
+                along = directions[first + start : first + stop]
+                return torch.addcmul(theta0, steps[start:stop, None], along, out=out)
             if same_place:
                 torch.index_select(directions, 0, rows[start:stop], out=out)
             else:
@@ -694,6 +703,7 @@ class _Workspace:
         self._programs = {}
         self._views_of = None
         self._views = None
+        self._margins_shape = None  # the shape whose padding columns are zero
 
     @property
     def nbytes(self):
@@ -710,7 +720,7 @@ class _Workspace:
             flat = torch.empty(numel, dtype=self._dtype, device=self._device)
             self._flat[slot] = flat
             self._programs.clear()
-            self._views_of = self._views = None
+            self._views_of = self._views = self._margins_shape = None
         return flat[:numel]
 
     def take(self, shape):
@@ -734,7 +744,11 @@ class _Workspace:
         """
         padded = n_samples + -n_samples % _SAMPLE_ALIGNMENT
         out = self.buffer(_MARGINS, n_vectors * padded).view(n_vectors, padded)
-        out[:, n_samples:].zero_()
+        # Only the first n_samples columns are ever written: the padding of
+        # the same shape stays zero from one chunk to the next.
+        if self._margins_shape != (n_vectors, n_samples):
+            out[:, n_samples:].zero_()
+            self._margins_shape = (n_vectors, n_samples)
         return out
 
     def _owns(self, thetas):
