@@ -26,6 +26,7 @@ from flatgen.landscape import (
     top_hessian_eigenpairs,
     top_hessian_eigenvalue,
 )
+from flatgen.landscape import _directions as directions_module
 from flatgen.landscape import _evaluate as evaluate_module
 from flatgen.landscape._curvature import _top_eigenpair, _top_ritz_pairs
 from flatgen.networks import MLP, SmallCNN
@@ -171,6 +172,14 @@ def test_directions_are_seeded_and_chunk_invariant():
         for start in (0, 2, 4)
     ]
     assert torch.equal(torch.cat(chunks), first)
+    # Rows are scaled in blocks: blocks of 4 rows (not dividing 6) and of one
+    # row give the same bits.
+    row_bytes = 8 * layout.n_params
+    for rows_per_block in (4, 1):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(directions_module, "_BLOCK_BYTES", rows_per_block * row_bytes)
+            blocked = filter_normalized_directions(layout, theta, 6, seed=7)
+        assert torch.equal(blocked, first)
     # Rows differ from each other (one stream per direction index).
     assert not torch.allclose(first[0], first[1])
     with pytest.raises(ValueError, match="seed"):

@@ -7,6 +7,9 @@ import torch
 
 __all__ = ["filter_normalized_directions"]
 
+# Float64 memory of one block of directions being scaled.
+_BLOCK_BYTES = 1024**2
+
 
 def _direction_seed(seed, *key):
     # One independent stream per (seed, key): direction k is the same
@@ -101,10 +104,19 @@ def filter_normalized_directions(
     target = layout.group_norms(theta.detach().cpu().double(), include_bias)
     generator = torch.Generator(device="cpu")
     directions = torch.empty((n_directions, layout.n_params), dtype=dtype)
-    for row in range(n_directions):
-        generator.manual_seed(_direction_seed(int(seed), int(start) + row))
-        g = torch.randn(layout.n_params, generator=generator).double()
-        g_norms = torch.zeros(len(active), dtype=torch.float64)
-        g_norms.index_add_(0, index, g.square())
-        directions[row] = g * (target / g_norms.sqrt()[index])
+    # Rows are drawn one by one (each from its own generator) and scaled in
+    # blocks of up to _BLOCK_BYTES of float64: scaling row by row cost more
+    # than the draws on small networks.
+    block = max(1, _BLOCK_BYTES // (8 * max(layout.n_params, 1)))
+    for first in range(0, n_directions, block):
+        rows = range(first, min(first + block, n_directions))
+        g = torch.empty((len(rows), layout.n_params))
+        for i, row in enumerate(rows):
+            generator.manual_seed(_direction_seed(int(seed), int(start) + row))
+            torch.randn(layout.n_params, generator=generator, out=g[i])
+        g = g.double()
+        # Summed in the same order for every row, whatever the block.
+        g_norms = torch.zeros((len(rows), len(active)), dtype=torch.float64)
+        g_norms.index_add_(1, index, g.square())
+        directions[rows.start : rows.stop] = g * (target / g_norms.sqrt()[:, index])
     return directions.to(device)
