@@ -72,7 +72,11 @@ class BatchedEvaluator:
     The evaluator holds its own deep copy of the module, in eval mode, so
     the caller's module is never touched. Each call evaluates a batch of
     flat parameter vectors (ordered as :class:`ParameterLayout`), split into
-    chunks so that the activations stay within ``max_batch_bytes``.
+    equal chunks so that the activations stay within ``max_batch_bytes``.
+    Each thread keeps the buffers of its calls (chunks of vectors, layer
+    outputs) for the next call while they take at most 64 MiB, so that
+    many small calls, as in a root search, allocate nothing; threads
+    sharing an evaluator never share them.
 
     Four code paths give the same numbers (to float32 rounding):
 
@@ -82,8 +86,9 @@ class BatchedEvaluator:
       as :class:`flatgen.networks.MLP`: the weights of all vectors in a
       chunk are strided views of the input (no copy), every layer is one
       ``torch.baddbmm`` with the bias folded in (the first one's inputs
-      shared by the chunk), written into two buffers reused by every layer
-      and chunk of the call, activations act in place (where a single
+      shared by the chunk), written into two buffers used in turn, the
+      views of a chunk's whole forward built once per chunk shape,
+      activations act in place (where a single
       vector's products are large, on CPU, one vector at a time with one
       ``torch.addmm`` per layer instead);
     - a patches path for a plain ``nn.Sequential`` of ``nn.Conv2d``,
