@@ -358,6 +358,12 @@ def test_a_kept_workspace_gives_the_bits_of_a_fresh_evaluator(monkeypatch):
     assert [f.data_ptr() for f in kept._local.workspace._flat if f is not None] == (
         buffers
     )
+    # Buffers made in a call under inference mode are not written outside it.
+    first_call_inside = BatchedEvaluator(net, X, y, chunk_size=4)
+    with torch.inference_mode():
+        inside = first_call_inside.loss_along(theta, directions, [0, 1], [0.1, 0.2])
+    outside = first_call_inside.loss_along(theta, directions, [0, 1], [0.1, 0.2])
+    np.testing.assert_array_equal(outside, inside)
     # Above the cap, a call's workspace is not kept.
     monkeypatch.setattr(evaluate_module, "_KEPT_WORKSPACE_BYTES", 0)
     kept.loss_along(theta, directions, [0, 1, 2], [0.1, 0.2, 0.3])

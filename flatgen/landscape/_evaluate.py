@@ -493,9 +493,12 @@ class BatchedEvaluator:
         }[self.path]
         class_dim = 1 if self.path == "fused" and not self._per_vector else 2
         # One workspace per thread (threads sharing the evaluator never
-        # share it), kept between calls while it is small.
+        # share it), kept between calls while it is small. Buffers made
+        # under torch.inference_mode cannot be written outside it.
         workspace = getattr(self._local, "workspace", None)
-        if workspace is None:
+        if workspace is None or (
+            workspace.inference and not torch.is_inference_mode_enabled()
+        ):
             workspace = _Workspace(self.device, self._dtype)
         with torch.no_grad():
             # Equal chunks (the longer first): 1,000 vectors with at most 81
@@ -703,6 +706,7 @@ class _Workspace:
 
     def __init__(self, device, dtype):
         self._device, self._dtype = device, dtype
+        self.inference = torch.is_inference_mode_enabled()  # of its buffers
         self._flat = [None] * 5
         self._turn = 0
         self._programs = {}
