@@ -551,3 +551,55 @@ def test_batches_are_capped(monkeypatch):
     steps, batches = _experiment._fit_steps(models, data, batched=True)
     assert [len(members) for _, members in batches] == [3, 3]
     assert len(steps) == 3  # two batches of 3 and one single fit
+
+
+def test_volumes_set_by_a_few_rays_are_flagged_in_summary_and_report():
+    from flatgen.experiments._report import format_summary, render_report
+    from flatgen.experiments._results import Flatness, ModelScore
+    from flatgen.landscape._volume import rests_on_few_rays
+
+    # The rule VolumeEstimator warns by: at least 20 rays, ESS below 10 %.
+    assert rests_on_few_rays(1.9, 20) and not rests_on_few_rays(2.0, 20)
+    assert not rests_on_few_rays(0.0, 19)
+
+    def flatness(name, ess):
+        return Flatness(
+            name=name,
+            poison_factor=0.0,
+            base_loss=1e-3,
+            cutoffs=[0.2, 0.5],
+            log10_volume=[-100.0, -90.0],
+            log10_volume_ci=[[-101.0, -99.0], [-91.0, -89.0]],
+            mean_log_radius=[0.0, 0.0],
+            median_radius=[1.0, 1.0],
+            top_eigenvalue=1.0,
+            hessian_trace=None,
+            n_dims=10,
+            effective_sample_size=ess,
+        )
+
+    result = ExperimentResult(
+        experiment="swissroll",
+        settings={"n_directions": 1000, "cutoffs": [0.2, 0.5]},
+        seeds={},
+        versions={},
+        models=[
+            ModelScore(name, "PoisonedMLPClassifier", 0.0, 1.0, 0.9, 0.1)
+            for name in ("trusted", "few rays")
+        ],
+        flatness=[
+            flatness("trusted", [400.0, 300.0]),
+            flatness("few rays", [1.0, 250.0]),
+        ],
+        figures={"volume_vs_gap": "volume_vs_gap.png"},
+    )
+    summary = format_summary(result, "out").splitlines()
+    volumes = summary[summary.index(next(x for x in summary if "log10 basin" in x)) :]
+    trusted = next(line for line in volumes if line.startswith("trusted "))
+    few = next(line for line in volumes if line.startswith("few rays "))
+    assert trusted.split()[1:3] == ["-100.0", "-90.0"]
+    assert few.split()[2:4] == ["-100.0*", "-90.0"]
+    assert any(line.startswith("* set by a few rays") for line in summary)
+    report = render_report(result)
+    assert report.count("**set by 1.0 of 1000 rays**") == 1
+    assert "set by 400" not in report and "set by 250" not in report

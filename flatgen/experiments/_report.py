@@ -3,6 +3,7 @@
 import os
 
 from ..io import atomic_writer
+from ..landscape._volume import rests_on_few_rays
 
 
 def _fmt(value, spec=".3f"):
@@ -48,6 +49,16 @@ def _accuracy_table(result):
 _SATURATED = 0.05
 
 
+def _few_rays(result, flatness):
+    """Per cutoff, the effective sample size if few rays set the volume, else None."""
+    n_rays = result.settings.get("n_directions")
+    ess = flatness.effective_sample_size or [None] * len(flatness.log10_volume)
+    return [
+        e if n_rays and e is not None and rests_on_few_rays(e, n_rays) else None
+        for e in ess
+    ]
+
+
 def _volume_table(result):
     cutoffs = result.flatness[0].cutoffs if result.flatness else []
     gaps = {m.name: m.generalization_gap for m in result.models}
@@ -58,13 +69,20 @@ def _volume_table(result):
     for f in result.flatness:
         cells = [f.name, _fmt(gaps.get(f.name)), _fmt(f.base_loss, ".3g")]
         capped = f.capped_fraction or [None] * len(f.log10_volume)
-        for volume, ci, share in zip(f.log10_volume, f.log10_volume_ci, capped):
+        few = _few_rays(result, f)
+        for volume, ci, share, ess in zip(
+            f.log10_volume, f.log10_volume_ci, capped, few
+        ):
             if volume is None:
                 cells.append("no basin")
                 continue
             cell = f"{volume:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]"
             if share is not None and share > _SATURATED:
                 cell += f" **saturated: {share:.0%} of rays capped**"
+            if ess is not None:
+                cell += (
+                    f" **set by {ess:.1f} of {result.settings['n_directions']} rays**"
+                )
             cells.append(cell)
         cells.append(_fmt(f.top_eigenvalue, ".3g"))
         rows.append(cells)
@@ -310,12 +328,20 @@ def format_summary(result, out):
             f"{'CE ' + format(c, 'g'):>12}" for c in cutoffs
         )
         lines.append(head + f"{'curv':>10}")
+        flagged = False
         for f in result.flatness:
-            cells = "".join(
-                f"{'no basin' if v is None else format(v, '.1f'):>12}"
-                for v in f.log10_volume
-            )
+            cells = ""
+            for volume, ess in zip(f.log10_volume, _few_rays(result, f)):
+                text = "no basin" if volume is None else format(volume, ".1f")
+                if volume is not None and ess is not None:
+                    text, flagged = text + "*", True
+                cells += f"{text:>12}"
             lines.append(f"{f.name:<18}{cells}{f.top_eigenvalue:>10.3g}")
+        if flagged:
+            lines.append(
+                "* set by a few rays (effective sample size below 10 % of them): "
+                "usually below the true volume; intervals in report.md"
+            )
     if result.study.get("ranking"):
         lines += ["", f"{'measure':<32}{'tau':>7}{'95 % interval':>18}{'psi':>7}"]
         for r in result.study["ranking"]:

@@ -65,6 +65,32 @@ _MAX_DOUBLINGS = 60
 # A Ritz pair counts as converged when its residual is this small relative
 # to its own Ritz value (stage 1 deflates with it, so it must be good).
 _RITZ_RTOL = 1e-3
+# An estimate over at least _ESS_MIN_RAYS rays whose effective sample size
+# is below _ESS_MIN_SHARE of them is set by a few rays: its interval falls
+# back to distribution-free bounds, and it is warned about and flagged.
+_ESS_MIN_RAYS = 20
+_ESS_MIN_SHARE = 0.1
+
+
+def rests_on_few_rays(effective_sample_size, n_rays):
+    """Whether a volume estimate is set by a few of its rays.
+
+    Parameters
+    ----------
+    effective_sample_size : float or array-like
+        Effective sample size of the estimate(s).
+    n_rays : int
+        Number of rays behind them.
+
+    Returns
+    -------
+    few : bool or ndarray of bool
+        True where there are at least 20 rays and the effective sample size
+        is below 10 % of them: the estimate is then usually below the true
+        volume and its Monte-Carlo interval is not trustworthy.
+    """
+    ess = np.asarray(effective_sample_size, dtype=float)
+    return (n_rays >= _ESS_MIN_RAYS) & (ess < _ESS_MIN_SHARE * n_rays)
 
 
 class VolumeSaturationWarning(UserWarning):
@@ -469,7 +495,7 @@ def _bounded_interval(log10_est, half, ess, m, alpha, tolerance, upper_bound):
     from above, except the ball of the search cap.
     """
     log10_est = np.asarray(log10_est, dtype=float)
-    trusted = (m >= 20) & (np.asarray(ess) >= 0.1 * m)
+    trusted = (m >= _ESS_MIN_RAYS) & ~rests_on_few_rays(ess, m)
     delta = np.stack(
         [log10_est - half / _LN10 - tolerance, log10_est + half / _LN10], axis=-1
     )
@@ -994,7 +1020,7 @@ def volume_from_radii(
                 "directions). Raise max_radius or the cutoff's loss."
             )
             warnings.warn(messages[-1], VolumeSaturationWarning, stacklevel=3)
-        if rho.shape[1] >= 20 and ess[k] < 0.1 * rho.shape[1]:
+        if rests_on_few_rays(ess[k], rho.shape[1]):
             messages.append(
                 f"cutoff {level:.4g}: the estimate rests on {ess[k]:.1f} of "
                 f"{rho.shape[1]} rays (effective sample size), so it is set by a "
