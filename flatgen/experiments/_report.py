@@ -339,8 +339,8 @@ def format_summary(result, out):
             lines.append(f"{f.name:<18}{cells}{f.top_eigenvalue:>10.3g}")
         if flagged:
             lines.append(
-                "* set by a few rays (effective sample size below 10 % of them): "
-                "usually below the true volume; intervals in report.md"
+                "* set by a few rays (effective sample size under 10 %): "
+                "usually an underestimate; see report.md"
             )
     if result.study.get("ranking"):
         lines += ["", f"{'measure':<32}{'tau':>7}{'95 % interval':>18}{'psi':>7}"]
