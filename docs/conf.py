@@ -3,9 +3,12 @@
 Build with ``sphinx-build -W --keep-going -b html docs docs/_build/html``; the
 gallery runs every ``examples/plot_*.py``. ``FLATGEN_DOCS_PLOT_GALLERY=0``
 skips running them (pages without figures, for quick text edits),
-``FLATGEN_DOCS_GALLERY_JOBS`` sets how many examples run at once (default 2)
-and ``FLATGEN_DOCS_MATHJAX`` points MathJax at a local copy for offline
-reading.
+``FLATGEN_DOCS_GALLERY_JOBS`` sets how many examples run at once (default 2).
+Formulas are typeset by the copy of MathJax that sphinx-mathjax-offline ships
+and copies into ``_static/mathjax``, so the pages need no network;
+``FLATGEN_DOCS_MATHJAX`` replaces that copy with another MathJax (a path
+relative to ``_static``, or a URL, which docs/check_build.py then reports as
+an outside script).
 """
 
 import os
@@ -41,7 +44,16 @@ extensions = [
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "sphinxext", "Thumbs.db", ".DS_Store"]
+# sg_execution_times.rst: timing pages of older builds (see
+# write_computation_times below).
+exclude_patterns = [
+    "_build",
+    "sphinxext",
+    "Thumbs.db",
+    ".DS_Store",
+    "sg_execution_times.rst",
+    "auto_examples/sg_execution_times.rst",
+]
 templates_path = ["_templates"]
 root_doc = "index"
 
@@ -75,8 +87,14 @@ numpydoc_validation_exclude = {
 myst_enable_extensions = ["dollarmath"]
 myst_heading_anchors = 3
 
+# sphinx-mathjax-offline copies MathJax 3 into _static/mathjax and points
+# mathjax_path at it (Sphinx's default is a CDN, so without a network every
+# formula would show as raw \(...\)). It sets mathjax_path when it loads, so
+# it is left out when another copy is asked for.
 if os.environ.get("FLATGEN_DOCS_MATHJAX"):
     mathjax_path = os.environ["FLATGEN_DOCS_MATHJAX"]
+else:
+    extensions.append("sphinx-mathjax-offline")
 
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",
@@ -93,6 +111,10 @@ sphinx_gallery_conf = {
     "download_all_examples": False,
     "thumbnail_size": (400, 280),
     "min_reported_time": 1,
+    # The timing summary pages load jQuery and DataTables from CDNs, which
+    # docs/check_build.py rejects (the pages must work offline); each example
+    # page still shows its own running time.
+    "write_computation_times": False,
     # The examples train networks with one torch thread each, so two at a
     # time use both cores of a small CI machine; FLATGEN_DOCS_GALLERY_JOBS
     # sets another number (1 runs them one after the other).

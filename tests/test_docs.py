@@ -10,6 +10,7 @@ the built HTML are in docs/check_build.py, which .ci/run runs after the build.
 import ast
 import dataclasses
 import importlib
+import importlib.util
 import inspect
 import pkgutil
 import re
@@ -241,3 +242,46 @@ def test_every_page_is_in_a_toctree():
             reached |= {page for page in pages if Path(page).match(target)}
             reached.add(target)
     assert pages <= reached, f"pages in no toctree: {sorted(pages - reached)}"
+
+
+def _check_build():
+    path = DOCS / "check_build.py"
+    spec = importlib.util.spec_from_file_location("check_build", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_build_check_rejects_outside_scripts_and_stylesheets(tmp_path):
+    # docs/check_build.py's offline check, on a small hand-made tree.
+    static = tmp_path / "_static"
+    (static / "mathjax" / "fonts").mkdir(parents=True)
+    (static / "mathjax" / "tex-chtml.js").write_text("")
+    (static / "mathjax" / "fonts" / "Main.woff").write_text("")
+    (static / "theme.css").write_text("")
+    (static / "macros.html").write_text('<script src="https://cdn.x/a.js"></script>')
+    head = (
+        '<link rel="stylesheet" href="_static/theme.css?v=1">'
+        '<link rel="next" href="https://example.org/next.html">'
+        '<script defer src="_static/mathjax/tex-chtml.js"></script>'
+    )
+    math = '<span class="math notranslate nohighlight">\\(x\\)</span>'
+    link = '<a href="https://example.org">outside, but only a hyperlink</a>'
+    (tmp_path / "good.html").write_text(head + math + link)
+    (tmp_path / "cdn.html").write_text(
+        '<script src="https://cdn.jsdelivr.net/npm/mathjax@4/tex-mml-chtml.js">'
+        '</script><link rel="stylesheet" href="//cdn.example.org/s.css">'
+        '<link rel="preload" as="script" href="HTTP://cdn.example.org/p.js">'
+        "<style><link href='https://inside.a.style/is.text' rel=stylesheet></style>"
+        + math
+    )
+    (tmp_path / "missing.html").write_text('<script src="_static/gone.js"></script>')
+    found = _check_build().offline_problems(tmp_path)
+    assert not [line for line in found if line.startswith(("good", "_static"))]
+    cdn = [line for line in found if line.startswith("cdn.html")]
+    assert len(cdn) == 4, found
+    assert "has formulas but loads no local MathJax" in cdn[-1]
+    assert all("from outside" in line for line in cdn[:3])
+    assert found[-1] == (
+        "missing.html loads <script> _static/gone.js, which is not in the tree"
+    )
