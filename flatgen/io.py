@@ -3,7 +3,10 @@
 Results go to ``.npz`` archives: every array attribute is one member, stored
 bit for bit with its dtype, and a JSON member describes the rest (class,
 flatgen version, hyperparameters, scalars). Nothing is pickled, so loading a
-file never runs code from it.
+file never runs code from it. Loading checks the file against the format
+strictly (version, every field and its type, every hyperparameter of the class,
+fitted attributes present) and refuses, naming the file and the field, anything
+that is not what it claims to be.
 
 Every writer here writes a temporary file in the destination's folder,
 flushes it to disk and renames it over the destination: a process killed
@@ -19,10 +22,10 @@ import warnings
 import zipfile
 import zlib
 from contextlib import contextmanager
-from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 __all__ = [
@@ -35,7 +38,19 @@ __all__ = [
 
 _FORMAT = "flatgen.results"
 _FORMAT_VERSION = 1
+# Versions this flatgen reads; a newer file gets "upgrade", any other value is
+# a damaged or forged file.
+_SUPPORTED_FORMAT_VERSIONS = (1,)
 _METADATA_KEY = "__flatgen_metadata__"
+# The metadata fields of format version 1 and their JSON types.
+_METADATA_FIELDS = {
+    "format": (str, "a string"),
+    "format_version": (int, "an integer"),
+    "class": (str, "a string"),
+    "flatgen_version": (str, "a string"),
+    "params": (dict, "a JSON object"),
+    "attributes": (dict, "a JSON object"),
+}
 # Only classes of this package are rebuilt: importing a module named in a
 # file would otherwise let the file choose what code runs.
 _TRUSTED_PACKAGE = "flatgen"
@@ -60,6 +75,15 @@ def atomic_writer(path):
     file : binary file object
         Write the contents here.
 
+    Raises
+    ------
+    IsADirectoryError
+        If ``path`` is a folder (or ends in a path separator).
+    FileNotFoundError
+        If the folder of ``path`` does not exist.
+    NotADirectoryError
+        If what should be the folder of ``path`` is a file.
+
     Examples
     --------
     >>> import os, tempfile
@@ -71,11 +95,7 @@ def atomic_writer(path):
     b'data'
     """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(
-            f"Cannot write {path!r}: the folder {folder!r} does not exist."
-        )
+    folder = _check_destination(path)
     fd, tmp = tempfile.mkstemp(
         dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
     )
@@ -89,7 +109,13 @@ def atomic_writer(path):
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except IsADirectoryError as exc:
+            # A folder appeared at path after the check; name path, not tmp.
+            raise IsADirectoryError(
+                f"Cannot write {path!r}: it is a directory."
+            ) from exc
     except BaseException:
         # Also on KeyboardInterrupt: no stray temporary file stays behind.
         try:
@@ -98,6 +124,30 @@ def atomic_writer(path):
             pass
         raise
     _fsync_folder(folder)
+
+
+def _check_destination(path):
+    """Refuse a destination that cannot become a file; return its folder.
+
+    Runs before any work, so that a bad path neither costs the encoding nor
+    leaves a temporary file, and the error names ``path`` (the rename would
+    name the temporary file).
+    """
+    if os.path.isdir(path) or path.endswith(tuple(filter(None, (os.sep, os.altsep)))):
+        raise IsADirectoryError(
+            f"Cannot write {path!r}: it is a directory; give a file name, e.g. "
+            f"{os.path.join(path, 'results.npz')!r}."
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        if os.path.exists(folder):
+            raise NotADirectoryError(
+                f"Cannot write {path!r}: {folder!r} is a file, not a folder."
+            )
+        raise FileNotFoundError(
+            f"Cannot write {path!r}: the folder {folder!r} does not exist."
+        )
+    return folder
 
 
 def _fsync_folder(folder):
@@ -253,8 +303,63 @@ def _encode(value, where, arrays):
     )
 
 
-def _decode(node, arrays, where):
-    kind = node.get("type") if isinstance(node, dict) else None
+# The fields of each kind of value node besides "type": their JSON types
+# (checked with type(), so JSON's true is not an int) and how to name them.
+_NODE_FIELDS = {
+    "none": {},
+    "bool": {"value": ((bool,), "a boolean")},
+    "str": {"value": ((str,), "a string")},
+    "int": {"value": ((int,), "an integer")},
+    "float": {"value": ((float, str), "a finite number or 'nan', 'inf', '-inf'")},
+    "ndarray": {"key": ((str,), "a member name")},
+    "numpy_scalar": {"key": ((str,), "a member name")},
+    "list": {"items": ((list,), "a JSON array")},
+    "tuple": {"items": ((list,), "a JSON array")},
+    "dict": {"items": ((dict,), "a JSON object")},
+    "random_state": {"state": ((dict,), "an encoded tuple")},
+}
+# How _encode writes non-finite floats (their repr).
+_NON_FINITE = frozenset({"nan", "inf", "-inf"})
+
+
+def _describe(value):
+    """``value``'s repr, cut to a readable length, and its type, for errors."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def _decode(node, arrays, where, used):
+    """Rebuild the value that ``_encode`` wrote as ``node``, checking its form.
+
+    ``used`` collects the archive members the node refers to.
+    """
+    if not isinstance(node, dict):
+        raise ValueError(
+            f"{where} must be an encoded value (a JSON object with a 'type'); "
+            f"got {_describe(node)}."
+        )
+    kind = node.get("type")
+    if not isinstance(kind, str) or kind not in _NODE_FIELDS:
+        raise ValueError(f"{where} has an unknown value type {kind!r}.")
+    fields = _NODE_FIELDS[kind]
+    if set(node) != {"type", *fields}:
+        raise ValueError(
+            f"{where}: a value of type {kind!r} has the fields {sorted(fields)} "
+            f"besides 'type'; got {sorted(set(node) - {'type'})}."
+        )
+    for field, (types, description) in fields.items():
+        value = node[field]
+        valid = type(value) in types
+        if valid and kind == "float":
+            # _encode writes finite floats as numbers, the others as their repr.
+            valid = value in _NON_FINITE if type(value) is str else math.isfinite(value)
+        if not valid:
+            raise ValueError(
+                f"{where}: the {field!r} of a value of type {kind!r} must be "
+                f"{description}; got {_describe(value)}."
+            )
     if kind == "none":
         return None
     if kind in ("bool", "str", "int"):
@@ -265,27 +370,46 @@ def _decode(node, arrays, where):
         key = node["key"]
         if key not in arrays:
             raise ValueError(f"{where} refers to the missing member {key!r}.")
-        return arrays[key] if kind == "ndarray" else arrays[key][()]
+        used.add(key)
+        if kind == "ndarray":
+            return arrays[key]
+        if arrays[key].ndim != 0:
+            raise ValueError(
+                f"{where} is a numpy scalar, but the member {key!r} holds an array "
+                f"of shape {arrays[key].shape}."
+            )
+        return arrays[key][()]
     if kind in ("list", "tuple"):
-        items = [_decode(item, arrays, where) for item in node["items"]]
+        items = [
+            _decode(item, arrays, f"{where}[{i}]", used)
+            for i, item in enumerate(node["items"])
+        ]
         return items if kind == "list" else tuple(items)
     if kind == "dict":
-        return {k: _decode(v, arrays, where) for k, v in node["items"].items()}
-    if kind == "random_state":
-        state = _decode(node["state"], arrays, where)
-        random_state = np.random.RandomState()
+        return {
+            k: _decode(v, arrays, f"{where}[{k!r}]", used)
+            for k, v in node["items"].items()
+        }
+    # kind == "random_state"
+    state = _decode(node["state"], arrays, f"{where}.state", used)
+    random_state = np.random.RandomState()
+    try:
+        if not isinstance(state, tuple):
+            raise TypeError(f"the state is a {type(state).__name__}, not a tuple")
         random_state.set_state(state)
-        return random_state
-    raise ValueError(f"{where} has an unknown value type {kind!r}.")
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"{where} is not a valid RandomState: {exc}.") from exc
+    return random_state
+
+
+def _is_fitted_name(name):
+    # sklearn's convention: fitted state ends in "_" and does not start with
+    # it. Also an identifier, so that a file cannot set odd names on load.
+    return name.isidentifier() and name.endswith("_") and not name.startswith("_")
 
 
 def _fitted_attributes(obj):
-    # sklearn's convention: fitted state ends in "_" and does not start with it.
-    return {
-        name: value
-        for name, value in vars(obj).items()
-        if name.endswith("_") and not name.startswith("_")
-    }
+    return {name: value for name, value in vars(obj).items() if _is_fitted_name(name)}
 
 
 def save_results(obj, path):
@@ -312,11 +436,20 @@ def save_results(obj, path):
     Raises
     ------
     sklearn.exceptions.NotFittedError
-        If ``obj`` is not fitted.
+        If ``obj`` is not fitted (has no fitted attribute to save).
     TypeError
         If ``obj`` is not a flatgen estimator-like object, or holds a value
         that cannot be stored (e.g. a fitted estimator's torch network; use
         ``joblib.dump`` for those).
+    IsADirectoryError
+        If ``path`` is a folder.
+    FileNotFoundError
+        If the folder of ``path`` does not exist.
+    NotADirectoryError
+        If what should be the folder of ``path`` is a file.
+
+    The path is checked before anything is encoded; a failed save leaves no
+    file behind, temporary or not.
 
     See Also
     --------
@@ -350,7 +483,17 @@ def save_results(obj, path):
             f"save_results saves flatgen objects; {cls.__module__}.{cls.__qualname__} "
             "would not load back (only flatgen classes are rebuilt)."
         )
+    path = os.fspath(path)
+    _check_destination(path)
     check_is_fitted(obj)
+    fitted = _fitted_attributes(obj)
+    if not fitted:
+        # check_is_fitted also counts private names like "_cache_", which are
+        # not saved; a file without fitted attributes would not load.
+        raise NotFittedError(
+            f"This {cls.__name__} has no fitted attributes to save (public names "
+            "ending in '_'); fit it first."
+        )
     from . import __version__
 
     arrays = {}
@@ -360,7 +503,7 @@ def save_results(obj, path):
     }
     attributes = {
         name: _encode(value, f"attribute {name!r}", arrays)
-        for name, value in _fitted_attributes(obj).items()
+        for name, value in fitted.items()
     }
     metadata = {
         "format": _FORMAT,
@@ -379,10 +522,17 @@ def save_results(obj, path):
 def _read_archive(path):
     """Return all members of the npz at ``path``; ValueError if unreadable."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            # Read every member now: zip checks each member's CRC as it is
-            # read, so damage inside the file surfaces here and not later.
-            return {key: archive[key] for key in archive.files}
+        # Open the file here rather than let np.load do it: np.load leaves its
+        # own handle open when the zip directory cannot be read (a truncated
+        # file). allow_pickle=False: an object member is refused, not unpickled.
+        with open(path, "rb") as f:
+            archive = np.load(f, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError("it holds a single .npy array, not an .npz archive")
+            with archive:
+                # Read every member now: zip checks each member's CRC as it is
+                # read, so damage inside the file surfaces here and not later.
+                return {key: archive[key] for key in archive.files}
     except FileNotFoundError:
         raise
     except (
@@ -392,6 +542,8 @@ def _read_archive(path):
         OSError,
         ValueError,
         KeyError,
+        # zipfile's answer to an encrypted member or an unknown compression.
+        RuntimeError,
     ) as exc:
         raise ValueError(
             f"{path!r} is not a readable flatgen results file (truncated, corrupt "
@@ -399,7 +551,45 @@ def _read_archive(path):
         ) from exc
 
 
+def _json_object(pairs):
+    # json keeps the last of repeated keys silently; a file that says two
+    # things about one field is not a file save_results wrote.
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        keys = [key for key, _ in pairs]
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        raise ValueError(f"the metadata names {repeated} more than once")
+    return result
+
+
+def _json_constant(name):
+    # save_results writes strict JSON (allow_nan=False).
+    raise ValueError(f"the metadata holds {name}, which is not valid JSON")
+
+
+def _check_format_version(path, metadata):
+    if "format_version" not in metadata:
+        raise ValueError(
+            f"{path!r} has no format_version in its metadata; results files have "
+            f"format_version {_FORMAT_VERSION}."
+        )
+    version = metadata["format_version"]
+    # type(), not isinstance: JSON's true must not pass for version 1.
+    if type(version) is int and version > max(_SUPPORTED_FORMAT_VERSIONS):
+        raise ValueError(
+            f"{path!r} was written by a newer flatgen (results format version "
+            f"{version}; this flatgen reads version {_FORMAT_VERSION}). Upgrade "
+            "flatgen to load it."
+        )
+    if type(version) is not int or version not in _SUPPORTED_FORMAT_VERSIONS:
+        raise ValueError(
+            f"{path!r}: format_version must be the integer {_FORMAT_VERSION}; got "
+            f"{_describe(version)}."
+        )
+
+
 def _read_metadata(path, arrays):
+    """Parse the metadata member and check the format's fields and their types."""
     if _METADATA_KEY not in arrays:
         raise ValueError(
             f"{path!r} is an .npz archive but not a flatgen results file: it has no "
@@ -409,27 +599,45 @@ def _read_metadata(path, arrays):
     try:
         if raw.dtype != np.uint8 or raw.ndim != 1:
             raise ValueError("the metadata member is not UTF-8 bytes")
-        metadata = json.loads(raw.tobytes().decode("utf-8"))
+        metadata = json.loads(
+            raw.tobytes().decode("utf-8"),
+            object_pairs_hook=_json_object,
+            parse_constant=_json_constant,
+        )
         if not isinstance(metadata, dict):
             raise ValueError("the metadata is not a JSON object")
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ValueError(f"{path!r} has corrupt metadata: {exc}.") from exc
     if metadata.get("format") != _FORMAT:
         raise ValueError(
             f"{path!r} is not a flatgen results file: its metadata declares format "
             f"{metadata.get('format')!r}, not {_FORMAT!r}."
         )
-    version = metadata.get("format_version")
-    if not isinstance(version, Integral) or version > _FORMAT_VERSION:
+    # The version first: a newer file may have other fields.
+    _check_format_version(path, metadata)
+    missing = [field for field in _METADATA_FIELDS if field not in metadata]
+    if missing:
         raise ValueError(
-            f"{path!r} has results format version {version!r}; this flatgen reads "
-            f"up to version {_FORMAT_VERSION}. Upgrade flatgen to load it."
+            f"{path!r} lacks the metadata field(s) {missing}; results files have "
+            f"{list(_METADATA_FIELDS)}."
         )
+    unknown = sorted(set(metadata) - set(_METADATA_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"{path!r} has metadata field(s) {unknown} that results format version "
+            f"{_FORMAT_VERSION} does not have."
+        )
+    for field, (kind, description) in _METADATA_FIELDS.items():
+        if type(metadata[field]) is not kind:
+            raise ValueError(
+                f"{path!r}: {field} must be {description}; got "
+                f"{_describe(metadata[field])}."
+            )
     return metadata
 
 
 def _resolve_class(path, name):
-    module_name, _, qualname = str(name).partition(":")
+    module_name, _, qualname = name.partition(":")
     if module_name.split(".")[0] != _TRUSTED_PACKAGE or not qualname:
         raise ValueError(
             f"{path!r} names the class {name!r}; only flatgen classes are loaded."
@@ -444,7 +652,49 @@ def _resolve_class(path, name):
         ) from exc
     if not (isinstance(cls, type) and issubclass(cls, BaseEstimator)):
         raise ValueError(f"{path!r} names {name}, which is not an analyzer class.")
+    if cls.__module__.split(".")[0] != _TRUSTED_PACKAGE:
+        # E.g. "flatgen.io:BaseEstimator": found through flatgen, defined elsewhere.
+        raise ValueError(
+            f"{path!r} names the class {name!r}, which is "
+            f"{cls.__module__}.{cls.__qualname__}; only flatgen classes are loaded."
+        )
     return cls
+
+
+def _check_names(path, cls, params, attributes):
+    """Check that the file names every hyperparameter and real fitted results."""
+    expected = cls().get_params(deep=False)
+    missing = [name for name in expected if name not in params]
+    if missing:
+        # A default would silently stand in for what the results were made with.
+        raise ValueError(
+            f"{path!r}: params is missing the hyperparameter"
+            f"{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} of "
+            f"{cls.__name__}; a results file names every hyperparameter."
+        )
+    unknown = sorted(set(params) - set(expected))
+    if unknown:
+        raise ValueError(
+            f"{path!r} holds parameters {unknown} that {cls.__name__} in this "
+            "flatgen does not have."
+        )
+    if not attributes:
+        raise ValueError(
+            f"{path!r}: attributes is empty: the file holds no fitted results."
+        )
+    for name in attributes:
+        if not _is_fitted_name(name):
+            raise ValueError(
+                f"{path!r}: attributes holds {name!r}, which is not the name of a "
+                "fitted attribute (an identifier ending in '_', not starting with "
+                "'_')."
+            )
+        if hasattr(cls, name):
+            # Setting it would replace (or fail on) a method or property.
+            raise ValueError(
+                f"{path!r}: attributes holds {name!r}, which {cls.__name__} "
+                "defines itself; it is not a fitted result."
+            )
 
 
 def load_results(path):
@@ -454,6 +704,15 @@ def load_results(path):
     saved fitted attribute back, arrays bit-identical and of the same dtype,
     so its methods (``plot``, say) work as on the original. A file written
     by another flatgen version loads with a warning.
+
+    The file is checked strictly before anything is built: ``format_version``
+    must be the integer 1, every metadata field must be there with its JSON
+    type, ``params`` must name every hyperparameter of the class (none falls
+    back to a default) and no other, ``attributes`` must be non-empty and
+    hold only fitted-attribute names (ending in ``_``), every value must be
+    well formed, and every array in the archive must belong to a field.
+    Nothing in the file is unpickled or executed, and only flatgen classes
+    are rebuilt.
 
     Parameters
     ----------
@@ -470,43 +729,44 @@ def load_results(path):
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is truncated, corrupt, not a flatgen results file, or
-        names a class or hyperparameters this flatgen does not have; the
-        message names the file and the problem.
+        If the file is truncated, corrupt, not a flatgen results file, of
+        another format version, breaks one of the rules above, or names a
+        class or hyperparameters this flatgen does not have; the message
+        names the file and the field.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No flatgen results file at {path!r}.")
     arrays = _read_archive(path)
     metadata = _read_metadata(path, arrays)
-    cls = _resolve_class(path, metadata.get("class"))
-    from . import __version__
-
-    if metadata.get("flatgen_version") != __version__:
-        warnings.warn(
-            f"{path!r} was written by flatgen {metadata.get('flatgen_version')}; "
-            f"this is flatgen {__version__}. The results load as saved.",
-            UserWarning,
-            stacklevel=2,
-        )
-    try:
-        params = {
-            name: _decode(node, arrays, f"{path!r}: parameter {name!r}")
-            for name, node in metadata["params"].items()
-        }
-        attributes = {
-            name: _decode(node, arrays, f"{path!r}: attribute {name!r}")
-            for name, node in metadata["attributes"].items()
-        }
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{path!r} has corrupt metadata: {exc!r}.") from exc
-    unknown = sorted(set(params) - set(cls().get_params(deep=False)))
-    if unknown:
+    cls = _resolve_class(path, metadata["class"])
+    _check_names(path, cls, metadata["params"], metadata["attributes"])
+    used = set()
+    params = {
+        name: _decode(node, arrays, f"{path!r}: params[{name!r}]", used)
+        for name, node in metadata["params"].items()
+    }
+    attributes = {
+        name: _decode(node, arrays, f"{path!r}: attributes[{name!r}]", used)
+        for name, node in metadata["attributes"].items()
+    }
+    stray = sorted(set(arrays) - used)
+    if stray:
         raise ValueError(
-            f"{path!r} holds parameters {unknown} that {cls.__name__} in this "
-            "flatgen does not have."
+            f"{path!r} holds members that no field refers to: {stray[:5]}; "
+            "save_results writes none."
         )
     obj = cls(**params)
     for name, value in attributes.items():
         setattr(obj, name, value)
+    from . import __version__
+
+    # Warn only once the file is known to load.
+    if metadata["flatgen_version"] != __version__:
+        warnings.warn(
+            f"{path!r} was written by flatgen {metadata['flatgen_version']}; "
+            f"this is flatgen {__version__}. The results load as saved.",
+            UserWarning,
+            stacklevel=2,
+        )
     return obj

@@ -1,8 +1,11 @@
 """Saved results: lossless round trips, atomic writes, clear errors; pickles."""
 
+import gc
 import io
+import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from numpy.testing import assert_array_equal
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 import flatgen
@@ -234,6 +238,402 @@ def test_missing_file(tmp_path):
         read_json(tmp_path / "absent.json")
 
 
+# -- strict schema: a file loads only when it is what it claims --------------
+
+
+@pytest.fixture(scope="module")
+def basin(analyzers):
+    specs, (clf, X, y) = analyzers
+    return clone(specs["basin"]).fit(clf, X, y)
+
+
+@pytest.fixture(scope="module")
+def good_file(basin, tmp_path_factory):
+    path = tmp_path_factory.mktemp("good") / "basin.npz"
+    save_results(basin, path)
+    return path
+
+
+def _members(path):
+    with np.load(path, allow_pickle=False) as archive:
+        return {k: archive[k] for k in archive.files}
+
+
+def _forge(good, folder, change=None, edit_text=None, members=None):
+    """Copy of ``good`` with its metadata changed in place by ``change``."""
+    arrays = _members(good)
+    metadata = json.loads(arrays["__flatgen_metadata__"].tobytes())
+    if change is not None:
+        change(metadata)
+    text = json.dumps(metadata)
+    if edit_text is not None:
+        text = edit_text(text)
+    arrays["__flatgen_metadata__"] = np.frombuffer(text.encode(), dtype=np.uint8)
+    arrays.update(members or {})
+    path = folder / "forged.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def _load_error(path, error=ValueError):
+    with pytest.raises(error) as excinfo:
+        load_results(path)
+    return str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    "version, shown",
+    [
+        (0, "0 (int)"),
+        (-1, "-1 (int)"),
+        (True, "True (bool)"),
+        ("1", "'1' (str)"),
+        (1.0, "1.0 (float)"),
+        (None, "None (NoneType)"),
+    ],
+)
+def test_format_version_must_be_the_supported_integer(
+    good_file, tmp_path, version, shown
+):
+    forged = _forge(good_file, tmp_path, lambda m: m.update(format_version=version))
+    message = _load_error(forged)
+    assert f"forged.npz': format_version must be the integer 1; got {shown}." in message
+    assert "Upgrade" not in message  # only a newer version asks for an upgrade
+
+
+@pytest.mark.parametrize("version", [2, 2**70])
+def test_newer_format_version_asks_for_an_upgrade(good_file, tmp_path, version):
+    forged = _forge(good_file, tmp_path, lambda m: m.update(format_version=version))
+    message = _load_error(forged)
+    assert f"written by a newer flatgen (results format version {version}; " in message
+    assert message.endswith("Upgrade flatgen to load it.")
+
+
+def test_missing_format_version_is_refused(good_file, tmp_path):
+    forged = _forge(good_file, tmp_path, lambda m: m.pop("format_version"))
+    assert "forged.npz' has no format_version in its metadata" in _load_error(forged)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda m: m.pop("class"), r"lacks the metadata field\(s\) \['class'\]"),
+        (lambda m: m.pop("params"), r"lacks the metadata field\(s\) \['params'\]"),
+        (lambda m: m.pop("attributes"), r"field\(s\) \['attributes'\]"),
+        (lambda m: m.pop("flatgen_version"), r"field\(s\) \['flatgen_version'\]"),
+        (lambda m: m.update({"class": 5}), r"class must be a string; got 5 \(int\)"),
+        (
+            lambda m: m.update(params=[]),
+            r"params must be a JSON object; got \[\] \(list\)",
+        ),
+        (
+            lambda m: m.update(attributes="radii_"),
+            r"attributes must be a JSON object; got 'radii_' \(str\)",
+        ),
+        (
+            lambda m: m.update(flatgen_version=None),
+            r"flatgen_version must be a string; got None \(NoneType\)",
+        ),
+        (
+            lambda m: m.update(comment="hi"),
+            r"metadata field\(s\) \['comment'\] that results format version 1 does",
+        ),
+    ],
+    ids=[
+        "no-class",
+        "no-params",
+        "no-attributes",
+        "no-flatgen_version",
+        "class-int",
+        "params-list",
+        "attributes-str",
+        "flatgen_version-null",
+        "unknown-field",
+    ],
+)
+def test_every_metadata_field_is_required_with_its_type(
+    good_file, tmp_path, change, expected
+):
+    forged = _forge(good_file, tmp_path, change)
+    with pytest.raises(ValueError, match=rf"forged.npz'?:? .*{expected}"):
+        load_results(forged)
+
+
+def test_empty_attributes_are_refused(good_file, tmp_path):
+    forged = _forge(good_file, tmp_path, lambda m: m.update(attributes={}))
+    message = _load_error(forged)
+    assert message.endswith(
+        "forged.npz': attributes is empty: the file holds no fitted results."
+    )
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (
+            lambda m: m["params"].pop("cutoff"),
+            "params is missing the hyperparameter 'cutoff' of BasinAnalyzer; a "
+            "results file names every hyperparameter.",
+        ),
+        (
+            lambda m: m.update(params={}),
+            "params is missing the hyperparameters 'cutoff', 'cutoff_type', ",
+        ),
+        # Already refused before; kept here with the other rules on params.
+        (
+            lambda m: m["params"].update(bogus={"type": "none"}),
+            "holds parameters ['bogus'] that BasinAnalyzer in this flatgen does not",
+        ),
+    ],
+    ids=["one-missing", "all-missing", "unknown"],
+)
+def test_params_name_every_hyperparameter_and_no_other(
+    good_file, tmp_path, change, expected
+):
+    forged = _forge(good_file, tmp_path, change)
+    assert expected in _load_error(forged)
+
+
+@pytest.mark.parametrize("name", ["radii", "_radii_", "__class__", "1st_", "a b_"])
+def test_attribute_names_must_be_fitted_names(good_file, tmp_path, name):
+    forged = _forge(
+        good_file, tmp_path, lambda m: m["attributes"].update({name: {"type": "none"}})
+    )
+    assert (
+        f"attributes holds {name!r}, which is not the name of a fitted attribute"
+        in _load_error(forged)
+    )
+
+
+def test_attribute_names_the_class_defines_are_refused(
+    good_file, tmp_path, monkeypatch
+):
+    # A read-only property: setting it on load would fail or replace it.
+    monkeypatch.setattr(
+        BasinAnalyzer, "summary_", property(lambda self: "computed"), raising=False
+    )
+    forged = _forge(
+        good_file,
+        tmp_path,
+        lambda m: m["attributes"].update(summary_={"type": "str", "value": "x"}),
+    )
+    assert "holds 'summary_', which BasinAnalyzer defines itself" in _load_error(forged)
+
+
+def _radii_key(metadata):
+    return metadata["attributes"]["radii_"]["key"]
+
+
+@pytest.mark.parametrize(
+    "make_node, expected",
+    [
+        (
+            lambda m: {"type": "int", "value": "7"},
+            "the 'value' of a value of type 'int' must be an integer; got '7' (str)",
+        ),
+        (
+            lambda m: {"type": "int", "value": True},
+            "must be an integer; got True (bool)",
+        ),
+        (
+            lambda m: {"type": "bool", "value": 1},
+            "must be a boolean; got 1 (int)",
+        ),
+        (
+            lambda m: {"type": "float", "value": "1e5"},
+            "must be a finite number or 'nan', 'inf', '-inf'; got '1e5' (str)",
+        ),
+        (
+            lambda m: {"type": "none", "value": 3},
+            "has the fields [] besides 'type'; got ['value']",
+        ),
+        (
+            lambda m: {"type": "ndarray", "key": 0},
+            "must be a member name; got 0 (int)",
+        ),
+        (
+            lambda m: {"type": "numpy_scalar", "key": _radii_key(m)},
+            "is a numpy scalar, but the member",
+        ),
+        (
+            lambda m: {"type": "list", "items": {}},
+            "the 'items' of a value of type 'list' must be a JSON array",
+        ),
+        (
+            lambda m: {"type": "list", "items": [{"type": "int", "value": 1.5}]},
+            "attributes['bad_'][0]: the 'value' of a value of type 'int'",
+        ),
+        (
+            lambda m: {"type": "random_state", "state": {"type": "none"}},
+            "attributes['bad_'] is not a valid RandomState",
+        ),
+        (lambda m: "radii", "must be an encoded value"),
+    ],
+    ids=[
+        "int-str",
+        "int-bool",
+        "bool-int",
+        "float-str",
+        "extra-field",
+        "key-int",
+        "scalar-array",
+        "list-dict",
+        "nested",
+        "random_state",
+        "not-a-node",
+    ],
+)
+def test_malformed_values_are_refused(good_file, tmp_path, make_node, expected):
+    forged = _forge(
+        good_file, tmp_path, lambda m: m["attributes"].update(bad_=make_node(m))
+    )
+    message = _load_error(forged)
+    assert "forged.npz': attributes['bad_']" in message and expected in message
+
+
+def test_members_no_field_refers_to_are_refused(good_file, tmp_path):
+    forged = _forge(good_file, tmp_path, members={"values/999": np.zeros(3)})
+    assert "holds members that no field refers to: ['values/999']" in _load_error(
+        forged
+    )
+
+
+def test_metadata_must_be_strict_unambiguous_json(good_file, tmp_path):
+    # Two "class" keys: json would silently keep the last one.
+    twice = _forge(
+        good_file,
+        tmp_path,
+        edit_text=lambda t: '{"class": "flatgen.io:BaseEstimator", ' + t[1:],
+    )
+    assert "corrupt metadata: the metadata names ['class'] more than once" in (
+        _load_error(twice)
+    )
+    nan = _forge(
+        good_file,
+        tmp_path,
+        edit_text=lambda t: t.replace(
+            '"attributes": {', '"attributes": {"bad_": NaN, '
+        ),
+    )
+    assert "holds NaN, which is not valid JSON" in _load_error(nan)
+
+
+def test_class_reached_through_flatgen_but_defined_elsewhere_is_refused(
+    good_file, tmp_path
+):
+    forged = _forge(
+        good_file, tmp_path, lambda m: m.update({"class": "flatgen.io:BaseEstimator"})
+    )
+    assert "which is sklearn.base.BaseEstimator; only flatgen classes are loaded" in (
+        _load_error(forged)
+    )
+
+
+def test_npy_file_is_refused(tmp_path):
+    path = tmp_path / "array.npz"
+    with open(path, "wb") as f:
+        np.save(f, np.ones(3))
+    message = _load_error(path)
+    assert "array.npz' is not a readable flatgen results file" in message
+    assert "a single .npy array, not an .npz archive" in message
+
+
+def test_unreadable_files_close_every_handle(good_file, tmp_path):
+    data = good_file.read_bytes()
+    contents = {
+        f"cut{keep}.npz": data[: int(len(data) * keep)]
+        for keep in (0.0, 0.1, 0.5, 0.9, 0.999)
+    }
+    flipped = bytearray(data)
+    flipped[100:110] = bytes(b ^ 0xFF for b in flipped[100:110])
+    contents["corrupt.npz"] = bytes(flipped)
+    contents["text.npz"] = b"radii: 1, 2, 3\n"
+    for name, content in contents.items():
+        (tmp_path / name).write_bytes(content)
+    with warnings.catch_warnings(record=True) as caught:
+        # An unclosed file warns when it is collected; collect inside the block.
+        warnings.simplefilter("always", ResourceWarning)
+        for name in contents:
+            message = _load_error(tmp_path / name)
+            assert re.search(rf"{re.escape(name)}.*truncated, corrupt", message)
+        gc.collect()
+    leaks = [str(w.message) for w in caught if w.category is ResourceWarning]
+    assert not leaks
+
+
+class _Trap:
+    """Unpickling this creates the folder ``marker``: code run from a file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_pickled_content_is_never_unpickled(good_file, tmp_path):
+    marker = tmp_path / "code-ran"
+    # A valid file whose radii_ member is a pickled object array.
+    key = json.loads(_members(good_file)["__flatgen_metadata__"].tobytes())[
+        "attributes"
+    ]["radii_"]["key"]
+    trap = np.array([_Trap(str(marker))], dtype=object)
+    forged = _forge(good_file, tmp_path, members={key: trap})
+    assert "Object arrays cannot be loaded when allow_pickle=False" in _load_error(
+        forged
+    )
+    whole = tmp_path / "pickle.npz"
+    whole.write_bytes(pickle.dumps(_Trap(str(marker))))
+    assert "pickle.npz' is not a readable flatgen results file" in _load_error(whole)
+    assert not marker.exists()
+    # The trap is live: unpickling it does run code.
+    pickle.loads(whole.read_bytes())
+    assert marker.is_dir()
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("save_results encoded values before checking the path")
+
+
+def test_save_into_a_folder_fails_first_and_leaves_nothing(
+    basin, tmp_path, monkeypatch
+):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("kept")
+    monkeypatch.setattr("flatgen.io._encode", _must_not_run)
+    for path in (folder, str(folder), str(tmp_path / "new") + os.sep):
+        with pytest.raises(IsADirectoryError) as excinfo:
+            save_results(basin, path)
+        message = str(excinfo.value)
+        assert message.startswith(f"Cannot write {str(path)!r}: it is a directory")
+        assert ".tmp" not in message
+    with pytest.raises(IsADirectoryError, match="results': it is a directory"):
+        atomic_write_json(folder, {"a": 1})
+    assert os.listdir(tmp_path) == ["results"]
+    assert os.listdir(folder) == ["keep.txt"]
+
+
+def test_save_into_a_missing_folder_or_a_file_fails_first(basin, tmp_path, monkeypatch):
+    monkeypatch.setattr("flatgen.io._encode", _must_not_run)
+    with pytest.raises(FileNotFoundError, match=r"x.npz': the folder .*no' does not"):
+        save_results(basin, tmp_path / "no" / "x.npz")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError, match=r"x.npz': .*file' is a file, not a"):
+        save_results(basin, tmp_path / "file" / "x.npz")
+    assert os.listdir(tmp_path) == ["file"]
+
+
+def test_save_refuses_an_object_without_public_fitted_attributes(tmp_path):
+    # check_is_fitted accepts "_cache_", which is not saved: the file would
+    # hold no fitted results.
+    analyzer = BasinAnalyzer()
+    analyzer._cache_ = 1
+    with pytest.raises(NotFittedError, match="no fitted attributes to save"):
+        save_results(analyzer, tmp_path / "x.npz")
+    assert not os.listdir(tmp_path)
+
+
 # -- atomic writes -----------------------------------------------------------
 
 
@@ -248,6 +648,7 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert os.listdir(tmp_path) == ["out.bin"]
 
 
+@pytest.mark.slow
 def test_killed_writer_never_leaves_a_half_file_that_loads(saved):
     """A process SIGKILLed in the middle of save_results leaves the old file.
 
