@@ -16,6 +16,35 @@ os.environ["FLATGEN_STEP_KEY_FILE"] = os.path.join(
 )
 
 
+# What `pytest -m "not slow"` leaves out (marked here or with @pytest.mark.slow):
+# tests that take a second or more on a 2-core CPU, tests sharing a fixture
+# that does (a long fit, a dask cluster, a whole experiment run), and the
+# docstring examples that fit a model. Measured with --durations=0; .ci/run
+# runs everything.
+SLOW_FIXTURES = {"clean_and_poisoned", "client", "reference"}
+SLOW_DOCTESTS = {
+    "flatgen.analyzers._basin.BasinAnalyzer",
+    "flatgen.analyzers._curvature.CurvatureAnalyzer",
+    "flatgen.analyzers._norms.NormAnalyzer",
+    "flatgen.analyzers._path.PerturbationPath",
+    "flatgen.analyzers._sharpness.PACBayesAnalyzer",
+    "flatgen.analyzers._sharpness.SharpnessAnalyzer",
+    "flatgen.analyzers._slices.LossSlice",
+    "flatgen.analyzers._volume.VolumeEstimator",
+    "flatgen.estimators._batched.BatchedPoisonFitter",
+    "flatgen.estimators._mlp.PoisonedMLPClassifier",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        slow_fixture = SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+        # sklearn's training checks fit a network several times each.
+        slow_check = "check_classifiers_train" in item.name
+        if slow_fixture or slow_check or item.name in SLOW_DOCTESTS:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def spirals():
     X, y = make_spirals(200, noise=0.5, random_state=0)

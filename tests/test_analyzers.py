@@ -93,6 +93,7 @@ def test_basin_radii_are_reproducible_and_seeded(fitted):
             )
 
 
+@pytest.mark.slow
 def test_n_jobs_does_not_change_results(fitted):
     clf, X, y = fitted
     params = {"n_directions": 300, "cutoff": 2, "cutoff_type": "relative"}
@@ -149,6 +150,7 @@ def test_saturated_volume_warns_and_cannot_win_a_search(fitted):
     assert_allclose(vol.radii_, vol.radii_.max())
 
 
+@pytest.mark.slow
 def test_analyzers_as_grid_search_scorers():
     X, y = blobs(n_samples=60, n_classes=2)
     search = GridSearchCV(
@@ -177,6 +179,7 @@ def test_analyzers_as_grid_search_scorers():
     assert np.all(search.cv_results_["mean_train_radius"] > 0)
 
 
+@pytest.mark.slow
 def test_pipelines_and_cnns_are_supported():
     X, y = blobs(n_samples=60)
     pipe = make_pipeline(

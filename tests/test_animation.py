@@ -235,6 +235,7 @@ def test_animation_frame_draws_the_stored_arrays(fitted, path):
         anim.plot_frame(8)
 
 
+@pytest.mark.slow
 def test_gif_has_one_image_per_frame(fitted, tmp_path):
     clf, X, y = fitted
     # Six frames: c repeats between neighbours (frames 2 and 3), which a GIF

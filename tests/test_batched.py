@@ -30,23 +30,50 @@ def _net(**params):
     return PoisonedMLPClassifier(**{**defaults, **params})
 
 
-def test_clean_models_match_separate_fits(data):
+# Weight decay and a step size per model, as a separate fit has them.
+CLEAN = [
+    {"random_state": 0, "alpha": 1e-3},
+    {"random_state": 1, "alpha": 1e-3, "learning_rate_init": 0.003},
+]
+
+
+def test_clean_models_take_the_steps_of_separate_fits(data):
     X, y = data
-    # Weight decay and a step size per model, as a separate fit has them.
-    nets = [
-        _net(random_state=0, alpha=1e-3),
-        _net(random_state=1, alpha=1e-3, learning_rate_init=0.003),
-    ]
+    # No poison draws, and too few steps for rounding to grow: batched and
+    # separate fits do the same arithmetic, summed in another order, so they
+    # agree to float32 rounding on any CPU (measured: at most 1.5e-7 in the
+    # probabilities after 10 Adam steps, with MKL_CBWR=COMPATIBLE and
+    # ATEN_CPU_CAPABILITY=default as with the native kernels). A step size 10 %
+    # off or no weight decay moves them by 2.5e-2 and 7e-4.
+    nets = [_net(max_iter=10, **params) for params in CLEAN]
     batched = BatchedPoisonFitter(nets).fit(X, y).estimators_
     for template, fitted in zip(nets, batched):
         alone = clone(template).fit(X, y)
-        # No poison draws: the same arithmetic, summed in another order.
-        assert_allclose(fitted.predict_proba(X), alone.predict_proba(X), atol=1e-4)
-        assert_allclose(fitted.loss_curve_, alone.loss_curve_, rtol=1e-4)
-        assert fitted.n_iter_ == alone.n_iter_
-        assert fitted.train_accuracy_ == alone.train_accuracy_
+        assert_allclose(fitted.loss_curve_, alone.loss_curve_, rtol=1e-5)
+        assert_allclose(fitted.predict_proba(X), alone.predict_proba(X), atol=1e-5)
+        assert fitted.n_iter_ == alone.n_iter_ == 10
     # The templates are not touched.
     assert not hasattr(nets[0], "net_")
+
+
+@pytest.mark.slow
+def test_clean_models_end_where_separate_fits_end(data):
+    X, y = data
+    # Over 200 Adam steps the rounding of one summation order grows: batched
+    # and separate fits differed by 4e-7 in the probabilities with this AMD
+    # CPU's native kernels, by 1.03e-3 on an Intel Xeon (AVX-512) and by
+    # 1.07e-3 here with MKL_CBWR=COMPATIBLE and ATEN_CPU_CAPABILITY=default.
+    # The tolerance is ten times that spread, so this checks the outcome
+    # (same schedule, same accuracy, probabilities close); the steps
+    # themselves are checked tightly above.
+    nets = [_net(**params) for params in CLEAN]
+    batched = BatchedPoisonFitter(nets).fit(X, y).estimators_
+    for template, fitted in zip(nets, batched):
+        alone = clone(template).fit(X, y)
+        assert_allclose(fitted.predict_proba(X), alone.predict_proba(X), atol=1e-2)
+        assert_allclose(fitted.loss_curve_, alone.loss_curve_, rtol=1e-2)
+        assert fitted.n_iter_ == alone.n_iter_
+        assert abs(fitted.train_accuracy_ - alone.train_accuracy_) <= 1 / 60
 
 
 def test_sgd_with_momentum_matches_separate_fits(data):
@@ -61,6 +88,7 @@ def test_sgd_with_momentum_matches_separate_fits(data):
         assert_allclose(fitted.loss_curve_, alone.loss_curve_, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_poisoned_models_are_ordinary_fitted_estimators(data, tmp_path):
     X, y = data
     nets = [_net(poison_factor=f, random_state=0) for f in (0.0, 0.3, 1.0)]

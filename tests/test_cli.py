@@ -56,6 +56,7 @@ def subcommand_args(name, svhn_dir):
     return [name, "--quick", "--quiet", "--n-directions", "6", *extra]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["swissroll", "digits", "svhn"])
 def test_quick_subcommand_writes_its_folder(name, svhn_dir, tmp_path, capsys):
     out = tmp_path / name
@@ -102,6 +103,7 @@ def test_quick_subcommand_writes_its_folder(name, svhn_dir, tmp_path, capsys):
     assert all(f"]({figure})" in report for figure in FIGURES[name])
 
 
+@pytest.mark.slow
 def test_same_random_state_same_numbers(tmp_path, capsys):
     def numbers(folder, seed):
         args = ["digits", "--quick", "--quiet", "--n-directions", "4"]
@@ -185,6 +187,7 @@ def test_interrupt_is_one_line_with_resume_hint(monkeypatch, tmp_path, capsys):
     assert stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_python_dash_m_flatgen_gives_no_traceback(tmp_path):
     args = ["svhn", "--data-dir", str(tmp_path / "nowhere"), "--quick"]
     done = subprocess.run(

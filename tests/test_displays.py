@@ -167,6 +167,7 @@ def test_poison_sweep_display_from_cv_results():
     assert_array_equal(picked.poison_factors, [0.3, 1.0])
 
 
+@pytest.mark.slow
 def test_poison_sweep_display_from_estimators(small_nets):
     nets, X, y, X_test, y_test = small_nets
     disp = PoisonSweepDisplay.from_estimators(nets, X, y, X_test, y_test)

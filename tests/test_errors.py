@@ -26,6 +26,7 @@ def test_non_finite_X(data, bad):
         PoisonedMLPClassifier(max_iter=2).fit(X, y)
 
 
+@pytest.mark.slow
 def test_wrong_number_of_features_at_predict(data):
     X, y = data
     clf = PoisonedMLPClassifier(max_iter=2).fit(X, y)
@@ -107,6 +108,7 @@ def test_poison_source_with_wrong_shape(data):
         clf.fit(X, y)
 
 
+@pytest.mark.slow
 def test_cnn_image_shape_mismatch():
     X = np.zeros((10, 64))
     y = np.arange(10) % 2

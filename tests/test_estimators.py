@@ -56,6 +56,7 @@ def test_grid_search_over_poison_factor_and_architecture(spirals):
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
 
 
+@pytest.mark.slow
 def test_parallel_grid_search_matches_serial(spirals):
     X_train, _, y_train, _ = spirals
     grid = {"poison_factor": [0.0, 0.5]}
@@ -68,6 +69,7 @@ def test_parallel_grid_search_matches_serial(spirals):
         assert_array_equal(results[0][key], results[1][key])
 
 
+@pytest.mark.slow
 def test_parallel_fits_use_one_thread_and_match_serial_bit_for_bit(spirals):
     X_train, _, y_train, _ = spirals
     clf = PoisonedMLPClassifier(
@@ -99,6 +101,7 @@ def test_string_labels_and_three_classes():
     assert clf.score(X, labels) > 0.9
 
 
+@pytest.mark.slow
 def test_three_classes_with_poison_and_random_wrong_labels():
     X, y = blobs(n_classes=3)
     for loss in ("reverse", "random"):
@@ -108,6 +111,7 @@ def test_three_classes_with_poison_and_random_wrong_labels():
         assert np.all(np.isfinite(clf.loss_curve_))
 
 
+@pytest.mark.slow
 def test_pickle_round_trip_gives_identical_probabilities(spirals):
     X_train, X_test, y_train, _ = spirals
     clf = PoisonedMLPClassifier(**FAST, poison_factor=0.3, random_state=0)
@@ -117,6 +121,7 @@ def test_pickle_round_trip_gives_identical_probabilities(spirals):
     assert restored.net_.trainer is None  # no training data in the pickle
 
 
+@pytest.mark.slow
 def test_same_random_state_is_bit_identical(spirals):
     X_train, X_test, y_train, _ = spirals
     fits = [
@@ -132,6 +137,7 @@ def test_same_random_state_is_bit_identical(spirals):
     assert not np.array_equal(other.loss_curve_, fits[0].loss_curve_)
 
 
+@pytest.mark.slow
 def test_fit_does_not_touch_global_torch_rng(spirals):
     X_train, _, y_train, _ = spirals
     torch.manual_seed(123)
@@ -141,6 +147,7 @@ def test_fit_does_not_touch_global_torch_rng(spirals):
     assert torch.equal(torch.rand(3), expected)
 
 
+@pytest.mark.slow
 def test_poison_factor_sweep_shares_initial_weights(spirals):
     X_train, _, y_train, _ = spirals
     captured = []
@@ -215,6 +222,7 @@ def test_adam_solver_and_minibatches():
     assert clf.score(X, y) > 0.9
 
 
+@pytest.mark.slow
 def test_cnn_accepts_images_flat_rows_and_pipelines():
     from sklearn.datasets import load_digits
 

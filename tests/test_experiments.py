@@ -6,7 +6,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import joblib
 import numpy as np
@@ -29,6 +28,28 @@ TINY = {
 }
 
 
+# Runs the command line, blocking (until killed) once two steps are saved.
+KILL_AFTER_TWO_STEPS = """
+import sys
+from flatgen import cli
+from flatgen.experiments._cache import StepCache
+
+save, saved = StepCache.save, []
+
+
+def save_then_wait(self, name, key, record):
+    save(self, name, key, record)
+    saved.append(name)
+    if len(saved) == 2:
+        print("two steps saved", flush=True)
+        sys.stdin.read()
+
+
+StepCache.save = save_then_wait
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
 def numbers(summary):
     """A summary without what legitimately differs between runs."""
     return {k: v for k, v in summary.items() if k not in ("timings", "steps")}
@@ -46,6 +67,7 @@ def reference(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_result_round_trips_through_json(reference, tmp_path):
     out, result = reference
     loaded = ExperimentResult.from_json(out / "summary.json")
@@ -109,20 +131,22 @@ def test_interrupted_runs_resume_to_identical_results(reference, tmp_path, monke
     out, _ = reference
     steps = tmp_path / "steps"
     # 1. A killed process (no chance to clean up) after two finished steps.
-    command = [sys.executable, "-m", "flatgen", "swissroll", "--quick", "--quiet"]
-    command += ["--random-state=5", "--n-directions=6", f"--out={tmp_path}"]
-    command += ["--max-iter=600", "--poison-factors", "0", "1"]
+    # The child says when its second step is on disk and then waits, so the
+    # kill lands at that point on a fast or a slow machine alike.
+    command = [sys.executable, "-c", KILL_AFTER_TWO_STEPS, "swissroll", "--quick"]
+    command += ["--quiet", "--n-jobs=1", "--random-state=5", "--n-directions=6"]
+    command += [f"--out={tmp_path}", "--max-iter=600", "--poison-factors", "0", "1"]
     process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if steps.is_dir() and len(list(steps.glob("*.joblib"))) >= 2:
-            break
-        time.sleep(0.02)
-    assert process.poll() is None, "the run ended before it could be killed"
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    try:
+        assert process.stdout.readline().strip() == "two steps saved"
+        assert process.poll() is None
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        process.stdin.close()
+        process.stdout.close()
     assert not (tmp_path / "summary.json").exists()
     killed = sorted(steps.glob("*.joblib"))
     for path in killed:  # whole files only: each one loads
@@ -156,6 +180,7 @@ def test_interrupted_runs_resume_to_identical_results(reference, tmp_path, monke
     assert list(tmp_path.glob("*.tmp")) == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_no_temporary_files(tmp_path, monkeypatch):
     def interrupted(**kwargs):
         raise KeyboardInterrupt
@@ -365,6 +390,7 @@ def _moons_spec(**changes):
     return replace(spec, **changes)
 
 
+@pytest.mark.slow
 def test_a_new_experiment_is_a_spec_and_its_loader(tmp_path):
     from flatgen.experiments import run_experiment
 
@@ -463,6 +489,7 @@ def tiny_study_run(tmp_path_factory):
     return out, run_experiment(tiny_study(), out, quick=True, verbose=0)
 
 
+@pytest.mark.slow
 def test_study_ranks_every_measure_over_the_fitted_models(tiny_study_run):
     tmp_path, result = tiny_study_run
     study = result.study
@@ -485,6 +512,7 @@ def test_study_ranks_every_measure_over_the_fitted_models(tiny_study_run):
     assert loaded.study["ranking"] == json.loads(json.dumps(ranking))
 
 
+@pytest.mark.slow
 def test_study_without_fitted_models_says_so(tmp_path):
     from flatgen.experiments import run_experiment
 

@@ -10,6 +10,7 @@ from flatgen import PoisonedMLPClassifier
 from flatgen.estimators._fit_check import training_fit_report
 
 
+@pytest.mark.slow
 def test_overlapping_classes_poisoned_collapse_is_flagged():
     X, y = make_moons(200, noise=0.3, random_state=0)
     clf = PoisonedMLPClassifier(

@@ -113,6 +113,7 @@ def test_any_number_of_features_and_image_shaped_input():
         plotter.plot()
 
 
+@pytest.mark.slow
 def test_margins_are_reproducible_and_leave_the_estimator_unchanged(spirals):
     X_train, X_test, y_train, y_test = spirals
     clf = PoisonedMLPClassifier(
@@ -134,6 +135,7 @@ def torch_equal(a, b):
     return bool((a == b).all())
 
 
+@pytest.mark.slow
 def test_test_points_and_the_decision_grid(spirals):
     X_train, X_test, y_train, y_test = spirals
     svc = SVC(gamma=0.5).fit(X_train, y_train)

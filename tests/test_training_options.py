@@ -25,6 +25,7 @@ def quiet_fit(clf, *args, **kwargs):
         return clf.fit(*args, **kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("poison_factor", [0.0, 0.5])
 def test_integer_weights_equal_repeated_rows_bit_for_bit(spirals, poison_factor):
     X, _, y, _ = spirals
@@ -44,6 +45,7 @@ def test_integer_weights_equal_repeated_rows_bit_for_bit(spirals, poison_factor)
     assert_array_equal(repeated.loss_curve_, weighted.loss_curve_)
 
 
+@pytest.mark.slow
 def test_weights_change_the_fit(spirals):
     X, _, y, _ = spirals
     weights = np.where(y == 1, 5.0, 1.0)
@@ -87,6 +89,7 @@ def test_weighted_poison_draws_follow_the_weights():
     assert 0.7 < share < 0.8  # 3 / (1 + 3)
 
 
+@pytest.mark.slow
 def test_warm_start_continues_from_the_fitted_weights(spirals):
     X, _, y, _ = spirals
     first = quiet_fit(PoisonedMLPClassifier(**FAST, warm_start=True), X, y)
@@ -111,6 +114,7 @@ def test_warm_start_refuses_new_classes():
         clf.fit(X, np.where(y == 2, 3, y))
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_the_best_block():
     X, y = blobs(n_samples=300)
     clf = quiet_fit(
@@ -148,6 +152,7 @@ def test_early_stopping_on_too_few_rows_says_which_parameter():
         clf.fit(X, y)
 
 
+@pytest.mark.slow
 def test_cnn_takes_sample_weight():
     rng = np.random.RandomState(0)
     X = rng.rand(40, 1, 4, 4).astype(np.float32)

@@ -141,6 +141,7 @@ def test_non_quadratic_basin_against_quadrature():
     assert lo - 0.05 <= exact <= hi + 0.05
 
 
+@pytest.mark.slow
 def test_interval_covers_the_truth_at_about_its_nominal_rate():
     loss, exact = block_quartic(60, 120, gamma=0.5, seed=2)
     hits = []
