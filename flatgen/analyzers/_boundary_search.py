@@ -33,12 +33,18 @@ class LabelOracle:
         on flattened vectors.
     batch_size : int
         Rows per ``predict`` call.
+    dtype : numpy dtype or None, default=None
+        dtype of the points passed to ``predict`` (the search itself runs in
+        float64); None passes them as they are. Some classifiers (skorch
+        nets) do not cast their inputs and take only the dtype they were
+        fitted on.
     """
 
-    def __init__(self, predict, sample_shape, batch_size):
+    def __init__(self, predict, sample_shape, batch_size, dtype=None):
         self.predict = predict
         self.sample_shape = tuple(sample_shape)
         self.batch_size = int(batch_size)
+        self.dtype = dtype
         self.n_calls = 0
 
     def __call__(self, points):
@@ -47,6 +53,8 @@ class LabelOracle:
         parts = []
         for start in range(0, len(points), self.batch_size):
             chunk = points[start : start + self.batch_size]
+            if self.dtype is not None:
+                chunk = chunk.astype(self.dtype, copy=False)
             parts.append(
                 np.asarray(self.predict(chunk.reshape(-1, *self.sample_shape)))
             )

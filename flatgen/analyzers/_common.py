@@ -36,8 +36,11 @@ class FlatnessAnalyzer(BaseEstimator):
 
         Parameters
         ----------
-        estimator : fitted flatgen classifier or Pipeline ending in one
-            The model to measure; not modified.
+        estimator : fitted network model
+            A flatgen classifier, a skorch net, an sklearn ``MLPClassifier``, a
+            ``torch.nn.Module`` returning logits, or a Pipeline ending in one
+            (see :ref:`any-model`).
+            It is not modified.
         X : array-like of shape (n_samples, ...)
             Data of the loss (the training set, for the paper's basins).
         y : array-like of shape (n_samples,)

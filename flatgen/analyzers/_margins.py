@@ -203,6 +203,10 @@ class MarginAnalyzer(BaseEstimator):
                 f"{type(estimator).__name__}."
             )
         check_is_fitted(estimator)
+        # The classifier is asked in the float dtype it was given (float32
+        # for most torch models), whatever precision the search runs in.
+        given = getattr(X, "dtype", None)
+        query_dtype = given if given is not None and given.kind == "f" else None
         X = self._check_points(X, "X")
         y = self._check_labels(y, X, "y")
         if X_test is None and y_test is not None:
@@ -216,7 +220,9 @@ class MarginAnalyzer(BaseEstimator):
         y_test = self._check_labels(y_test, X_test, "y_test")
 
         sample_shape = X.shape[1:]
-        oracle = LabelOracle(estimator.predict, sample_shape, self.batch_size)
+        oracle = LabelOracle(
+            estimator.predict, sample_shape, self.batch_size, dtype=query_dtype
+        )
         flat = X.reshape(len(X), -1)
         flat_test = None if X_test is None else X_test.reshape(len(X_test), -1)
         points = flat if flat_test is None else np.concatenate([flat, flat_test])

@@ -76,10 +76,13 @@ class ModelLandscape:
 
     @classmethod
     def from_estimator(cls, estimator, X, y, *, include_bias=False, n_threads=None):
-        """Set up the landscape of a fitted flatgen classifier (or Pipeline).
+        """Set up the landscape of a fitted model.
 
-        The network is deep-copied and ``X, y`` are prepared as the network
-        sees them (see :func:`~flatgen.analyzers._access.network_and_data`).
+        ``estimator`` is any model the analyzers accept (a flatgen
+        classifier, a skorch net, an sklearn ``MLPClassifier``, a torch
+        module returning logits, or a Pipeline ending in one). The network
+        is deep-copied and ``X, y`` are prepared as the network sees them
+        (see :func:`~flatgen.analyzers._access.network_and_data`).
         """
         module, X, y = network_and_data(estimator, X, y)
         return cls(module, X, y, include_bias=include_bias, n_threads=n_threads)

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ..landscape import (
     ParameterLayout,
 )
-from ._access import network_classifier, network_inputs
+from ._access import model_classes, network_inputs
 from ._model_landscape import (
     HESSIAN_DIRECTION_TOL,
     ModelLandscape,
@@ -204,13 +204,16 @@ class PerturbationPath(BaseEstimator):
 
         Parameters
         ----------
-        estimator : fitted flatgen classifier or Pipeline ending in one
-            The model; it is not modified.
+        estimator : fitted network model
+            A flatgen classifier, a skorch net, an sklearn ``MLPClassifier``, a
+            ``torch.nn.Module`` returning logits, or a Pipeline ending in one
+            (see :ref:`any-model`).
+            It is not modified.
         X : array-like of shape (n_samples, 2)
             Training inputs; with ``grid_resolution=None`` any shape the
             estimator accepts.
         y : array-like of shape (n_samples,)
-            Training labels.
+            Training labels (class indices for skorch nets and modules).
 
         Returns
         -------
@@ -231,7 +234,7 @@ class PerturbationPath(BaseEstimator):
             estimator, X, y, include_bias=self.include_bias, n_threads=self.n_threads
         )
         module, X, y = landscape.module, landscape.X, landscape.y
-        self.classes_ = np.asarray(network_classifier(estimator).classes_)
+        self.classes_ = np.asarray(model_classes(estimator, raw_X))
         if self.response_method == "predict_proba" and len(self.classes_) != 2:
             raise ValueError(
                 "response_method='predict_proba' draws the probability of the "

@@ -277,12 +277,15 @@ class VolumeEstimator(FlatnessAnalyzer):
 
         Parameters
         ----------
-        estimator : fitted flatgen classifier or Pipeline ending in one
-            The model to measure; it is not modified.
+        estimator : fitted network model
+            A flatgen classifier, a skorch net, an sklearn ``MLPClassifier``, a
+            ``torch.nn.Module`` returning logits, or a Pipeline ending in one
+            (see :ref:`any-model`).
+            It is not modified.
         X : array-like of shape (n_samples, ...)
             Training inputs.
         y : array-like of shape (n_samples,)
-            Training labels.
+            Training labels (class indices for skorch nets and modules).
 
         Returns
         -------
