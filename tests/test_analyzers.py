@@ -5,6 +5,7 @@ import pytest
 import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import gammaln
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -15,6 +16,7 @@ from flatgen import (
     BasinAnalyzer,
     CurvatureAnalyzer,
     LossSlice,
+    MarginAnalyzer,
     NormAnalyzer,
     PACBayesAnalyzer,
     PoisonedCNNClassifier,
@@ -332,9 +334,10 @@ def test_sharpness_and_norm_scorers_are_seeded(fitted, analyzer, attribute):
         else analyzer
     )
     value = getattr(first.fit(clf, X, y), attribute)
-    assert np.isfinite(value) and first.score_ == value
+    # Measures of sharpness score their negative: larger is flatter.
+    assert np.isfinite(value) and first.score_ == -value
     # The scorer returns the same number from a fresh clone.
-    assert first(clf, X, y) == value
+    assert first(clf, X, y) == -value
 
 
 def test_pac_bayes_search_that_never_crosses_warns(fitted):
@@ -344,3 +347,42 @@ def test_pac_bayes_search_that_never_crosses_warns(fitted):
     with pytest.warns(ConvergenceWarning, match="sigma_ is only a lower bound"):
         pac = PACBayesAnalyzer(bound=1e6, sigma_max=0.01, n_samples=4).fit(clf, X, y)
     assert pac.capped_ and pac.sigma_ == 0.01
+
+
+SCORERS = {
+    "basin": BasinAnalyzer(n_directions=50, cutoff=0.5, random_state=0),
+    "curvature": CurvatureAnalyzer(random_state=0),
+    "sharpness": SharpnessAnalyzer(random_state=0),
+    "pac_bayes": PACBayesAnalyzer(random_state=0),
+    "fisher_rao": NormAnalyzer(norm="fisher_rao"),
+    "margin": MarginAnalyzer(random_state=0),
+}
+
+
+@pytest.mark.parametrize("name", list(SCORERS))
+def test_every_flatness_scorer_says_larger_is_flatter(
+    spirals, clean_and_poisoned, name
+):
+    X_train, _, y_train, _ = spirals
+    scorer = SCORERS[name]
+    clean, poisoned = clean_and_poisoned[0.0], clean_and_poisoned[1.0]
+    # The paper's pair: the clean minimum is the flatter by every measure.
+    assert scorer(clean, X_train, y_train) > scorer(poisoned, X_train, y_train)
+
+
+def test_grid_search_scored_by_curvature_picks_the_flattest_model():
+    X, y = blobs(n_samples=60, n_classes=2)
+    everything = [(np.arange(60), np.arange(60))]  # score on the training set
+    search = GridSearchCV(
+        PoisonedMLPClassifier(hidden_layer_sizes=(8,), max_iter=150, random_state=0),
+        {"poison_factor": [0.0, 1.0]},
+        scoring=CurvatureAnalyzer(random_state=0),
+        cv=everything,
+    ).fit(X, y)
+    eigenvalues = []
+    for params in search.cv_results_["params"]:
+        model = clone(search.estimator).set_params(**params).fit(X, y)
+        curvature = CurvatureAnalyzer(random_state=0).fit(model, X, y)
+        eigenvalues.append(curvature.top_eigenvalue_)
+    assert search.best_index_ == int(np.argmin(eigenvalues))
+    assert_allclose(search.cv_results_["mean_test_score"], -np.asarray(eigenvalues))

@@ -15,8 +15,12 @@ class FlatnessAnalyzer(BaseEstimator):
 
     ``fit(estimator, X, y)`` computes and stores results in ``*_``
     attributes; calling the analyzer, ``analyzer(estimator, X, y)``,
-    returns its headline number computed on a fresh clone, so the analyzer
-    can be passed to ``GridSearchCV(scoring=...)``.
+    returns its ``score_`` computed on a fresh clone, so the analyzer can be
+    passed to ``GridSearchCV(scoring=...)``. Every flatness scorer points the
+    same way, **larger is flatter**: measures of sharpness (curvature,
+    sharpness, PAC-Bayes flatness, norms) score their negative, as
+    scikit-learn's ``neg_*`` scorers do, so a search picks the flattest
+    model whichever analyzer scores it.
     """
 
     _parameter_constraints = {
@@ -49,7 +53,7 @@ class FlatnessAnalyzer(BaseEstimator):
         Returns
         -------
         score : float
-            The analyzer's headline number (see the class docstring).
+            The analyzer's ``score_``: larger is flatter.
         """
         return float(clone(self).fit(estimator, X, y).score_)
 

@@ -52,8 +52,7 @@ class CurvatureAnalyzer(FlatnessAnalyzer):
     Attributes
     ----------
     top_eigenvalue_ : float
-        Largest eigenvalue; returned when called as a scorer (larger means
-        sharper).
+        Largest eigenvalue (larger means sharper).
     trace_ : float
         Estimate of the trace (nan if skipped).
     trace_std_error_ : float
@@ -62,7 +61,9 @@ class CurvatureAnalyzer(FlatnessAnalyzer):
     base_loss_ : float
         Training loss at the minimum.
     score_ : float
-        ``top_eigenvalue_``.
+        ``-top_eigenvalue_``, returned when called as a scorer: larger is
+        flatter, like every flatness scorer (as scikit-learn's ``neg_*``
+        scorers).
 
     Examples
     --------
@@ -167,5 +168,5 @@ class CurvatureAnalyzer(FlatnessAnalyzer):
                 "The Hessian's top eigenvalue is not finite; the training loss of "
                 "the estimator is not finite near its weights."
             )
-        self.score_ = self.top_eigenvalue_
+        self.score_ = -self.top_eigenvalue_
         return self

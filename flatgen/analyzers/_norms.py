@@ -39,7 +39,7 @@ class NormAnalyzer(FlatnessAnalyzer):
     ----------
     norm : {'fisher_rao', 'log10_path_norm', 'log10_spectral_product', \
 'log10_frobenius_product'}, default='fisher_rao'
-        The measure returned as ``score_`` (and by the scorer).
+        The measure whose negative is ``score_`` (and the scorer's value).
     include_bias : bool, default=False
         Whether the Fisher-Rao norm's ``theta`` includes the biases.
     n_threads : int, default=1
@@ -58,7 +58,9 @@ class NormAnalyzer(FlatnessAnalyzer):
     base_loss_ : float
         Training loss at the minimum.
     score_ : float
-        The measure named by ``norm``.
+        Minus the measure named by ``norm``, returned when called as a
+        scorer: larger is flatter (a smaller norm), like every flatness
+        scorer.
 
     Examples
     --------
@@ -116,5 +118,5 @@ class NormAnalyzer(FlatnessAnalyzer):
             frobenius, spectral = log10_norm_products(module)
         self.log10_frobenius_product_ = frobenius
         self.log10_spectral_product_ = spectral
-        self.score_ = getattr(self, f"{self.norm}_")
+        self.score_ = -getattr(self, f"{self.norm}_")
         return self

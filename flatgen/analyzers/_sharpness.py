@@ -81,15 +81,15 @@ class SharpnessAnalyzer(FlatnessAnalyzer):
     Attributes
     ----------
     sharpness_ : float
-        The loss increase; returned when called as a scorer (larger is
-        sharper).
+        The loss increase (larger is sharper).
     std_error_ : float
         Monte-Carlo standard error (average); nan for the worst case, whose
         ascent gives a lower bound of the maximum.
     base_loss_ : float
         Training loss at the minimum.
     score_ : float
-        ``sharpness_``.
+        ``-sharpness_``, returned when called as a scorer: larger is
+        flatter, like every flatness scorer.
 
     Examples
     --------
@@ -177,7 +177,7 @@ class SharpnessAnalyzer(FlatnessAnalyzer):
                     n_samples=self.n_samples,
                     seed=seed,
                 )
-        self.score_ = self.sharpness_
+        self.score_ = -self.sharpness_
         return self
 
 
@@ -220,14 +220,14 @@ class PACBayesAnalyzer(FlatnessAnalyzer):
         Whether the loss stayed below the bound up to ``sigma_max`` (then
         ``sigma_`` is only a lower bound; a ConvergenceWarning says so).
     flatness_ : float
-        ``1 / sigma_**2``; returned when called as a scorer (larger is
-        sharper).
+        ``1 / sigma_**2`` (larger is sharper).
     n_evaluations_ : int
         Noise levels tried.
     base_loss_ : float
         Training loss at the minimum.
     score_ : float
-        ``flatness_``.
+        ``-flatness_``, returned when called as a scorer: larger is flatter,
+        like every flatness scorer.
 
     Examples
     --------
@@ -315,5 +315,5 @@ class PACBayesAnalyzer(FlatnessAnalyzer):
                 "estimator's loss is not finite or not at a minimum on this X, y."
             )
         self.flatness_ = 1.0 / self.sigma_**2
-        self.score_ = self.flatness_
+        self.score_ = -self.flatness_
         return self
