@@ -105,6 +105,24 @@ def test_poisoned_models_are_ordinary_fitted_estimators(data, tmp_path):
         assert_allclose(restored.predict_proba(X), fitted.predict_proba(X))
 
 
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"poison_factor": -1}, "'poison_factor' parameter"),
+        ({"learning_rate_init": 0}, "'learning_rate_init' parameter"),
+        ({"poison_loss": "bogus"}, "'poison_loss' parameter"),
+        ({"max_iter": 0}, "'max_iter' parameter"),
+        ({"activation": "foo"}, "'activation' parameter"),
+    ],
+)
+def test_each_estimator_is_validated_as_its_own_fit_would(data, bad, match):
+    nets = [_net(random_state=0), _net(random_state=1, **bad)]
+    with pytest.raises(ValueError, match=f"estimators\\[1\\]: The {match}"):
+        BatchedPoisonFitter(nets).fit(*data)
+    with pytest.raises(ValueError, match=f"The {match}"):
+        clone(nets[1]).fit(*data)
+
+
 def test_only_seed_step_size_and_poison_factor_may_differ(data):
     X, y = data
     with pytest.raises(ValueError, match=r"differs from estimators\[0\] in \['hidden"):

@@ -114,6 +114,36 @@ def test_warm_start_refuses_new_classes():
         clf.fit(X, np.where(y == 2, 3, y))
 
 
+@pytest.mark.parametrize(
+    "change",
+    [{"hidden_layer_sizes": (16, 4)}, {"activation": "tanh"}],
+    ids=["layers", "activation"],
+)
+def test_warm_start_refuses_a_changed_architecture(change):
+    X, y = blobs()
+    clf = quiet_fit(PoisonedMLPClassifier(**FAST, warm_start=True), X, y)
+    weights = [p.detach().clone() for p in clf.module_.parameters()]
+    rng_state = torch.get_rng_state()
+    with pytest.raises(ValueError, match="architecture parameters changed"):
+        clf.set_params(**change).fit(X, y)
+    # Nothing was trained, and checking drew no weights from torch's RNG.
+    assert all(torch.equal(a, b) for a, b in zip(weights, clf.module_.parameters()))
+    assert torch.equal(rng_state, torch.get_rng_state())
+    # Other parameters may change between warm fits.
+    clf.set_params(hidden_layer_sizes=(16, 16), activation="relu", max_iter=10)
+    assert quiet_fit(clf, X, y).n_iter_ == 160
+
+
+def test_warm_start_of_a_cnn_refuses_new_channels():
+    images, labels = np.random.RandomState(0).rand(20, 1, 6, 6), np.arange(20) % 2
+    cnn = PoisonedCNNClassifier(
+        conv_channels=(3,), hidden_layer_sizes=(8,), max_iter=5, warm_start=True
+    )
+    quiet_fit(cnn, images, labels)
+    with pytest.raises(ValueError, match="architecture parameters changed"):
+        cnn.set_params(conv_channels=(4,)).fit(images, labels)
+
+
 @pytest.mark.slow
 def test_early_stopping_keeps_the_best_block():
     X, y = blobs(n_samples=300)

@@ -174,6 +174,8 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
                 "warm_start can only continue a fit on the same classes: the "
                 f"previous fit saw {self.classes_!r}, this one {classes!r}."
             )
+        if warm:
+            self._check_same_architecture()
         self.classes_ = classes
         X_rows, y_rows, w_rows = canonical_training_set(
             X[positive], y_encoded, sample_weight[positive]
@@ -187,6 +189,26 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
                 X_rows, y_rows, w_rows, rng
             )
         return X_rows, y_rows, w_rows, validation, device, seeds, rng, warm
+
+    def _check_same_architecture(self):
+        """Refuse to warm-start a network whose architecture was changed since.
+
+        ``set_params(hidden_layer_sizes=...)`` or ``activation=...`` after a
+        fit describes another network than ``module_``; continuing to train
+        ``module_`` would silently ignore the new values.
+        """
+        # Built on the meta device: shapes and layer types only, no weights
+        # drawn (the global torch RNG is left alone).
+        with torch.device("meta"):
+            wanted = self._build_module(len(self.classes_))
+        if repr(wanted) != repr(self.module_):
+            raise ValueError(
+                "warm_start continues training the fitted network, but the "
+                "architecture parameters changed since it was fitted: the "
+                f"parameters now describe\n{wanted}\nwhile the fitted network "
+                f"is\n{self.module_}\nSet warm_start=False to train the new "
+                "architecture from scratch."
+            )
 
     def _hold_out(self, X, y, w, rng):
         """Split the validation set off for early stopping (stratified)."""

@@ -221,6 +221,12 @@ class BatchedPoisonFitter(BaseEstimator):
                     f"estimators[{i}] is a {type(est).__name__}; "
                     "BatchedPoisonFitter trains PoisonedMLPClassifier only."
                 )
+            # The checks of the estimator's own fit, so a bad value fails as
+            # it would there, not after training with it.
+            try:
+                est._validate_params()
+            except ValueError as exc:
+                raise type(exc)(f"estimators[{i}]: {exc}") from exc
             params = est.get_params()
             if params["solver"] not in ("sgd", "adam"):
                 raise ValueError(
