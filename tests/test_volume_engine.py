@@ -24,6 +24,7 @@ from flatgen.landscape import (
     basin_log10_volume,
     log10_unit_ball_volume,
 )
+from flatgen.landscape._volume import _PROBE_BLOCK, _whitened_trace
 
 from .conftest import blobs
 
@@ -388,3 +389,80 @@ def test_volume_estimator_on_cuda_matches_cpu_radii():
     cpu = VolumeEstimator(**params).fit(clf, X, y)
     # Same rays; the losses differ only by float32 rounding across devices.
     assert_allclose(gpu.radii_, cpu.radii_, rtol=1e-3)
+
+
+def _quartic(z):
+    return (z**4).sum(1)
+
+
+# Volume of {z in R^10 : sum z_i^4 <= 1}: (2 Gamma(5/4))^n / Gamma(1 + n/4),
+# from the 1-D integrals of a separable body (Dirichlet's formula).
+QUARTIC_10 = (10 * math.log(2 * math.gamma(1.25)) - gammaln(3.5)) / math.log(10)
+
+
+@pytest.mark.parametrize("estimator", ["preconditioned", "naive"])
+def test_a_loss_flat_to_second_order_is_measured_and_said(estimator):
+    estimates = []
+    for max_radius in (None, 10.0, 1e12):
+        with pytest.warns(ConvergenceWarning, match="flat to second order"):
+            result = basin_log10_volume(
+                _quartic, 10, 1.0, n_directions=200, random_state=0,
+                estimator=estimator, max_radius=max_radius,
+            )
+        low, high = result.log10_volume_ci
+        assert low <= QUARTIC_10 <= high and high - low < 0.2
+        assert result.warnings[0].startswith("The loss is flat to second order")
+        estimates.append(result.log10_volume)
+    # No ray reaches the cap: the cap changes the estimate only within the
+    # root search's tolerance (another first step, another bisection path).
+    tolerance = result.log10_volume_tolerance
+    assert np.ptp(estimates) <= tolerance
+
+
+def test_a_loss_without_autograd_is_measured_by_uniform_rays():
+    def squares(z):  # numpy inside: no autograd graph
+        return torch.as_tensor((z.detach().cpu().numpy() ** 2).sum(1))
+
+    result = basin_log10_volume(squares, 10, 1.0, n_directions=50, estimator="naive")
+    # The unit ball in 10 dimensions, exactly: every ray has radius 1.
+    assert_allclose(result.log10_volume, log10_unit_ball_volume(10), atol=1e-5)
+    with pytest.raises(TypeError, match="differentiable by torch autograd"):
+        basin_log10_volume(squares, 10, 1.0, n_directions=50)
+
+
+def test_a_linear_loss_has_zero_curvature_not_an_autograd_error():
+    with pytest.warns(ConvergenceWarning, match="flat to second order"):
+        with pytest.warns(VolumeSaturationWarning):
+            result = basin_log10_volume(
+                lambda z: z.sum(1), 10, 1.0, n_directions=40, max_radius=5.0
+            )
+    # Half the rays run downhill and reach the cap: the estimate is a bound.
+    assert 0.2 < result.capped_fraction < 0.8
+
+
+@pytest.mark.parametrize("estimator", ["preconditioned", "naive"])
+def test_a_maximum_is_refused_before_any_ray(estimator):
+    with pytest.raises(ValueError, match="negative curvature .* not a minimum"):
+        basin_log10_volume(
+            lambda z: -(z**2).sum(1) + 2.0, 10, 3.0, loss0=2.0, estimator=estimator
+        )
+
+
+def test_too_many_rays_are_refused_before_any_work():
+    def never(z):
+        raise AssertionError("no loss may be evaluated")
+
+    with pytest.raises(ValueError, match=r"n_directions=1000000000 would keep 15"):
+        basin_log10_volume(never, 10, 1.0, n_directions=10**9, loss0=0.0)
+
+
+def test_trace_probes_in_several_blocks_give_the_exact_diagonal_trace():
+    curvatures = torch.linspace(0.5, 3.0, 7, dtype=torch.float64)
+
+    def hvp(vectors):
+        return vectors * curvatures
+
+    identity = CurvaturePreconditioner.identity(7)
+    # +-1 probes give z^T D z = trace(D) exactly, in every block of probes.
+    trace = _whitened_trace(identity, hvp, 7, 3 * _PROBE_BLOCK + 5, seed=0)
+    assert trace == pytest.approx(float(curvatures.sum()), rel=1e-12)

@@ -70,6 +70,11 @@ _RITZ_RTOL = 1e-3
 # back to distribution-free bounds, and it is warned about and flagged.
 _ESS_MIN_RAYS = 20
 _ESS_MIN_SHARE = 0.1
+# Probe vectors drawn and multiplied at a time.
+_PROBE_BLOCK = 256
+# Memory the results may take (per-ray radii, flags and raw lengths for every
+# cutoff, 17 bytes each); more rays than fit are refused up front.
+_MAX_RESULT_BYTES = 2 * 1024**3
 
 
 def rests_on_few_rays(effective_sample_size, n_rays):
@@ -327,14 +332,54 @@ class CurvaturePreconditioner:
         return preconditioner
 
 
+# First scan step where the loss has no curvature to predict one: the scan
+# doubles from 1/8 of it, and crossings before that are bisected from 0.
+_FLAT_START = 1.0
+_FLAT_NOTE = (
+    "The loss is flat to second order at the minimum (zero curvature in every "
+    "probed direction), so no quadratic model shapes the rays: the volume is "
+    "measured with uniform rays (as estimator='naive'), its interval from their "
+    "spread alone."
+)
+
+
+def _check_curvature(mean_curvature, what):
+    """Return whether the loss is flat to second order; refuse a non-minimum.
+
+    ``mean_curvature`` is a Hutchinson estimate of ``trace(H) / n``, which
+    is non-negative for any positive semi-definite ``H``: a negative value
+    means the origin is not a minimum, where no basin is defined.
+    """
+    if not np.isfinite(mean_curvature):
+        raise ValueError(
+            f"The curvature of loss_fn at the minimum is not finite ({what} per "
+            f"dimension: {mean_curvature}); check the loss."
+        )
+    if mean_curvature < 0:
+        raise ValueError(
+            "loss_fn has negative curvature at the origin (" + what + " per "
+            f"dimension: {mean_curvature:.4g}): the origin is not a minimum, and "
+            "the basin volume is defined around one."
+        )
+    return mean_curvature == 0
+
+
 def _whitened_trace(preconditioner, hvp, n_dims, n_probes, seed):
-    """Hutchinson estimate of ``trace(P^T H P)`` (same probes for every ``P``)."""
+    """Hutchinson estimate of ``trace(P^T H P)`` (same probes for every ``P``).
+
+    Not floored: a zero or negative value says the loss is flat to second
+    order or not at a minimum. Probes are drawn and multiplied in blocks, so
+    memory does not grow with ``n_probes``.
+    """
     generator = _stream(seed, 2, 0)
-    signs = torch.randint(0, 2, (n_probes, n_dims), generator=generator)
-    z = 2.0 * signs.double() - 1.0
-    mapped = preconditioner.apply(z)
-    products = hvp(mapped).to(torch.float64)
-    return max(float((mapped * products).sum(1).mean()), 1e-300)
+    forms = []
+    for start in range(0, n_probes, _PROBE_BLOCK):
+        size = min(_PROBE_BLOCK, n_probes - start)
+        signs = torch.randint(0, 2, (size, n_dims), generator=generator)
+        mapped = preconditioner.apply(2.0 * signs.double() - 1.0)
+        products = hvp(mapped).to(torch.float64)
+        forms.append((mapped * products).sum(1))
+    return float(torch.cat(forms).mean())
 
 
 def _jensen_gap(preconditioner, trace, n_dims):
@@ -365,6 +410,10 @@ def _autograd_hvp(loss_fn, dtype, device):
                     "estimator='naive')."
                 )
             (grad,) = torch.autograd.grad(losses.sum(), origin, create_graph=True)
+            if not grad.requires_grad:
+                # The gradient does not depend on the displacement (a linear
+                # or constant loss): the Hessian is zero.
+                return torch.zeros_like(vectors)
             (product,) = torch.autograd.grad(grad, origin, grad_outputs=vectors)
         return product.detach()
 
@@ -695,6 +744,11 @@ def basin_log10_volume(
         ``'naive'`` draws rays uniformly (the paper's estimator);
         ``'preconditioned'`` draws them from a curvature model measured with
         Hessian-vector products and reweights exactly (importance sampling).
+        Where the loss is flat to second order at the minimum (zero Hessian,
+        e.g. a pure quartic) there is no model to build and both draw
+        uniform rays, with a warning. ``'naive'`` also takes a ``loss_fn``
+        without autograd (its searches then start from unit steps, or from
+        ``max_radius``).
     rank : int, default=40
         Lanczos steps in each of the preconditioner's two stages.
     n_probes : int, default=64
@@ -740,13 +794,24 @@ def basin_log10_volume(
     result : BasinVolume
         Estimate, interval, radii, weights and diagnostics.
 
+    Raises
+    ------
+    ValueError
+        Before any ray: for bad options, for a loss at the origin not below
+        every cutoff, for negative curvature at the origin (not a minimum),
+        and for ``n_directions`` whose per-ray results would exceed 2 GiB.
+    TypeError
+        If ``loss_fn`` is not callable, or is not differentiable by autograd
+        for ``'preconditioned'`` without ``hvp``.
+
     Warns
     -----
     VolumeSaturationWarning
         When more than ``max_capped_fraction`` of the rays are capped.
     sklearn.exceptions.ConvergenceWarning
         When fewer than 10 % of the rays carry the estimate (effective
-        sample size), so that the interval may be too narrow.
+        sample size), so that the interval may be too narrow; and when the
+        loss is flat to second order at the minimum (uniform rays).
 
     References
     ----------
@@ -792,6 +857,15 @@ def basin_log10_volume(
         raise ValueError(
             f"cutoff must be a finite number or a list of them. Got {cutoff!r} instead."
         )
+    result_bytes = 17 * n_directions * len(cutoffs)
+    if result_bytes > _MAX_RESULT_BYTES:
+        raise ValueError(
+            f"n_directions={n_directions} would keep {result_bytes / 1024**3:.1f} GiB "
+            f"of per-ray results for {len(cutoffs)} cutoff(s) (17 bytes per ray "
+            f"and cutoff); at most {_MAX_RESULT_BYTES // (17 * len(cutoffs)):,} "
+            "rays fit in the 2 GiB allowed. Measure in several calls with "
+            "different random_state and pool them."
+        )
     device = torch.device("cpu") if device is None else torch.device(device)
     seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
     n_hvp = 0
@@ -807,9 +881,23 @@ def basin_log10_volume(
             )
         delta = float(cutoffs.min() - loss0)
         floor = 2 * delta / max_radius**2 if max_radius is not None else 0.0
+        user_hvp = hvp is not None
         if hvp is None:
             hvp = _autograd_hvp(loss_fn, dtype, device)
+        notes = []
         if estimator == "preconditioned":
+            identity = CurvaturePreconditioner.identity(n_dims)
+            # The ranking needs traces only roughly: a quarter of the probes.
+            n_trace = max(8, n_probes // 4)
+            identity_trace = _whitened_trace(identity, hvp, n_dims, n_trace, seed)
+            flat = _check_curvature(identity_trace / n_dims, "the Hessian's trace")
+        if estimator == "preconditioned" and flat:
+            # No quadratic model to shape the rays: uniform rays, a scan from
+            # the cap (or unit steps) to the first crossing.
+            preconditioner, n_hvp = identity, n_trace
+            start_step = _FLAT_START if max_radius is None else float(max_radius)
+            notes.append(_FLAT_NOTE)
+        elif estimator == "preconditioned":
             candidates = [
                 CurvaturePreconditioner.from_curvature(
                     hvp,
@@ -827,13 +915,12 @@ def basin_log10_volume(
                     floor=max(floor, 1e-300),
                     seed=seed,
                 ),
-                CurvaturePreconditioner.identity(n_dims),
+                identity,
             ]
-            # The ranking needs traces only roughly: a quarter of the probes.
-            n_trace = max(8, n_probes // 4)
             traces = [
-                _whitened_trace(c, hvp, n_dims, n_trace, seed) for c in candidates
-            ]
+                max(_whitened_trace(c, hvp, n_dims, n_trace, seed), 1e-300)
+                for c in candidates[:-1]
+            ] + [max(identity_trace, 1e-300)]
             n_hvp = sum(c.n_products for c in candidates) + n_trace * len(candidates)
             gaps = [
                 _jensen_gap(c, trace, n_dims) for c, trace in zip(candidates, traces)
@@ -844,15 +931,32 @@ def basin_log10_volume(
             start_step = math.sqrt(2 * delta * n_dims / traces[best])
         else:
             preconditioner = CurvaturePreconditioner.identity(n_dims)
-            diagonal = probe_diagonal(
-                lambda v: hvp(v).to(torch.float64),
-                n_dims,
-                n_probes,
-                _stream(seed, 1, 1),
+            try:
+                diagonal = probe_diagonal(
+                    lambda v: hvp(v).to(torch.float64),
+                    n_dims,
+                    n_probes,
+                    _stream(seed, 1, 1),
+                )
+            except TypeError:
+                if user_hvp:
+                    raise
+                # Uniform rays need no curvature, only a first step: a loss
+                # without autograd is scanned from the cap (or unit steps).
+                diagonal = None
+            n_hvp = 0 if diagonal is None else n_probes
+            flat = diagonal is None or _check_curvature(
+                float(diagonal.mean()), "the Hessian's diagonal"
             )
-            n_hvp = n_probes
-            mean_curvature = max(float(diagonal.mean()), floor, 1e-300)
-            start_step = math.sqrt(2 * delta / mean_curvature)
+            if flat:
+                start_step = _FLAT_START if max_radius is None else float(max_radius)
+                if diagonal is not None:
+                    notes.append(_FLAT_NOTE)
+            else:
+                mean_curvature = max(float(diagonal.mean()), floor, 1e-300)
+                start_step = math.sqrt(2 * delta / mean_curvature)
+    for note in notes:
+        warnings.warn(note, ConvergenceWarning, stacklevel=2)
     settings = {
         "cutoffs": cutoffs,
         "rtol": float(rtol),
@@ -866,19 +970,19 @@ def basin_log10_volume(
     if max_radius is None:
         # Without a cap, stop the scan after _MAX_DOUBLINGS doublings.
         settings["max_radius"] = start_step * 2.0**_MAX_DOUBLINGS * 1e3
-    bounds = [
-        (lo, min(lo + CHUNK_SIZE, n_directions))
-        for lo in range(0, n_directions, CHUNK_SIZE)
-    ]
+    n_chunks = -(-n_directions // CHUNK_SIZE)
     tasks = (
-        delayed(_chunk_task)(loss_fn, preconditioner, seed, lo, hi, settings)
-        for lo, hi in bounds
+        delayed(_chunk_task)(
+            loss_fn, preconditioner, seed, lo, min(lo + CHUNK_SIZE, n_directions),
+            settings,
+        )
+        for lo in range(0, n_directions, CHUNK_SIZE)
     )
     results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
     results = list(
         tqdm(
             results,
-            total=len(bounds),
+            total=n_chunks,
             disable=not verbose,
             desc="volume rays",
             unit="chunk",
@@ -894,6 +998,7 @@ def basin_log10_volume(
         capped,
         n_dims,
         cutoffs if not scalar else float(cutoffs[0]),
+        notes=notes,
         euclidean_radii=radii,
         log10_det=preconditioner.log_det / _LN10,
         rtol=rtol,
@@ -929,6 +1034,7 @@ def volume_from_radii(
     n_evaluations=0,
     n_hvp=0,
     log10_volume_bound=math.inf,
+    notes=(),
 ):
     """Summarize radii along rays into a log-volume with interval and diagnostics.
 
@@ -970,6 +1076,8 @@ def volume_from_radii(
     log10_volume_bound : float, default=inf
         A sure upper bound of ``log10 V`` (the ball of the search cap), the
         upper end of the interval when the rays cannot give one.
+    notes : sequence of str, default=()
+        Warnings the caller already raised, recorded first in ``warnings``.
 
     Returns
     -------
@@ -1010,7 +1118,7 @@ def volume_from_radii(
         axis=1,
     )
     capped_fraction = capped.mean(axis=1)
-    messages = []
+    messages = list(notes)
     for k, level in enumerate(cutoffs):
         if capped_fraction[k] > max_capped_fraction:
             messages.append(
