@@ -33,6 +33,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 from torch import nn
 
 from ..estimators._base import BasePoisonedClassifier
+from ..landscape import DataBatches, is_batches
 
 SUPPORTED = (
     "PoisonedMLPClassifier, PoisonedCNNClassifier, a fitted skorch "
@@ -457,6 +458,12 @@ def network_and_data(estimator, X, y):
     ValueError
         If ``X`` does not fit the network or ``y`` holds unknown labels.
     """
+    if is_batches(X):
+        raise TypeError(
+            "This analyzer needs the training set as arrays X, y (it evaluates "
+            "the loss at many weights at once); training data given as batches "
+            "(a DataLoader) is measured by CurvatureAnalyzer."
+        )
     view, X = model_network(estimator, X)
     if y is None:
         raise ValueError("y is required: the basin is measured on the training loss.")
@@ -483,3 +490,36 @@ def model_classes(estimator, X):
     classes : ndarray
     """
     return model_network(estimator, X)[0].classes
+
+
+def network_and_batches(estimator, batches, y=None):
+    """Return a copy of the fitted network (logits) and its data as batches.
+
+    Parameters
+    ----------
+    estimator : fitted model
+        Any supported model (see the module docstring).
+    batches : DataLoader or re-iterable of (X, y) pairs
+        The training data, one batch at a time; each batch's inputs and
+        labels are prepared as :func:`network_and_data` prepares arrays.
+    y : None
+        Must be None: the labels come with the batches.
+
+    Returns
+    -------
+    module : torch.nn.Module
+        A deep copy of the trained network, in eval mode, returning logits.
+    data : flatgen.landscape.DataBatches
+        The batches, prepared for ``module``.
+    """
+    if y is not None:
+        raise ValueError(
+            "y must be None when X holds (X, y) batches (a DataLoader): the labels "
+            "come with the batches."
+        )
+    data = DataBatches(batches)
+    first_X = next(iter(data.batches))[0]
+    view, _ = model_network(estimator, first_X[:1])
+    return view.module, DataBatches(
+        data.batches, transform=view.prepare, encode=view.encode
+    )

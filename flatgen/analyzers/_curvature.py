@@ -7,7 +7,13 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._torch_utils import torch_threads
-from ..landscape import hessian_trace, top_hessian_eigenvalue
+from ..landscape import (
+    batches_loss,
+    hessian_trace,
+    is_batches,
+    top_hessian_eigenvalue,
+)
+from ._access import network_and_batches
 from ._common import FlatnessAnalyzer
 from ._model_landscape import ModelLandscape, analysis_seeds
 
@@ -118,22 +124,33 @@ class CurvatureAnalyzer(FlatnessAnalyzer):
             ``torch.nn.Module`` returning logits, or a Pipeline ending in one
             (see :ref:`any-model`).
             It is not modified.
-        X : array-like of shape (n_samples, ...)
-            Training inputs.
-        y : array-like of shape (n_samples,)
-            Training labels (class indices for skorch nets and modules).
+        X : array-like of shape (n_samples, ...), DataLoader or list of (X, y)
+            Training inputs, or the training set as batches of inputs and
+            labels (then ``y=None``): the Hessian is that of the mean loss
+            over all batches, accumulated one batch at a time (memory bounded
+            by a batch; every product passes over the data once).
+        y : array-like of shape (n_samples,) or None
+            Training labels (class indices for skorch nets and modules);
+            None when ``X`` holds batches.
 
         Returns
         -------
         self : CurvatureAnalyzer
             The analyzer, with results in its ``*_`` attributes.
         """
-        landscape = ModelLandscape.from_estimator(
-            estimator, X, y, n_threads=self.n_threads
-        )
-        module, X, y = landscape.module, landscape.X, landscape.y
-        with landscape.threads():
-            self.base_loss_ = landscape.base_loss()[0]
+        if is_batches(X):
+            # The full-data Hessian, accumulated batch by batch.
+            module, X = network_and_batches(estimator, X, y)
+            y = None
+            with torch_threads(self.n_threads):
+                self.base_loss_ = batches_loss(module, X)[0]
+        else:
+            landscape = ModelLandscape.from_estimator(
+                estimator, X, y, n_threads=self.n_threads
+            )
+            module, X, y = landscape.module, landscape.X, landscape.y
+            with landscape.threads():
+                self.base_loss_ = landscape.base_loss()[0]
         eig_seed, trace_seed = analysis_seeds(self.random_state, 2)
         options = {
             "filter_normalized": self.filter_normalized,

@@ -12,6 +12,7 @@ from ._curvature import (
     top_hessian_eigenpairs,
     top_hessian_eigenvalue,
 )
+from ._data import DataBatches, batches_loss, is_batches
 from ._directions import filter_normalized_directions
 from ._evaluate import BatchedEvaluator
 from ._network_loss import NetworkBasinLoss
@@ -43,6 +44,9 @@ __all__ = [
     "BasinRadii",
     "BasinVolume",
     "CurvaturePreconditioner",
+    "DataBatches",
+    "batches_loss",
+    "is_batches",
     "NetworkBasinLoss",
     "NetworkLoss",
     "average_sharpness",

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from scipy.linalg import eigh_tridiagonal
 from sklearn.exceptions import ConvergenceWarning
 
+from ._data import DataBatches, is_batches
 from ._parameters import ParameterLayout, flatten_parameters
 from ._sequential_hessian import SequentialHessian, analytic_layers
 
@@ -48,14 +49,20 @@ class LossHessian:
     each filter, so ``d^T H d = u^T H_fn u``: the curvature along such
     directions is the one of ``H_fn``, whatever the scale of each layer.
 
+    The training data may also come as batches (a ``DataLoader`` or a list
+    of ``(X, y)`` pairs, with ``y=None``): every product then passes over the
+    batches, accumulating each batch's share of the mean loss by double
+    backpropagation, so memory is bounded by one batch and the operator is
+    the full-data Hessian, not one batch's estimate.
+
     Parameters
     ----------
     module : torch.nn.Module
         Network mapping ``X`` to logits.
-    X : array-like or torch.Tensor
-        Inputs shaped for the network.
-    y : array-like of int of shape (n_samples,)
-        Encoded labels in ``[0, n_classes)``.
+    X : array-like, torch.Tensor, DataLoader or iterable of (X, y) pairs
+        Inputs shaped for the network, or batches of inputs and labels.
+    y : array-like of int of shape (n_samples,) or None
+        Encoded labels in ``[0, n_classes)``; None when ``X`` holds batches.
     filter_normalized : bool, default=False
         Whether to return products with ``D H D`` instead of ``H``.
     include_bias : bool, default=False
@@ -103,8 +110,18 @@ class LossHessian:
             )
         if not any(True for _ in module.parameters()):
             raise ValueError("The module has no parameters.")
-        X = torch.as_tensor(X)
-        ops = analytic_layers(module, X.ndim) if engine == "auto" else None
+        self._batches = None
+        if is_batches(X):
+            if y is not None:
+                raise ValueError(
+                    "y must be None when X holds (X, y) batches; got y of type "
+                    f"{type(y).__name__}."
+                )
+            self._batches = DataBatches(X)
+            ops = None  # graphs per batch by double backpropagation
+        else:
+            X = torch.as_tensor(X)
+            ops = analytic_layers(module, X.ndim) if engine == "auto" else None
         if ops is None:
             self._module = copy.deepcopy(module).eval()
             self._params = list(self._module.parameters())
@@ -120,13 +137,22 @@ class LossHessian:
         self.layout = ParameterLayout.from_module(module)
         self.n_params = self.layout.n_params
         self._piece_sizes = [spec.numel for spec in self.layout.specs]
-        self._X = torch.as_tensor(X).to(device, dtype)
-        self._y = torch.as_tensor(y).to(device, torch.int64)
-        if self._y.ndim != 1 or len(self._y) != len(self._X) or len(self._y) == 0:
-            raise ValueError(
-                f"y must be 1-D with one label per sample; got shape "
-                f"{tuple(self._y.shape)} for {len(self._X)} samples."
-            )
+        if self._batches is not None:
+            self._X = self._y = None
+            self.n_samples = self._batches.n_samples
+        else:
+            self._X = torch.as_tensor(X).to(device, dtype)
+            self._y = torch.as_tensor(y).to(device, torch.int64)
+            if (
+                self._y.ndim != 1
+                or len(self._y) != len(self._X)
+                or len(self._y) == 0
+            ):
+                raise ValueError(
+                    f"y must be 1-D with one label per sample; got shape "
+                    f"{tuple(self._y.shape)} for {len(self._X)} samples."
+                )
+            self.n_samples = len(self._y)
         self._sample_block = sample_block
         self._grads = None
         self._analytic = None
@@ -151,10 +177,17 @@ class LossHessian:
         return self._params[0].dtype
 
     def _gradients(self, block):
-        """Gradient of the block's share of the mean loss, with its graph."""
-        n_samples = len(self._y)
-        logits = self._module(self._X[block])
-        loss = F.cross_entropy(logits, self._y[block], reduction="sum") / n_samples
+        """Gradient of the block's share of the mean loss, with its graph.
+
+        ``block`` is a slice of the samples held, or an ``(X, y)`` batch.
+        """
+        if isinstance(block, slice):
+            X, y = self._X[block], self._y[block]
+        else:
+            X, y = (t.to(self.device) for t in block)
+            X = X.to(self.dtype) if X.is_floating_point() else X
+        logits = self._module(X)
+        loss = F.cross_entropy(logits, y, reduction="sum") / self.n_samples
         return torch.autograd.grad(
             loss,
             self._params,
@@ -165,7 +198,10 @@ class LossHessian:
 
     def _autograd_products(self, pieces, lead):
         """Double-backprop products of vectors given per parameter."""
-        if self._sample_block is None:
+        streamed = self._batches is not None or self._sample_block is not None
+        if self._batches is not None:
+            blocks = (self._gradients(batch) for batch in self._batches)
+        elif self._sample_block is None:
             if self._grads is None:
                 self._grads = self._gradients(slice(None))
             blocks = [self._grads]
@@ -173,7 +209,7 @@ class LossHessian:
             step = self._sample_block
             blocks = (
                 self._gradients(slice(start, start + step))
-                for start in range(0, len(self._y), step)
+                for start in range(0, self.n_samples, step)
             )
         total = None
         for grads in blocks:
@@ -187,7 +223,7 @@ class LossHessian:
                 [g for g, _ in pairs],
                 self._params,
                 grad_outputs=[p for _, p in pairs],
-                retain_graph=self._sample_block is None,
+                retain_graph=not streamed,
                 allow_unused=True,
                 materialize_grads=True,
                 is_grads_batched=bool(lead),
@@ -240,17 +276,17 @@ class LossHessian:
         vs 49-51 ms in analytic passes of 4-16. On other devices than the
         CPU vectors always go 16 at a time.
         """
-        if self._sample_block is not None:
+        if self._sample_block is not None or self._batches is not None:
             return 1
         if self._analytic is not None:
             if self._analytic.sample_block is not None:
                 return 1
-            work = len(self._y) * self._analytic.flops_per_sample
-            per_vector = len(self._y) * self._analytic.state_bytes_per_sample
+            work = self.n_samples * self._analytic.flops_per_sample
+            per_vector = self.n_samples * self._analytic.state_bytes_per_sample
             if per_vector * 16 > _BATCHED_BYTES:
                 return 1
         else:
-            work = len(self._y) * self.n_params
+            work = self.n_samples * self.n_params
         if self.device.type != "cpu":
             return 16  # on accelerators kernel launches dominate: batch
         limit = _ANALYTIC_BATCHED_WORK if self._analytic is not None else _BATCHED_WORK
@@ -289,6 +325,36 @@ class LossHessian:
             chunk = vectors[start : start + size]
             parts.append(self._products(chunk if size > 1 else chunk[0]))
         return self._finish(torch.cat([p.reshape(-1, self.n_params) for p in parts]))
+
+    def as_linear_operator(self):
+        """Return the operator as a ``scipy.sparse.linalg.LinearOperator``.
+
+        Its ``matvec`` and ``matmat`` take and return float64 NumPy arrays
+        (computed in the module's dtype and device), so scipy's solvers
+        compose with it, e.g. ``scipy.sparse.linalg.eigsh(op, k=5)`` for the
+        top eigenpairs of the full-data Hessian. The operator is symmetric
+        (``rmatvec`` is ``matvec``).
+
+        Returns
+        -------
+        operator : scipy.sparse.linalg.LinearOperator
+            Of shape ``(n_params, n_params)`` and dtype float64.
+        """
+        from scipy.sparse.linalg import LinearOperator
+
+        def matvec(vector):
+            vector = torch.as_tensor(np.asarray(vector, dtype=np.float64).ravel())
+            return self.matvec(vector).to("cpu", torch.float64).numpy()
+
+        def matmat(matrix):
+            matrix = torch.as_tensor(np.asarray(matrix, dtype=np.float64))
+            products = self.matmat(matrix.T.contiguous())
+            return products.to("cpu", torch.float64).numpy().T
+
+        n = self.n_params
+        return LinearOperator(
+            (n, n), matvec=matvec, rmatvec=matvec, matmat=matmat, dtype=np.float64
+        )
 
     def matvec(self, vector):
         """Product of the (filter-normalized) Hessian with ``vector``.

@@ -1,0 +1,155 @@
+"""Training data given as batches: a DataLoader, or any re-iterable of pairs.
+
+The loss landscape is that of the mean loss over the *whole* training set.
+When the set does not fit in one pass, it comes as batches of ``(X, y)``
+(a ``torch.utils.data.DataLoader``, a list of pairs, ...): every product
+then accumulates the batches' sums and divides by the number of samples, so
+memory is bounded by one batch, and the result is the full-data quantity,
+not one batch's noisy estimate.
+"""
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+
+__all__ = ["DataBatches", "batches_loss", "is_batches"]
+
+
+def is_batches(X):
+    """Tell whether ``X`` is data given as batches rather than one array.
+
+    Parameters
+    ----------
+    X : object
+        Training inputs as passed by a user.
+
+    Returns
+    -------
+    batches : bool
+        True for a ``DataLoader``, a :class:`DataBatches` or another iterable
+        whose items are ``(X, y)`` pairs; False for arrays, tensors and
+        lists of numbers.
+    """
+    if isinstance(X, (DataBatches, torch.utils.data.DataLoader)):
+        return True
+    if isinstance(X, (np.ndarray, torch.Tensor, str, bytes)) or not isinstance(
+        X, Iterable
+    ):
+        return False
+    if isinstance(X, Iterator):
+        return True  # refused by DataBatches with the reason
+    if isinstance(X, (list, tuple)) and len(X) > 0:
+        first = X[0]
+        return isinstance(first, (list, tuple)) and len(first) == 2 and all(
+            isinstance(part, (np.ndarray, torch.Tensor)) for part in first
+        )
+    return False
+
+
+class DataBatches:
+    """A re-iterable source of ``(X, y)`` batches with a known sample count.
+
+    Parameters
+    ----------
+    batches : DataLoader or iterable of (X, y) pairs
+        Each item a pair of inputs and integer labels (tensors or arrays) of
+        equal length. Iterated once here to count the samples and check the
+        pairs, and once per pass afterwards: it must be re-iterable (a
+        DataLoader, a list), not a generator. A DataLoader that shuffles is
+        fine (sums do not depend on the order, up to rounding).
+    transform : callable, default=None
+        Applied to every batch's inputs (e.g. a model's own preparation).
+    encode : callable, default=None
+        Applied to every batch's labels (e.g. a model's label encoding).
+
+    Attributes
+    ----------
+    n_samples : int
+        Number of samples over all batches.
+    n_batches : int
+        Number of batches in one pass.
+    """
+
+    def __init__(self, batches, transform=None, encode=None):
+        if isinstance(batches, DataBatches):
+            transform = transform or batches.transform
+            encode = encode or batches.encode
+            batches = batches.batches
+        if isinstance(batches, Iterator):
+            raise TypeError(
+                "Training data given as batches must be re-iterable (a DataLoader "
+                "or a list of (X, y) pairs): every measurement passes over it "
+                f"several times, and a {type(batches).__name__} is consumed by "
+                "the first pass."
+            )
+        self.batches = batches
+        self.transform = transform
+        self.encode = encode
+        n_samples = n_batches = 0
+        for X, y in self:
+            n_samples += len(y)
+            n_batches += 1
+        if n_samples == 0:
+            raise ValueError("The training data batches hold no samples.")
+        self.n_samples, self.n_batches = n_samples, n_batches
+
+    def __iter__(self):
+        """Yield ``(X, y)`` of each batch as tensors (``y`` as int64)."""
+        for index, item in enumerate(self.batches):
+            if not isinstance(item, (list, tuple)) or len(item) != 2:
+                raise ValueError(
+                    f"Batch {index} of the training data is not an (X, y) pair; "
+                    f"got {type(item).__name__}. Batches must hold inputs and "
+                    "labels."
+                )
+            X, y = item
+            if self.transform is not None:
+                X = self.transform(X)
+            if self.encode is not None:
+                y = self.encode(y.cpu().numpy() if isinstance(y, torch.Tensor) else y)
+            X = torch.as_tensor(X)
+            y = torch.as_tensor(y)
+            if y.ndim != 1 or len(y) != len(X):
+                raise ValueError(
+                    f"Batch {index}: y must be 1-D with one label per sample; got "
+                    f"shape {tuple(y.shape)} for {len(X)} inputs."
+                )
+            if y.dtype.is_floating_point:
+                if torch.any(y != torch.round(y)):
+                    raise ValueError(
+                        f"Batch {index}: labels must be class indices; got "
+                        f"non-integer values."
+                    )
+            yield X, y.to(torch.int64)
+
+
+def batches_loss(module, batches):
+    """Mean cross-entropy and accuracy of ``module`` over all the batches.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Network returning logits; evaluated as it is (put it in eval mode).
+    batches : DataBatches
+        The training data.
+
+    Returns
+    -------
+    loss : float
+        Mean cross-entropy over every sample of every batch.
+    accuracy : float
+        Share of the samples whose largest logit is their label's.
+    """
+    total, hits = 0.0, 0
+    parameter = next(module.parameters())
+    with torch.no_grad():
+        for X, y in batches:
+            X = X.to(parameter.device)
+            X = X.to(parameter.dtype) if X.is_floating_point() else X
+            logits = module(X)
+            y = y.to(parameter.device)
+            loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
+            total += float(loss.double())
+            hits += int((logits.argmax(dim=1) == y).sum())
+    return total / batches.n_samples, hits / batches.n_samples
