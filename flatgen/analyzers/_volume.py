@@ -3,11 +3,16 @@
 from numbers import Integral, Real
 
 import numpy as np
-from scipy.special import gammaln, logsumexp
+from scipy.special import logsumexp
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..landscape import NetworkBasinLoss, basin_log10_volume, volume_from_radii
+from ..landscape import (
+    NetworkBasinLoss,
+    basin_log10_volume,
+    log10_unit_ball_volume,
+    volume_from_radii,
+)
 from ._common import FlatnessAnalyzer
 
 _QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -56,8 +61,7 @@ def log10_ball_volume(radii, n_dims, axis=-1):
     with np.errstate(divide="ignore"):
         log_radii = np.log(radii)
     log_mean_power = logsumexp(n * log_radii, axis=axis) - np.log(radii.shape[axis])
-    log_volume = 0.5 * n * np.log(np.pi) - gammaln(0.5 * n + 1) + log_mean_power
-    return log_volume / np.log(10)
+    return log10_unit_ball_volume(n_dims) + log_mean_power / np.log(10)
 
 
 class VolumeEstimator(FlatnessAnalyzer):
