@@ -466,3 +466,52 @@ def test_trace_probes_in_several_blocks_give_the_exact_diagonal_trace():
     # +-1 probes give z^T D z = trace(D) exactly, in every block of probes.
     trace = _whitened_trace(identity, hvp, 7, 3 * _PROBE_BLOCK + 5, seed=0)
     assert trace == pytest.approx(float(curvatures.sum()), rel=1e-12)
+
+
+def test_full_quadratic_model_is_exact_on_a_rotated_four_decade_ellipsoid():
+    n, cutoff = 400, 1.0
+    generator = torch.Generator().manual_seed(0)
+    rotation, _ = torch.linalg.qr(
+        torch.randn(n, n, generator=generator, dtype=torch.float64)
+    )
+    spectrum = torch.logspace(-2, 2, n, dtype=torch.float64)
+    hessian = (rotation * spectrum) @ rotation.T
+
+    def loss(z):
+        return 0.5 * ((z @ hessian) * z).sum(1)
+
+    # {z : z^T A z / 2 <= c} is an ellipsoid: omega_n (2c)^(n/2) / sqrt(det A).
+    exact = (
+        log10_unit_ball_volume(n)
+        + n / 2 * math.log10(2 * cutoff)
+        - 0.5 * float(torch.log(spectrum).sum()) / math.log(10)
+    )
+    result = basin_log10_volume(loss, n, cutoff, n_directions=100, rank="full")
+    low, high = result.log10_volume_ci
+    assert abs(result.log10_volume - exact) < 1e-3 and low <= exact <= high
+    # Whitened into a ball: every ray carries the estimate.
+    assert result.effective_sample_size > 99
+    assert result.preconditioner_rank == n and result.n_hvp >= n
+    assert result.warnings == ()
+
+
+def test_full_quadratic_model_refuses_more_dimensions_than_it_can_hold():
+    def never(z):
+        raise AssertionError("no loss may be evaluated")
+
+    with pytest.raises(ValueError, match="rank='full' keeps the whole 20001 x 20001"):
+        basin_log10_volume(never, 20_001, 1.0, rank="full", loss0=0.0)
+    with pytest.raises(ValueError, match="rank must be an integer"):
+        basin_log10_volume(never, 10, 1.0, rank="most", loss0=0.0)
+
+
+def test_volume_estimator_takes_the_full_quadratic_model(fitted):
+    clf, X, y = fitted
+    volume = VolumeEstimator(
+        cutoff=2.0, cutoff_type="relative", n_directions=20, rank="full",
+        random_state=0, max_capped_fraction=1.0,
+    ).fit(clf, X, y)
+    assert volume.preconditioner_rank_ == volume.n_dims_
+    assert np.all(np.isfinite(volume.log10_volume_))
+    with pytest.raises(ValueError, match="'rank' parameter of VolumeEstimator"):
+        VolumeEstimator(rank="most").fit(clf, X, y)

@@ -113,8 +113,12 @@ class VolumeEstimator(FlatnessAnalyzer):
         filter, ``z_i = theta_i / ||W_f(i)||`` (a linear change of
         variables): ``log10_volume_raw_ = log10_volume_ + log10_scale_det_``.
         ``'paper'`` works only in ``'filter_normalized'``.
-    rank : int, default=40
-        Lanczos steps per stage of the preconditioner.
+    rank : int or 'full', default=40
+        Lanczos steps per stage of the preconditioner, or ``'full'`` for the
+        exact quadratic model (the whole Hessian of the ``n_dims_`` perturbed
+        weights, eigendecomposed; up to 20,000 of them: the swiss-roll
+        network's 3,229 take a few seconds). See
+        :func:`~flatgen.landscape.basin_log10_volume`.
     n_probes : int, default=64
         Probe vectors for the preconditioner's diagonal.
     include_bias : bool, default=False
@@ -232,7 +236,7 @@ class VolumeEstimator(FlatnessAnalyzer):
         "cutoff": [Interval(Real, 0, None, closed="neither"), "array-like"],
         "estimator": [StrOptions({"preconditioned", "naive", "paper"})],
         "space": [StrOptions({"filter_normalized", "raw"})],
-        "rank": [Interval(Integral, 0, None, closed="left")],
+        "rank": [Interval(Integral, 0, None, closed="left"), StrOptions({"full"})],
         "n_probes": [Interval(Integral, 1, None, closed="left")],
         "confidence_level": [Interval(Real, 0, 1, closed="neither")],
         "max_capped_fraction": [Interval(Real, 0, 1, closed="both")],

@@ -332,6 +332,38 @@ class CurvaturePreconditioner:
         return preconditioner
 
 
+def _full_hessian_preconditioner(hvp, n_dims, floor):
+    """Build the exact quadratic model: the whole Hessian, eigendecomposed.
+
+    ``H`` is assembled from ``n`` products (blocks of unit vectors),
+    symmetrized, and ``P = V diag(lambda)^-1/2 V^T`` with every eigenvalue
+    floored at ``floor`` (and at 1e-12 of the largest, so the map stays well
+    conditioned where ``H`` is singular or indefinite). On a quadratic basin
+    this whitens the body into a ball: every ray has the same radius, and the
+    estimate is exact whatever the rotation or the spread of the spectrum.
+    """
+    rows = []
+    for start in range(0, n_dims, _PROBE_BLOCK):
+        stop = min(start + _PROBE_BLOCK, n_dims)
+        units = torch.zeros((stop - start, n_dims), dtype=torch.float64)
+        units[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+        rows.append(hvp(units).to("cpu", torch.float64))
+    hessian = torch.cat(rows)
+    hessian = 0.5 * (hessian + hessian.T)
+    values, vectors = torch.linalg.eigh(hessian)
+    top = float(values.max())
+    curvatures = torch.clamp(values, min=max(floor, 1e-12 * max(top, 0.0), 1e-300))
+    preconditioner = CurvaturePreconditioner(
+        torch.ones(n_dims, dtype=torch.float64), [(vectors, curvatures)]
+    )
+    preconditioner.n_products = n_dims
+    return preconditioner
+
+
+# The exact quadratic model keeps the n x n Hessian and its eigenvectors.
+_MAX_FULL_DIMS = 20_000
+
+
 # First scan step where the loss has no curvature to predict one: the scan
 # doubles from 1/8 of it, and crossings before that are bisected from 0.
 _FLAT_START = 1.0
@@ -668,7 +700,15 @@ def _check_options(
 ):
     _check_int("n_dims", n_dims, 1)
     _check_int("n_directions", n_directions, 1)
-    _check_int("rank", rank, 0)
+    if rank != "full":
+        _check_int("rank", rank, 0)
+    elif n_dims > _MAX_FULL_DIMS:
+        raise ValueError(
+            f"rank='full' keeps the whole {n_dims} x {n_dims} Hessian and its "
+            f"eigenvectors ({2 * 8 * n_dims**2 / 1024**3:.1f} GiB); it is offered "
+            f"up to n_dims={_MAX_FULL_DIMS:,}. Use an integer rank (the low-rank "
+            "plus diagonal model)."
+        )
     _check_int("n_probes", n_probes, 1)
     if estimator not in ESTIMATORS:
         raise ValueError(
@@ -749,8 +789,14 @@ def basin_log10_volume(
         uniform rays, with a warning. ``'naive'`` also takes a ``loss_fn``
         without autograd (its searches then start from unit steps, or from
         ``max_radius``).
-    rank : int, default=40
-        Lanczos steps in each of the preconditioner's two stages.
+    rank : int or 'full', default=40
+        Lanczos steps in each of the preconditioner's two stages (a low-rank
+        plus diagonal curvature model, ``4 rank + n_probes`` products), or
+        ``'full'``: the exact quadratic model, the whole Hessian from
+        ``n_dims`` products, eigendecomposed (``O(n^3)`` time, two ``n x n``
+        float64 matrices; up to ``n_dims=20000``). It makes every quadratic
+        basin exact, rotated or not; a basin shaped by higher-order terms
+        still leaves a spread of radii.
     n_probes : int, default=64
         Probe vectors for the preconditioner's diagonal (a quarter of them,
         at least 8, to rank the candidate preconditioners; for ``'naive'``,
@@ -897,6 +943,14 @@ def basin_log10_volume(
             preconditioner, n_hvp = identity, n_trace
             start_step = _FLAT_START if max_radius is None else float(max_radius)
             notes.append(_FLAT_NOTE)
+        elif estimator == "preconditioned" and rank == "full":
+            preconditioner = _full_hessian_preconditioner(
+                hvp, n_dims, max(floor, 1e-300)
+            )
+            n_hvp = n_trace + n_dims
+            whitened_trace = _whitened_trace(preconditioner, hvp, n_dims, n_trace, seed)
+            start_step = math.sqrt(2 * delta * n_dims / max(whitened_trace, 1e-300))
+            n_hvp += n_trace
         elif estimator == "preconditioned":
             candidates = [
                 CurvaturePreconditioner.from_curvature(
