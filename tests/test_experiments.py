@@ -549,6 +549,51 @@ def test_kendall_tau_and_granulated_taus_against_hand_counts():
     assert taus["b"] == pytest.approx(-1 / 3) and taus["a"] == pytest.approx(1.0)
 
 
+def test_non_finite_measure_values_are_left_out_by_one_rule():
+    from flatgen.experiments._ranking import rank_measures
+
+    rng = np.random.default_rng(1)
+    x, gap = rng.normal(size=12), rng.normal(size=12)
+    params = [{"seed": i} for i in range(12)]
+    (full,) = rank_measures({"m": x[3:]}, gap[3:], params[3:], n_bootstrap=50)
+    holes = x.copy()
+    holes[:3] = [np.nan, np.inf, -np.inf]
+    (row,) = rank_measures({"m": holes}, gap, params, n_bootstrap=50)
+    # NaN and +-inf alike: those models are out of this measure's tau.
+    assert row["n_models"] == 9 and row["tau"] == pytest.approx(full["tau"])
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"values": {"m": np.zeros(5)}}, r"values\['m'\] has shape \(5,\)"),
+        ({"gaps": np.r_[np.zeros(5), np.nan]}, r"gaps must be finite: models \[5\]"),
+        ({"gaps": np.zeros((2, 3))}, "gaps must be a 1-D array"),
+        ({"params": [{}] * 5}, "params must be a list with one dict per model"),
+        ({"values": {}}, "values must be a non-empty dict"),
+        ({"values": {"m": ["a"] * 6}}, r"values\['m'\] must hold numbers"),
+        ({"n_bootstrap": 0}, "n_bootstrap must be an integer >= 1"),
+        ({"confidence": 1.0}, r"confidence must be in \(0, 1\)"),
+    ],
+)
+def test_rank_measures_refuses_inconsistent_inputs(change, match):
+    from flatgen.experiments._ranking import rank_measures
+
+    args = {
+        "values": {"m": np.arange(6.0)},
+        "gaps": np.arange(6.0),
+        "params": [{"seed": i} for i in range(6)],
+        "n_bootstrap": 10,
+        "confidence": 0.95,
+    }
+    args.update(change)
+    with pytest.raises(ValueError, match=match):
+        rank_measures(
+            args["values"], args["gaps"], args["params"],
+            n_bootstrap=args["n_bootstrap"], confidence=args["confidence"],
+        )
+
+
 def test_study_fits_its_networks_together_and_resumes(tiny_study_run, tmp_path):
     from flatgen.experiments import run_experiment
 

@@ -51,6 +51,54 @@ def granulated_taus(values, gaps, params, replicates=("seed",)):
     return taus
 
 
+def _checked_inputs(values, gaps, params, n_bootstrap, confidence):
+    """Validate :func:`rank_measures`' inputs; return gaps and values as arrays."""
+    try:
+        gaps = np.asarray(gaps, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"gaps must be an array of numbers: {exc}") from exc
+    if gaps.ndim != 1 or len(gaps) == 0:
+        raise ValueError(
+            f"gaps must be a 1-D array with one gap per model; got shape {gaps.shape}."
+        )
+    bad = np.flatnonzero(~np.isfinite(gaps))
+    if len(bad):
+        raise ValueError(
+            f"gaps must be finite: models {bad[:5].tolist()} have gaps "
+            f"{gaps[bad[:5]].tolist()} (a model without a measured gap cannot be "
+            "ranked; leave it out)."
+        )
+    if not isinstance(values, dict) or not values:
+        raise ValueError("values must be a non-empty dict of measure -> values.")
+    columns = {}
+    for name, column in values.items():
+        try:
+            column = np.asarray(column, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"values[{name!r}] must hold numbers: {exc}") from exc
+        if column.shape != gaps.shape:
+            raise ValueError(
+                f"values[{name!r}] has shape {column.shape}; it needs one value per "
+                f"model, like gaps {gaps.shape}."
+            )
+        columns[name] = column
+    if not isinstance(params, (list, tuple)) or len(params) != len(gaps):
+        length = len(params) if isinstance(params, (list, tuple)) else "no list"
+        raise ValueError(
+            f"params must be a list with one dict per model ({len(gaps)}); got "
+            f"{length}."
+        )
+    if not all(isinstance(p, dict) for p in params):
+        raise ValueError("params must hold one dict of grid values per model.")
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)):
+        raise ValueError(f"n_bootstrap must be an integer >= 1; got {n_bootstrap!r}.")
+    if n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap must be an integer >= 1; got {n_bootstrap!r}.")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1); got {confidence!r}.")
+    return gaps, columns
+
+
 def rank_measures(values, gaps, params, *, n_bootstrap=1000, confidence=0.95, seed=0):
     """Kendall's tau of every measure with the gap, with intervals; best first.
 
@@ -58,11 +106,14 @@ def rank_measures(values, gaps, params, *, n_bootstrap=1000, confidence=0.95, se
     ----------
     values : dict
         Measure name -> ndarray of shape (n_models,); larger is expected to
-        mean a larger gap. NaN entries are left out of that measure's taus.
+        mean a larger gap. Non-finite entries (NaN: not measured for that
+        model; +-inf: overflowed) are left out of that measure's taus and
+        intervals; ``n_models`` counts the models that remain.
     gaps : ndarray of shape (n_models,)
-        Generalization gaps.
+        Generalization gaps, all finite.
     params : list of dict
-        Each model's grid values (see :func:`granulated_taus`).
+        Each model's grid values (see :func:`granulated_taus`), one dict per
+        model.
     n_bootstrap : int, default=1000
         Bootstrap resamples of the models for the interval of tau.
     confidence : float, default=0.95
@@ -77,15 +128,21 @@ def rank_measures(values, gaps, params, *, n_bootstrap=1000, confidence=0.95, se
         ``granulated`` (axis -> tau), ``mean_granulated`` (the mean over
         axes, Jiang et al.'s psi) and ``n_models``; sorted by ``tau``, best
         first, NaN last.
+
+    Raises
+    ------
+    ValueError
+        If ``gaps`` is not 1-D and finite, or a measure's values or
+        ``params`` do not have one entry per model, or the bootstrap
+        settings are out of range.
     """
-    gaps = np.asarray(gaps, dtype=float)
+    gaps, values = _checked_inputs(values, gaps, params, n_bootstrap, confidence)
     resamples = np.random.default_rng(seed).integers(
         0, len(gaps), size=(n_bootstrap, len(gaps))
     )
     alpha = (1 - confidence) / 2
     rows = []
     for name, column in values.items():
-        column = np.asarray(column, dtype=float)
         keep = np.isfinite(column)
         x, g = column[keep], gaps[keep]
         kept = [p for p, k in zip(params, keep) if k]
