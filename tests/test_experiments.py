@@ -475,6 +475,7 @@ def tiny_study(**changes):
         "pac_bayes_samples": 4,
         "margin_directions": 4,
         "margin_refine": 2,
+        "basin_directions": 4,
         "n_bootstrap": 50,
         **changes,
     }

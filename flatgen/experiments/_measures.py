@@ -193,6 +193,11 @@ def _zoo_settings(s, seeds):
             "n_directions": s["margin_directions"],
             "n_refine": s["margin_refine"],
         },
+        "basin": {
+            "n_directions": s["basin_directions"],
+            "cutoff": s["basin_cutoff"],
+            "max_radius": s["basin_max_radius"],
+        },
         "seed": seeds["directions"],
     }
 

@@ -191,7 +191,26 @@ def perturbation_path(estimator, X, y, *, path):
     return PerturbationPath(**path).fit(estimator, X, y)
 
 
-def measure_zoo(estimator, X, y, *, curvature, sharpness, pac_bayes, margins, seed):
+def _basin_radius_measure(estimator, X, y, basin, seed):
+    """``-log10`` of the mean basin radius, and why it is a bound or missing."""
+    try:
+        analyzer = BasinAnalyzer(**basin, random_state=seed).fit(estimator, X, y)
+    except ValueError as exc:
+        if "already reaches cutoff" not in str(exc):
+            raise
+        # The loss at the minimum is above the cutoff: no basin at this
+        # level, so no radius (left out of the ranking, said in the report).
+        return float("nan"), f"missing: training loss above cutoff {basin['cutoff']}"
+    capped = float(np.mean(analyzer.capped_))
+    flag = (
+        f"upper bound: {capped:.0%} of the rays reach max_radius" if capped else None
+    )
+    return -float(np.log10(analyzer.mean_radius_)), flag
+
+
+def measure_zoo(
+    estimator, X, y, *, curvature, sharpness, pac_bayes, margins, basin, seed
+):
     """Every measure of the study for one fitted network, oriented alike.
 
     Each value grows with sharpness or complexity, the direction in which it
@@ -212,6 +231,9 @@ def measure_zoo(estimator, X, y, *, curvature, sharpness, pac_bayes, margins, se
         Parameters of :class:`~flatgen.PACBayesAnalyzer`.
     margins : dict
         Parameters of :class:`~flatgen.MarginAnalyzer`.
+    basin : dict
+        Parameters of :class:`~flatgen.BasinAnalyzer` (an absolute cutoff):
+        the paper's basin radius enters as ``-log10`` of the mean radius.
     seed : int
         Seed of every random part.
 
@@ -219,7 +241,8 @@ def measure_zoo(estimator, X, y, *, curvature, sharpness, pac_bayes, margins, se
     -------
     record : dict
         ``values`` (measure name -> float) and ``flags`` (measure name ->
-        why it is only a bound), and ``base_loss``.
+        why it is only a bound, or why it is missing: NaN values are left
+        out of the ranking), and ``base_loss``.
     """
     values, flags = {}, {}
     curv = CurvatureAnalyzer(**curvature, random_state=seed).fit(estimator, X, y)
@@ -263,6 +286,11 @@ def measure_zoo(estimator, X, y, *, curvature, sharpness, pac_bayes, margins, se
     values["log10_frobenius_product"] = norms.log10_frobenius_product_
     margin = MarginAnalyzer(**margins, random_state=seed).fit(estimator, X, y)
     values["neg_log10_margin"] = -float(np.log10(margin.median_margin_))
+    values["neg_log10_basin_radius"], flag = _basin_radius_measure(
+        estimator, X, y, basin, seed
+    )
+    if flag:
+        flags["neg_log10_basin_radius"] = flag
     return {
         "values": {k: float(v) for k, v in values.items()},
         "flags": flags,

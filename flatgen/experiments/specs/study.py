@@ -37,6 +37,11 @@ FULL = {
     "pac_bayes_samples": 64,
     "margin_directions": 32,
     "margin_refine": 20,
+    # The paper's basin radius at an absolute cutoff (the same level for
+    # every model, as the paper compares minima).
+    "basin_directions": 500,
+    "basin_cutoff": 0.5,
+    "basin_max_radius": 1.0,
     "n_bootstrap": 1000,
 }
 QUICK = {
@@ -55,6 +60,7 @@ QUICK = {
     "pac_bayes_samples": 16,
     "margin_directions": 8,
     "margin_refine": 4,
+    "basin_directions": 50,
     "n_bootstrap": 200,
 }
 
