@@ -19,6 +19,7 @@ _EXPORTS = {
     "BasinAnalyzer": "analyzers",
     "BasinDisplay": "plotting",
     "CurvatureAnalyzer": "analyzers",
+    "LearningCoefficientAnalyzer": "analyzers",
     "NormAnalyzer": "analyzers",
     "PACBayesAnalyzer": "analyzers",
     "SharpnessAnalyzer": "analyzers",

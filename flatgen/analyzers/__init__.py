@@ -2,6 +2,7 @@
 
 from ._basin import BasinAnalyzer
 from ._curvature import CurvatureAnalyzer
+from ._llc import LearningCoefficientAnalyzer
 from ._margins import MarginAnalyzer, MarginPlotter
 from ._norms import NormAnalyzer
 from ._path import PerturbationPath
@@ -12,6 +13,7 @@ from ._volume import VolumeEstimator, log10_ball_volume
 __all__ = [
     "BasinAnalyzer",
     "CurvatureAnalyzer",
+    "LearningCoefficientAnalyzer",
     "LossSlice",
     "MarginAnalyzer",
     "MarginPlotter",

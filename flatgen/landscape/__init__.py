@@ -15,6 +15,7 @@ from ._curvature import (
 from ._data import DataBatches, batches_loss, is_batches
 from ._directions import filter_normalized_directions
 from ._evaluate import BatchedEvaluator
+from ._llc import LearningCoefficient, local_learning_coefficient, split_rhat
 from ._network_loss import NetworkBasinLoss
 from ._norms import fisher_rao_norm, log10_norm_products, log10_path_norm
 from ._parameters import (
@@ -45,6 +46,9 @@ __all__ = [
     "BasinVolume",
     "CurvaturePreconditioner",
     "DataBatches",
+    "LearningCoefficient",
+    "local_learning_coefficient",
+    "split_rhat",
     "batches_loss",
     "is_batches",
     "NetworkBasinLoss",

@@ -1,0 +1,349 @@
+"""Local learning coefficient of a minimum by Langevin sampling (singular learning).
+
+The local learning coefficient (LLC) ``lambda`` of a minimum ``w*`` says how
+fast the volume of weights with loss below ``L(w*) + eps`` shrinks as ``eps``
+falls: ``V(eps) ~ eps^lambda`` (up to log factors). A quadratic minimum of
+Hessian rank ``r`` has ``lambda = r / 2``; degenerate (singular) minima have
+less, and are "simpler" in this sense. Following Lau et al. (2023, "Quantifying
+degeneracy in singular models via the learning coefficient"), the estimator
+samples the localized tempered posterior
+
+    p(w) ~ exp(-n beta L(w) - gamma/2 ||w - w*||^2),   beta = 1 / log n,
+
+with stochastic-gradient Langevin dynamics (here with full-data gradients)
+and reports ``lambda = n beta (E_p[L] - L(w*))``. For a quadratic
+``L = L(w*) + 1/2 sum_i a_i z_i^2`` the posterior is Gaussian and
+``n beta E_p[L - L(w*)] = 1/2 sum_i n beta a_i / (n beta a_i + gamma)``,
+which tends to ``r / 2`` as ``gamma -> 0``: the ground truth of the tests.
+"""
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+
+__all__ = ["LearningCoefficient", "local_learning_coefficient", "split_rhat"]
+
+# Step-size rule: epsilon * (n beta lambda_max + gamma) = this fraction. The
+# Langevin discretization then inflates the stiffest direction's variance by
+# 1 / (1 - fraction / 4), 1.3 %, and less in the others (0.01 mixed 5x more
+# slowly: rank-8 quadratic, 5,000 steps, estimate 10 % low from burn-in).
+_STEP_FRACTION = 0.05
+# Chains whose split-R-hat of the sampled losses exceeds this have not mixed.
+_RHAT_LIMIT = 1.1
+
+
+@dataclass(frozen=True)
+class LearningCoefficient:
+    """Result of :func:`local_learning_coefficient`.
+
+    Attributes
+    ----------
+    llc : float
+        Estimated local learning coefficient (mean over chains).
+    llc_std_error : float
+        Standard error of ``llc`` from the spread of the chains' estimates.
+    chain_llc : ndarray of shape (n_chains,)
+        Each chain's estimate.
+    rhat : float
+        Split-R-hat of the sampled losses over chains (after burn-in); near
+        1 when the chains agree.
+    loss_trace : ndarray of shape (n_chains, n_steps)
+        Loss at every step of every chain.
+    step_size : float
+        Langevin step size used.
+    localization : float
+        ``gamma``.
+    inverse_temperature : float
+        ``beta``.
+    n_samples : int
+        ``n`` of ``n beta``.
+    loss0 : float
+        Loss at the minimum.
+    n_evaluations : int
+        Loss-and-gradient evaluations (per chain).
+    warnings : tuple of str
+        The warnings raised, in words.
+    """
+
+    llc: float
+    llc_std_error: float
+    chain_llc: np.ndarray
+    rhat: float
+    loss_trace: np.ndarray
+    step_size: float
+    localization: float
+    inverse_temperature: float
+    n_samples: int
+    loss0: float
+    n_evaluations: int
+    warnings: tuple = field(default=())
+
+
+def split_rhat(traces):
+    """Split-R-hat (Gelman et al.) of chains of one scalar.
+
+    Parameters
+    ----------
+    traces : ndarray of shape (n_chains, n_draws)
+        Draws of each chain (after burn-in).
+
+    Returns
+    -------
+    rhat : float
+        Potential scale reduction; NaN with fewer than 4 draws per chain.
+    """
+    traces = np.asarray(traces, dtype=float)
+    half = traces.shape[1] // 2
+    if half < 2:
+        return float("nan")
+    halves = np.concatenate([traces[:, :half], traces[:, half : 2 * half]])
+    within = halves.var(axis=1, ddof=1).mean()
+    between = half * halves.mean(axis=1).var(ddof=1)
+    if within == 0:
+        return 1.0 if between == 0 else float("inf")
+    pooled = (half - 1) / half * within + between / half
+    return float(math.sqrt(pooled / within))
+
+
+def _autograd_value_and_grad(loss_fn):
+    def value_and_grad(w):
+        w = w.detach().requires_grad_(True)
+        with torch.enable_grad():
+            losses = loss_fn(w)
+            if not isinstance(losses, torch.Tensor) or not losses.requires_grad:
+                raise TypeError(
+                    "loss_fn must be differentiable by torch autograd (pass "
+                    "value_and_grad= otherwise)."
+                )
+            (grad,) = torch.autograd.grad(losses.sum(), w)
+        return losses.detach(), grad.detach()
+
+    return value_and_grad
+
+
+def _top_curvature(value_and_grad, n_dims, dtype, device, generator, n_iter=30):
+    """Largest Hessian eigenvalue at 0 by power iteration on gradient differences.
+
+    A finite difference of gradients needs no double backpropagation, so any
+    ``value_and_grad`` serves; its relative step keeps rounding small.
+    """
+    v = torch.randn(n_dims, generator=generator, dtype=torch.float64)
+    v = (v / v.norm()).to(device, dtype)
+    _, g0 = value_and_grad(torch.zeros((1, n_dims), dtype=dtype, device=device))
+    h = 1e-4 if dtype == torch.float64 else 1e-2
+    value = 0.0
+    for _ in range(n_iter):
+        _, g = value_and_grad((h * v)[None])
+        hv = (g[0] - g0[0]) / h
+        value = float(torch.dot(hv.double(), v.double()))
+        norm = hv.norm()
+        if not torch.isfinite(norm) or norm == 0:
+            break
+        v = hv / norm
+    return abs(value)
+
+
+def _check(name, value, low, integer=False):
+    ok = isinstance(value, (int, np.integer)) if integer else isinstance(
+        value, (int, float, np.integer, np.floating)
+    )
+    if isinstance(value, bool) or not ok or not np.isfinite(value) or value < low:
+        kind = "an integer" if integer else "a finite number"
+        raise ValueError(f"{name} must be {kind} >= {low}. Got {value!r} instead.")
+
+
+def local_learning_coefficient(
+    loss_fn,
+    n_dims,
+    n_samples,
+    *,
+    n_chains=4,
+    n_steps=1000,
+    n_burnin=None,
+    step_size=None,
+    localization=100.0,
+    inverse_temperature=None,
+    loss0=None,
+    value_and_grad=None,
+    random_state=None,
+    dtype=torch.float64,
+    device=None,
+):
+    """Estimate the local learning coefficient of a minimum by Langevin sampling.
+
+    Parameters
+    ----------
+    loss_fn : callable
+        Maps a (B, n_dims) tensor of displacements ``z = w - w*`` to the B
+        mean training losses ``L(w* + z)``; differentiable by autograd unless
+        ``value_and_grad`` is given.
+    n_dims : int
+        Number of parameters.
+    n_samples : int
+        Number of training samples ``n`` behind the mean loss.
+    n_chains : int, default=4
+        Independent chains (sampled together, one batched call per step).
+    n_steps : int, default=1000
+        Langevin steps per chain.
+    n_burnin : int, default=None
+        Steps left out of the estimate; ``n_steps // 4`` when None.
+    step_size : float, default=None
+        Langevin step ``epsilon``. None applies the rule
+        ``epsilon = 0.05 / (n beta lambda_max + gamma)``, with ``lambda_max``
+        the top Hessian eigenvalue at the minimum (power iteration on
+        gradients): the discretization then inflates the posterior variance
+        by at most 1.3 %, in the stiffest direction.
+    localization : float, default=100.0
+        ``gamma``, the strength of the pull back to the minimum (keeps the
+        chains in the minimum's basin; larger values bias the estimate low,
+        by ``gamma / (n beta a + gamma)`` in a direction of curvature ``a``).
+    inverse_temperature : float, default=None
+        ``beta``; ``1 / log n`` when None (Watanabe's WBIC temperature).
+    loss0 : float, default=None
+        ``L(w*)`` if known.
+    value_and_grad : callable, default=None
+        Maps (B, n_dims) displacements to ``(losses (B,), gradients (B,
+        n_dims))``; by autograd through ``loss_fn`` when None.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the chains' noise.
+    dtype : torch.dtype, default=torch.float64
+        Dtype of the displacements.
+    device : torch.device, default=None
+        Device of the displacements (CPU when None).
+
+    Returns
+    -------
+    result : LearningCoefficient
+        The estimate, its standard error over chains, the chains' estimates,
+        split-R-hat, the loss traces and the settings used.
+
+    Raises
+    ------
+    ValueError
+        For bad options, before any step.
+
+    Warns
+    -----
+    sklearn.exceptions.ConvergenceWarning
+        When the chains disagree (split-R-hat above 1.1), when the estimate
+        is negative (the chains found losses below the minimum's: not a
+        minimum, or steps too large), or when a chain's loss stops being
+        finite (then the estimate is NaN).
+
+    References
+    ----------
+    E. Lau, Z. Furman, G. Wang, D. Murfet, S. Wei, "The Local Learning
+    Coefficient: A Singularity-Aware Complexity Measure", arXiv:2308.12108,
+    2023. S. Watanabe, "A widely applicable Bayesian information criterion",
+    JMLR 14, 2013.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from flatgen.landscape import local_learning_coefficient
+    >>> def loss(z):  # quadratic of rank 2 in 4 dimensions: lambda = 1
+    ...     return 0.5 * (z[:, :2] ** 2).sum(1)
+    >>> result = local_learning_coefficient(
+    ...     loss, 4, 10_000, n_steps=4000, localization=0.01, random_state=0
+    ... )
+    >>> round(result.llc, 1)
+    1.0
+    """
+    _check("n_dims", n_dims, 1, integer=True)
+    _check("n_samples", n_samples, 2, integer=True)
+    _check("n_chains", n_chains, 2, integer=True)
+    _check("n_steps", n_steps, 10, integer=True)
+    if n_burnin is None:
+        n_burnin = n_steps // 4
+    _check("n_burnin", n_burnin, 0, integer=True)
+    if n_burnin > n_steps - 4:
+        raise ValueError(
+            f"n_burnin must leave at least 4 steps of the {n_steps}; got {n_burnin}."
+        )
+    _check("localization", localization, 0)
+    if step_size is not None:
+        _check("step_size", step_size, 0)
+        if step_size == 0:
+            raise ValueError("step_size must be positive. Got 0 instead.")
+    if inverse_temperature is None:
+        inverse_temperature = 1.0 / math.log(n_samples)
+    _check("inverse_temperature", inverse_temperature, 0)
+    if n_chains * n_dims * 8 * 2 > 2 * 1024**3:
+        raise ValueError(
+            f"n_chains={n_chains} chains of {n_dims} parameters would hold more "
+            "than 2 GiB of state; use fewer chains."
+        )
+    if not callable(loss_fn) and value_and_grad is None:
+        raise TypeError(f"loss_fn must be callable. Got {type(loss_fn).__name__}.")
+    device = torch.device("cpu") if device is None else torch.device(device)
+    if value_and_grad is None:
+        value_and_grad = _autograd_value_and_grad(loss_fn)
+    rng = check_random_state(random_state)
+    generator = torch.Generator(device="cpu").manual_seed(
+        int(rng.randint(np.iinfo(np.int32).max))
+    )
+    n_beta = n_samples * inverse_temperature
+    origin = torch.zeros((1, n_dims), dtype=dtype, device=device)
+    if loss0 is None:
+        loss0 = float(value_and_grad(origin)[0][0])
+    if step_size is None:
+        curvature = _top_curvature(value_and_grad, n_dims, dtype, device, generator)
+        step_size = _STEP_FRACTION / (n_beta * curvature + localization)
+    w = torch.zeros((n_chains, n_dims), dtype=dtype, device=device)
+    trace = np.empty((n_chains, n_steps))
+    noise_scale = math.sqrt(step_size)
+    messages = []
+    for t in range(n_steps):
+        losses, grads = value_and_grad(w)
+        trace[:, t] = losses.detach().to("cpu", torch.float64).numpy()
+        if not np.all(np.isfinite(trace[:, t])):
+            trace[:, t + 1 :] = np.nan
+            messages.append(
+                f"A chain's loss stopped being finite at step {t}: the steps are too "
+                "large for this loss (lower step_size); the estimate is NaN."
+            )
+            break
+        noise = torch.randn((n_chains, n_dims), generator=generator, dtype=dtype)
+        w = (
+            w
+            - 0.5 * step_size * (n_beta * grads + localization * w)
+            + noise_scale * noise.to(device)
+        )
+    kept = trace[:, n_burnin:]
+    chain_llc = n_beta * (kept.mean(axis=1) - loss0)
+    llc = float(chain_llc.mean())
+    std_error = float(chain_llc.std(ddof=1) / math.sqrt(n_chains))
+    rhat = split_rhat(kept) if np.all(np.isfinite(kept)) else float("nan")
+    if np.isfinite(rhat) and rhat > _RHAT_LIMIT:
+        messages.append(
+            f"The chains disagree (split-R-hat {rhat:.3f} > {_RHAT_LIMIT}): they "
+            "have not mixed; run more steps (n_steps) or more chains before "
+            "trusting the estimate."
+        )
+    if np.isfinite(llc) and llc < 0:
+        messages.append(
+            f"The estimate is negative ({llc:.4g}): the chains found losses below "
+            "the minimum's, so the weights are not at a minimum (or the steps are "
+            "too large)."
+        )
+    for message in messages:
+        warnings.warn(message, ConvergenceWarning, stacklevel=2)
+    return LearningCoefficient(
+        llc=llc,
+        llc_std_error=std_error,
+        chain_llc=chain_llc,
+        rhat=rhat,
+        loss_trace=trace,
+        step_size=float(step_size),
+        localization=float(localization),
+        inverse_temperature=float(inverse_temperature),
+        n_samples=int(n_samples),
+        loss0=float(loss0),
+        n_evaluations=int(np.isfinite(trace[0]).sum()),
+        warnings=tuple(messages),
+    )

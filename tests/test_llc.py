@@ -1,0 +1,121 @@
+"""The local learning coefficient: SGLD estimate against closed forms."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose
+from sklearn.exceptions import ConvergenceWarning
+
+from flatgen import LearningCoefficientAnalyzer, PoisonedMLPClassifier
+from flatgen.landscape import local_learning_coefficient, split_rhat
+
+from .conftest import blobs
+
+
+def test_quadratic_minimum_against_the_gaussian_posterior_closed_form():
+    n_dims, rank, n = 20, 8, 1000
+    curvatures = torch.linspace(0.5, 5.0, rank, dtype=torch.float64)
+
+    def loss(z):
+        return 0.5 * (curvatures * z[:, :rank] ** 2).sum(1)
+
+    # The localized tempered posterior is Gaussian: n beta E[L - L0] is
+    # 1/2 sum_i n beta a_i / (n beta a_i + gamma), written independently here.
+    n_beta, gamma = n / math.log(n), 1.0
+    exact = 0.5 * float((n_beta * curvatures / (n_beta * curvatures + gamma)).sum())
+    result = local_learning_coefficient(
+        loss, n_dims, n, n_chains=8, n_steps=8000, localization=gamma, random_state=0
+    )
+    assert abs(result.llc - exact) / exact < 0.05
+    assert abs(result.llc - exact) < 4 * result.llc_std_error + 0.02 * exact
+    assert result.rhat < 1.1 and result.warnings == ()
+
+
+def test_rank_over_two_when_the_localization_vanishes():
+    def loss(z):  # rank 2 of 6: lambda = 1
+        return 0.5 * (z[:, 0] ** 2 + 3.0 * z[:, 1] ** 2)
+
+    result = local_learning_coefficient(
+        loss, 6, 10_000, n_chains=8, n_steps=6000, localization=1e-3, random_state=1
+    )
+    assert result.llc == pytest.approx(1.0, rel=0.05)
+
+
+def test_same_seed_same_chains_and_split_rhat_against_hand_values():
+    def loss(z):
+        return 0.5 * (z**2).sum(1)
+
+    first = local_learning_coefficient(loss, 3, 100, n_steps=50, random_state=4)
+    again = local_learning_coefficient(loss, 3, 100, n_steps=50, random_state=4)
+    assert np.array_equal(first.loss_trace, again.loss_trace)
+    # Identical chains 0, 1, 0, 1, ... split in halves of 4: within-variance
+    # 1/3, no between-variance, pooled (3/4)(1/3): R-hat sqrt(3)/2. Shifted
+    # chains: far above 1.
+    same = np.tile([0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0], (2, 1))
+    assert split_rhat(same) == pytest.approx(math.sqrt(3) / 2, rel=1e-12)
+    assert split_rhat(np.vstack([same[0], same[0] + 5])) > 2
+
+
+def test_steps_too_large_are_said_and_give_nan():
+    def loss(z):
+        return 0.5 * (z**2).sum(1)
+
+    with pytest.warns(ConvergenceWarning, match="stopped being finite"):
+        result = local_learning_coefficient(
+            loss, 3, 100, n_steps=400, step_size=10.0, random_state=0
+        )
+    assert math.isnan(result.llc)
+
+
+def test_a_maximum_is_said_to_be_no_minimum():
+    def loss(z):  # concave: the chains run downhill
+        return -0.5 * (z**2).sum(1)
+
+    with pytest.warns(ConvergenceWarning, match="not at a minimum"):
+        local_learning_coefficient(
+            loss, 3, 100, n_steps=100, step_size=1e-4, localization=500.0,
+            random_state=0,
+        )
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"n_steps": 5}, ValueError, "n_steps must be an integer >= 10"),
+        ({"n_chains": 1}, ValueError, "n_chains must be an integer >= 2"),
+        ({"n_burnin": 98}, ValueError, "n_burnin must leave at least 4 steps"),
+        ({"step_size": 0.0}, ValueError, "step_size must be positive"),
+        ({"localization": -1.0}, ValueError, "localization must be"),
+        ({"n_chains": 10**8}, ValueError, "more than 2 GiB"),
+    ],
+)
+def test_bad_options_are_refused_before_any_step(kwargs, error, match):
+    def never(z):
+        raise AssertionError("no loss may be evaluated")
+
+    options = {"n_steps": 100, **kwargs}
+    with pytest.raises(error, match=match):
+        local_learning_coefficient(never, 1000, 100, loss0=0.0, **options)
+
+
+def test_a_loss_without_autograd_is_refused():
+    def numpy_loss(z):
+        return torch.as_tensor((z.detach().numpy() ** 2).sum(1))
+
+    with pytest.raises(TypeError, match="differentiable by torch autograd"):
+        local_learning_coefficient(numpy_loss, 3, 100, n_steps=20)
+
+
+def test_analyzer_on_a_network_is_seeded_and_scores_its_negative():
+    X, y = blobs(n_samples=90, n_classes=3)
+    clf = PoisonedMLPClassifier((16,), max_iter=300, random_state=0).fit(X, y)
+    weights = [p.detach().clone() for p in clf.module_.parameters()]
+    analyzer = LearningCoefficientAnalyzer(n_steps=300, random_state=0)
+    first = analyzer.fit(clf, X, y).llc_
+    assert analyzer.n_params_ == sum(w.numel() for w in weights)
+    assert analyzer.step_size_ > 0 and analyzer.loss_trace_.shape == (4, 300)
+    assert_allclose(analyzer.base_loss_, clf.net_.history[-1, "train_loss"], rtol=0.5)
+    assert analyzer(clf, X, y) == -first  # same seed, fresh clone
+    assert all(torch.equal(a, b) for a, b in zip(weights, clf.module_.parameters()))
