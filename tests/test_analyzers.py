@@ -370,6 +370,7 @@ def test_every_flatness_scorer_says_larger_is_flatter(
     assert scorer(clean, X_train, y_train) > scorer(poisoned, X_train, y_train)
 
 
+@pytest.mark.slow
 def test_grid_search_scored_by_curvature_picks_the_flattest_model():
     X, y = blobs(n_samples=60, n_classes=2)
     everything = [(np.arange(60), np.arange(60))]  # score on the training set

@@ -91,6 +91,7 @@ class _GeneratedRows(Dataset):
         return x, int(x[0] > 0)
 
 
+@pytest.mark.slow
 def test_a_set_made_on_demand_is_measured_batch_by_batch():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
