@@ -104,7 +104,7 @@ def test_volume_estimator_formula_matches_direct_computation(
         cutoff=cutoff,
         cutoff_type="relative",
         include_bias=include_bias,
-        estimator="paper",
+        method="paper",
         random_state=seed,
     ).fit(clf, X, y)
     n = volume.n_dims_

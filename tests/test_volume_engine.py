@@ -515,3 +515,17 @@ def test_volume_estimator_takes_the_full_quadratic_model(fitted):
     assert np.all(np.isfinite(volume.log10_volume_))
     with pytest.raises(ValueError, match="'rank' parameter of VolumeEstimator"):
         VolumeEstimator(rank="most").fit(clf, X, y)
+
+
+def test_volume_estimator_former_estimator_parameter_still_works(fitted):
+    clf, X, y = fitted
+    options = {
+        "cutoff": 2.0, "cutoff_type": "relative", "n_directions": 10,
+        "random_state": 0, "max_capped_fraction": 1.0,
+    }
+    new = VolumeEstimator(method="naive", **options).fit(clf, X, y)
+    with pytest.warns(FutureWarning, match="renamed 'method'"):
+        old = VolumeEstimator(estimator="naive", **options).fit(clf, X, y)
+    assert_array_equal(old.log10_volume_, new.log10_volume_)
+    # The old name is a hidden alias: the new one holds the setting.
+    assert new.get_params()["estimator"] == "deprecated"

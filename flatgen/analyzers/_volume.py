@@ -1,11 +1,12 @@
 """VolumeEstimator: Monte-Carlo log-volume of the loss basin."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from scipy.special import logsumexp
 from sklearn.base import _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 
 from ..landscape import (
     NetworkBasinLoss,
@@ -73,7 +74,7 @@ class VolumeEstimator(FlatnessAnalyzer):
     (:func:`flatgen.landscape.basin_log10_volume`). Poisoned minima have
     exponentially smaller volume (Huang et al., 2019).
 
-    Three estimators:
+    Three estimators (``method``):
 
     - ``'preconditioned'`` (default): rays drawn from a curvature model of
       the training loss measured with Hessian-vector products (converged
@@ -105,7 +106,7 @@ class VolumeEstimator(FlatnessAnalyzer):
         paper's filter-normalized direction: ``max_radius * ||theta||`` in
         raw space, ``max_radius * sqrt(n_filters)`` in filter-normalized
         coordinates (``max_radius`` itself for ``'paper'``).
-    estimator : {'preconditioned', 'naive', 'paper'}, default='preconditioned'
+    method : {'preconditioned', 'naive', 'paper'}, default='preconditioned'
         See above.
     space : {'filter_normalized', 'raw'}, default='filter_normalized'
         Coordinates of the volume. ``'raw'``: weight space itself.
@@ -142,6 +143,9 @@ class VolumeEstimator(FlatnessAnalyzer):
         Number of torch threads per worker.
     verbose : int, default=0
         Progress bar over chunks of rays when positive.
+    estimator : str, default='deprecated'
+        Former name of ``method`` (it read like the ``estimator`` passed to
+        :meth:`fit`); still accepted, with a FutureWarning.
 
     Attributes
     ----------
@@ -234,7 +238,11 @@ class VolumeEstimator(FlatnessAnalyzer):
     _parameter_constraints = {
         **FlatnessAnalyzer._parameter_constraints,
         "cutoff": [Interval(Real, 0, None, closed="neither"), "array-like"],
-        "estimator": [StrOptions({"preconditioned", "naive", "paper"})],
+        "method": [StrOptions({"preconditioned", "naive", "paper"})],
+        "estimator": [
+            StrOptions({"preconditioned", "naive", "paper"}),
+            Hidden(StrOptions({"deprecated"})),
+        ],
         "space": [StrOptions({"filter_normalized", "raw"})],
         "rank": [Interval(Integral, 0, None, closed="left"), StrOptions({"full"})],
         "n_probes": [Interval(Integral, 1, None, closed="left")],
@@ -249,7 +257,7 @@ class VolumeEstimator(FlatnessAnalyzer):
         cutoff_type="absolute",
         max_radius=1.0,
         *,
-        estimator="preconditioned",
+        method="preconditioned",
         space="filter_normalized",
         rank=40,
         n_probes=64,
@@ -261,12 +269,13 @@ class VolumeEstimator(FlatnessAnalyzer):
         n_jobs=None,
         n_threads=1,
         verbose=0,
+        estimator="deprecated",
     ):
         self.n_directions = n_directions
         self.cutoff = cutoff
         self.cutoff_type = cutoff_type
         self.max_radius = max_radius
-        self.estimator = estimator
+        self.method = method
         self.space = space
         self.rank = rank
         self.n_probes = n_probes
@@ -278,6 +287,19 @@ class VolumeEstimator(FlatnessAnalyzer):
         self.n_jobs = n_jobs
         self.n_threads = n_threads
         self.verbose = verbose
+        self.estimator = estimator
+
+    def _method(self):
+        if self.estimator == "deprecated":
+            return self.method
+        warnings.warn(
+            "VolumeEstimator's 'estimator' parameter was renamed 'method' (it "
+            "read like the model passed to fit); use method="
+            f"{self.estimator!r}. 'estimator' will be removed in a later release.",
+            FutureWarning,
+            stacklevel=3,
+        )
+        return self.estimator
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, estimator, X, y):
@@ -308,16 +330,17 @@ class VolumeEstimator(FlatnessAnalyzer):
         sklearn.exceptions.ConvergenceWarning
             When the effective sample size is below 10 % of the rays.
         """
-        if self.estimator == "paper" and self.space != "filter_normalized":
+        method = self._method()
+        if method == "paper" and self.space != "filter_normalized":
             raise ValueError(
-                "estimator='paper' measures along the paper's filter-normalized "
+                "method='paper' measures along the paper's filter-normalized "
                 f"directions; it needs space='filter_normalized'. Got "
                 f"space={self.space!r} instead."
             )
-        if self.estimator == "paper":
+        if method == "paper":
             result = self._fit_paper(estimator, X, y)
         else:
-            result = self._fit_engine(estimator, X, y)
+            result = self._fit_engine(estimator, X, y, method)
         self.radii_ = np.atleast_2d(result.radii)
         self.capped_ = np.atleast_2d(result.capped)
         self.capped_fraction_ = np.atleast_1d(result.capped_fraction)
@@ -368,7 +391,7 @@ class VolumeEstimator(FlatnessAnalyzer):
             ),
         )
 
-    def _fit_engine(self, estimator, X, y):
+    def _fit_engine(self, estimator, X, y, method):
         landscape = self._prepare(estimator, X, y, self.cutoff)
         loss0 = self.base_loss_
         loss = NetworkBasinLoss(
@@ -386,7 +409,7 @@ class VolumeEstimator(FlatnessAnalyzer):
             loss.n_dims,
             self.cutoffs_,
             n_directions=self.n_directions,
-            estimator=self.estimator,
+            estimator=method,
             rank=self.rank,
             n_probes=self.n_probes,
             max_radius=float(self.max_radius) * loss.paper_scale(),

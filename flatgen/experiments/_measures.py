@@ -68,7 +68,7 @@ def _flatness_settings(s, seeds):
         "cutoffs": s["cutoffs"],
         "volume": {
             "n_directions": s["n_directions"],
-            "estimator": s["volume_estimator"],
+            "method": s["volume_estimator"],
             "rank": s["volume_rank"],
             "n_probes": s["volume_probes"],
             **_optional(s, "rtol"),

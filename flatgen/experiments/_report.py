@@ -193,7 +193,7 @@ def _sections(result):
     )
     where = (
         f"Volumes are Lebesgue volumes in {space}, estimated with "
-        f"`VolumeEstimator(estimator={estimator!r})`; the intervals are Monte-Carlo "
+        f"`VolumeEstimator(method={estimator!r})`; the intervals are Monte-Carlo "
         "standard errors over rays, trustworthy only where many rays carry the "
         "estimate (see the effective sample size in `summary.json`)."
     )
