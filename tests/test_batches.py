@@ -122,3 +122,25 @@ def test_batches_that_cannot_be_used_say_why(bn_cnn):
         DataBatches([(X[:10], y[:10]), X[10:20]])
     with pytest.raises(ValueError, match="labels must be class indices"):
         DataBatches([(X[:10], y[:10] + 0.5)])
+
+
+def test_batches_that_change_between_passes_are_refused(bn_cnn):
+    net, X, y = bn_cnn
+    with pytest.raises(ValueError, match="drop_last=True"):
+        LossHessian(
+            net, DataLoader(TensorDataset(X, y), batch_size=128, drop_last=True), None
+        )
+
+    class Shrinking:
+        """Yields one sample fewer on every pass."""
+
+        def __init__(self):
+            self.size = 300
+
+        def __iter__(self):
+            self.size -= 1
+            yield X[: self.size], y[: self.size]
+
+    hessian = LossHessian(net, Shrinking(), None)
+    with pytest.raises(ValueError, match="data changed between passes"):
+        hessian.matvec(torch.ones(hessian.n_params, dtype=torch.float64))

@@ -39,12 +39,19 @@ def is_batches(X):
         return False
     if isinstance(X, Iterator):
         return True  # refused by DataBatches with the reason
-    if isinstance(X, (list, tuple)) and len(X) > 0:
-        first = X[0]
-        return isinstance(first, (list, tuple)) and len(first) == 2 and all(
-            isinstance(part, (np.ndarray, torch.Tensor)) for part in first
-        )
-    return False
+    if isinstance(X, (list, tuple)):
+        first = X[0] if len(X) else None
+    elif isinstance(X, dict):
+        return False
+    else:
+        # Another re-iterable (a custom batch source): look at its first item.
+        try:
+            first = next(iter(X), None)
+        except Exception:  # noqa: BLE001 - not iterable as batches
+            return False
+    return isinstance(first, (list, tuple)) and len(first) == 2 and all(
+        isinstance(part, (np.ndarray, torch.Tensor)) for part in first
+    )
 
 
 class DataBatches:
@@ -76,6 +83,13 @@ class DataBatches:
             transform = transform or batches.transform
             encode = encode or batches.encode
             batches = batches.batches
+        if getattr(batches, "drop_last", False):
+            raise ValueError(
+                "The DataLoader drops its last incomplete batch (drop_last=True): "
+                "every pass would leave samples out (other ones when it shuffles), "
+                "so the loss would not be the full training set's. Use "
+                "drop_last=False."
+            )
         if isinstance(batches, Iterator):
             raise TypeError(
                 "Training data given as batches must be re-iterable (a DataLoader "
@@ -86,6 +100,7 @@ class DataBatches:
         self.batches = batches
         self.transform = transform
         self.encode = encode
+        self.n_samples = None
         n_samples = n_batches = 0
         for X, y in self:
             n_samples += len(y)
@@ -95,7 +110,12 @@ class DataBatches:
         self.n_samples, self.n_batches = n_samples, n_batches
 
     def __iter__(self):
-        """Yield ``(X, y)`` of each batch as tensors (``y`` as int64)."""
+        """Yield ``(X, y)`` of each batch as tensors (``y`` as int64).
+
+        A pass that yields another number of samples than the first raises
+        ValueError at its end: the mean would be over another set.
+        """
+        seen = 0
         for index, item in enumerate(self.batches):
             if not isinstance(item, (list, tuple)) or len(item) != 2:
                 raise ValueError(
@@ -121,7 +141,14 @@ class DataBatches:
                         f"Batch {index}: labels must be class indices; got "
                         f"non-integer values."
                     )
+            seen += len(y)
             yield X, y.to(torch.int64)
+        if self.n_samples is not None and seen != self.n_samples:
+            raise ValueError(
+                f"A pass over the training batches gave {seen} samples, the first "
+                f"gave {self.n_samples}: the data changed between passes, and a "
+                "mean over them would not be one loss."
+            )
 
 
 def batches_loss(module, batches):
