@@ -26,6 +26,8 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
+from ._volume import _check_int
+
 __all__ = ["LearningCoefficient", "local_learning_coefficient", "split_rhat"]
 
 # Step-size rule: epsilon * (n beta lambda_max + gamma) = this fraction. The
@@ -148,13 +150,12 @@ def _top_curvature(value_and_grad, n_dims, dtype, device, generator, n_iter=30):
     return abs(value)
 
 
-def _check(name, value, low, integer=False):
-    ok = isinstance(value, (int, np.integer)) if integer else isinstance(
-        value, (int, float, np.integer, np.floating)
-    )
+def _check_number(name, value, low):
+    ok = isinstance(value, (int, float, np.integer, np.floating))
     if isinstance(value, bool) or not ok or not np.isfinite(value) or value < low:
-        kind = "an integer" if integer else "a finite number"
-        raise ValueError(f"{name} must be {kind} >= {low}. Got {value!r} instead.")
+        raise ValueError(
+            f"{name} must be a finite number >= {low}. Got {value!r} instead."
+        )
 
 
 def local_learning_coefficient(
@@ -254,25 +255,25 @@ def local_learning_coefficient(
     >>> round(result.llc, 1)
     1.0
     """
-    _check("n_dims", n_dims, 1, integer=True)
-    _check("n_samples", n_samples, 2, integer=True)
-    _check("n_chains", n_chains, 2, integer=True)
-    _check("n_steps", n_steps, 10, integer=True)
+    _check_int("n_dims", n_dims, 1)
+    _check_int("n_samples", n_samples, 2)
+    _check_int("n_chains", n_chains, 2)
+    _check_int("n_steps", n_steps, 10)
     if n_burnin is None:
         n_burnin = n_steps // 4
-    _check("n_burnin", n_burnin, 0, integer=True)
+    _check_int("n_burnin", n_burnin, 0)
     if n_burnin > n_steps - 4:
         raise ValueError(
             f"n_burnin must leave at least 4 steps of the {n_steps}; got {n_burnin}."
         )
-    _check("localization", localization, 0)
+    _check_number("localization", localization, 0)
     if step_size is not None:
-        _check("step_size", step_size, 0)
+        _check_number("step_size", step_size, 0)
         if step_size == 0:
             raise ValueError("step_size must be positive. Got 0 instead.")
     if inverse_temperature is None:
         inverse_temperature = 1.0 / math.log(n_samples)
-    _check("inverse_temperature", inverse_temperature, 0)
+    _check_number("inverse_temperature", inverse_temperature, 0)
     if n_chains * n_dims * 8 * 2 > 2 * 1024**3:
         raise ValueError(
             f"n_chains={n_chains} chains of {n_dims} parameters would hold more "
