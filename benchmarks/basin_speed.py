@@ -26,7 +26,6 @@ from flatgen import (
     PoisonedMLPClassifier,
     make_spirals,
 )
-from flatgen.analyzers._access import network_and_data
 from flatgen.datasets import load_digit_images
 from flatgen.landscape import (
     BatchedEvaluator,
@@ -34,6 +33,7 @@ from flatgen.landscape import (
     filter_normalized_directions,
     flatten_parameters,
 )
+from flatgen.landscape._models import network_and_data
 
 
 def matmul_gflops(size=2048, repeats=5):

@@ -295,21 +295,27 @@ def test_analyzers_use_only_public_estimator_access():
     from pathlib import Path
 
     import flatgen.analyzers
+    import flatgen.landscape
 
-    folder = Path(flatgen.analyzers.__file__).parent
-    for path in folder.glob("*.py"):
+    paths = [
+        *Path(flatgen.analyzers.__file__).parent.glob("*.py"),
+        *Path(flatgen.landscape.__file__).parent.glob("*.py"),
+    ]
+    assert any(path.name == "_models.py" for path in paths)
+    for path in paths:
         text = path.read_text()
         for private in ("._prepare_X", ".net_.", "._logits", "._trainer"):
             assert private not in text, f"{path.name} uses {private}"
 
 
 def test_analysis_seeds_are_shared_across_analyzers(fitted):
-    from flatgen.analyzers._model_landscape import ModelLandscape, analysis_seeds
+    from flatgen.analyzers._seeds import analysis_seeds
+    from flatgen.landscape import TrainingObjective
 
     clf, X, y = fitted
     (seed,) = analysis_seeds(3)
     assert analysis_seeds(3, 2)[0] == seed
-    landscape = ModelLandscape.from_estimator(clf, X, y)
+    landscape = TrainingObjective.from_model(clf, X, y)
     first_two = landscape.directions(2, seed).numpy()
     plane = LossSlice(n_dims=2, resolution=3, random_state=3).fit(clf, X, y)
     assert_array_equal(plane.directions_, first_two)

@@ -25,7 +25,7 @@ from flatgen import (
     VolumeEstimator,
     make_spirals,
 )
-from flatgen.analyzers._access import network_and_data
+from flatgen.landscape._models import network_and_data
 
 from .conftest import blobs
 

@@ -8,14 +8,27 @@ from scipy.sparse.linalg import eigsh
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from flatgen import BasinAnalyzer, CurvatureAnalyzer
-from flatgen.landscape import DataBatches, LossHessian, is_batches
+from flatgen import (
+    BasinAnalyzer,
+    CurvatureAnalyzer,
+    LearningCoefficientAnalyzer,
+    LossSlice,
+    NormAnalyzer,
+    PACBayesAnalyzer,
+    PerturbationPath,
+    SharpnessAnalyzer,
+    VolumeEstimator,
+)
+from flatgen.landscape import DataBatches, LossHessian, TrainingObjective, is_batches
 
 
 def _trained_bn_cnn():
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+        nn.Conv2d(1, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
         nn.Linear(4 * 6 * 6, 3),
     ).double()
     X = torch.randn(300, 1, 8, 8, dtype=torch.float64)
@@ -116,8 +129,10 @@ def test_batches_that_cannot_be_used_say_why(bn_cnn):
         CurvatureAnalyzer().fit(net, iter(pairs), None)
     with pytest.raises(ValueError, match="y must be None"):
         CurvatureAnalyzer().fit(net, pairs, y)
-    with pytest.raises(TypeError, match="measured by CurvatureAnalyzer"):
-        BasinAnalyzer().fit(net, pairs, None)
+    with pytest.raises(TypeError, match="needs X, y as arrays"):
+        PerturbationPath().fit(net, pairs, None)
+    with pytest.raises(ValueError, match="y must be None"):
+        BasinAnalyzer().fit(net, pairs, y)
     with pytest.raises(ValueError, match="Batch 1 .* not an \\(X, y\\) pair"):
         DataBatches([(X[:10], y[:10]), X[10:20]])
     with pytest.raises(ValueError, match="labels must be class indices"):
@@ -144,3 +159,78 @@ def test_batches_that_change_between_passes_are_refused(bn_cnn):
     hessian = LossHessian(net, Shrinking(), None)
     with pytest.raises(ValueError, match="data changed between passes"):
         hessian.matvec(torch.ones(hessian.n_params, dtype=torch.float64))
+
+
+# Every analyzer that measures the training loss around the weights gives
+# the full-data answer from batches: the same sums in another grouping.
+BATCH_ANALYZERS = [
+    (BasinAnalyzer(n_directions=6, cutoff=2.0, random_state=0), "radii_", 1e-6),
+    (
+        VolumeEstimator(n_directions=20, cutoff=1.2, max_radius=100, random_state=0),
+        "log10_volume_",
+        1e-6,
+    ),
+    (
+        VolumeEstimator(
+            method="paper", n_directions=6, cutoff=1.2, max_radius=100, random_state=0
+        ),
+        "log10_volume_",
+        1e-6,
+    ),
+    (LossSlice(n_dims=2, resolution=5, random_state=0), "losses_", 1e-9),
+    (
+        LossSlice(n_dims=1, resolution=5, directions="hessian", random_state=0),
+        "losses_",
+        1e-7,
+    ),
+    (SharpnessAnalyzer(n_steps=3, random_state=0), "sharpness_", 1e-7),
+    (SharpnessAnalyzer("average", n_samples=8, random_state=0), "sharpness_", 1e-9),
+    (PACBayesAnalyzer(n_samples=8, random_state=0), "flatness_", 1e-6),
+    (NormAnalyzer(), "fisher_rao_", 1e-9),
+    (
+        LearningCoefficientAnalyzer(
+            n_chains=2, n_steps=30, n_burnin=10, random_state=0
+        ),
+        "llc_",
+        1e-6,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "analyzer, attribute, rtol",
+    BATCH_ANALYZERS,
+    ids=[f"{type(a).__name__}-{attr}" for a, attr, _ in BATCH_ANALYZERS],
+)
+def test_every_analyzer_gives_the_full_data_answer_from_batches(
+    bn_cnn, analyzer, attribute, rtol
+):
+    net, X, y = bn_cnn
+    loader = DataLoader(TensorDataset(X, y), batch_size=128)
+    from sklearn.base import clone
+
+    on_arrays = clone(analyzer).fit(net, X, y)
+    on_batches = clone(analyzer).fit(net, loader, None)
+    assert_allclose(on_batches.base_loss_, on_arrays.base_loss_, rtol=1e-12)
+    assert_allclose(
+        getattr(on_batches, attribute), getattr(on_arrays, attribute), rtol=rtol
+    )
+
+
+def test_objective_over_batches_matches_the_arrays(bn_cnn):
+    net, X, y = bn_cnn
+    arrays = TrainingObjective(net, X, y, include_bias=True)
+    batches = TrainingObjective(
+        net, DataLoader(TensorDataset(X, y), batch_size=64), include_bias=True
+    )
+    assert batches.batched and batches.n_samples == arrays.n_samples == 300
+    assert batches.n_perturbed == arrays.n_perturbed
+    thetas = arrays.theta0 + 0.05 * arrays.directions(4, seed=1)
+    assert_allclose(batches.losses(thetas), arrays.losses(thetas), rtol=1e-12)
+    loss_b, grad_b = batches.loss_and_grad(arrays.theta0)
+    loss_a, grad_a = arrays.loss_and_grad(arrays.theta0)
+    assert_allclose(loss_b, loss_a, rtol=1e-12)
+    assert_allclose(grad_b, grad_a, atol=1e-12)
+    # The mean is the full data's, not the first batch's.
+    first = TrainingObjective(net, X[:64], y[:64])
+    assert abs(first.base_loss()[0] - arrays.base_loss()[0]) > 1e-4

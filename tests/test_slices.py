@@ -236,16 +236,16 @@ def test_hessian_slice_runs_along_the_exact_top_eigenvectors(fitted):
 
 
 def test_unconverged_hessian_directions_are_recorded(fitted, monkeypatch):
-    from flatgen.analyzers._model_landscape import ModelLandscape
+    from flatgen.landscape import TrainingObjective
 
     clf, X, y = fitted
-    found = ModelLandscape.hessian_directions
+    found = TrainingObjective.hessian_directions
 
     def stalled(self, n_directions, seed):
         values, directions, residuals = found(self, n_directions, seed)
         return values, directions, residuals + np.array([0.0, 1e-2])[:n_directions]
 
-    monkeypatch.setattr(ModelLandscape, "hessian_directions", stalled)
+    monkeypatch.setattr(TrainingObjective, "hessian_directions", stalled)
     slice_ = LossSlice(
         n_dims=2, span=0.2, resolution=3, directions="hessian", random_state=0
     ).fit(clf, X, y)

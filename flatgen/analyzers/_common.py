@@ -6,8 +6,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._model_landscape import ModelLandscape, analysis_seeds
+from ..landscape import TrainingObjective
 from ._radii import radii_along_directions
+from ._seeds import analysis_seeds
 
 
 class FlatnessAnalyzer(BaseEstimator):
@@ -91,7 +92,7 @@ class FlatnessAnalyzer(BaseEstimator):
 
     def _prepare(self, estimator, X, y, cutoffs):
         """Landscape of the estimator; sets the loss, accuracy and cutoffs."""
-        landscape = ModelLandscape.from_estimator(
+        landscape = TrainingObjective.from_model(
             estimator, X, y, include_bias=self.include_bias, n_threads=self.n_threads
         )
         with landscape.threads():
@@ -115,9 +116,7 @@ class FlatnessAnalyzer(BaseEstimator):
         self.n_dims_ = landscape.n_perturbed
         (seed,) = analysis_seeds(self.random_state)
         radii, capped, self.n_evaluations_ = radii_along_directions(
-            landscape.module,
-            landscape.X,
-            landscape.y,
+            landscape,
             n_directions=self.n_directions,
             seed=seed,
             n_jobs=self.n_jobs,
@@ -126,7 +125,5 @@ class FlatnessAnalyzer(BaseEstimator):
             loss0=self.base_loss_,
             max_radius=float(self.max_radius),
             rtol=float(self.rtol),
-            include_bias=bool(self.include_bias),
-            n_threads=self.n_threads,
         )
         return radii, capped, landscape, seed

@@ -8,14 +8,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._torch_utils import torch_threads
 from ..landscape import (
-    batches_loss,
+    TrainingObjective,
     hessian_trace,
-    is_batches,
     top_hessian_eigenvalue,
 )
-from ._access import network_and_batches
 from ._common import FlatnessAnalyzer
-from ._model_landscape import ModelLandscape, analysis_seeds
+from ._seeds import analysis_seeds
 
 
 class CurvatureAnalyzer(FlatnessAnalyzer):
@@ -138,19 +136,13 @@ class CurvatureAnalyzer(FlatnessAnalyzer):
         self : CurvatureAnalyzer
             The analyzer, with results in its ``*_`` attributes.
         """
-        if is_batches(X):
-            # The full-data Hessian, accumulated batch by batch.
-            module, X = network_and_batches(estimator, X, y)
-            y = None
-            with torch_threads(self.n_threads):
-                self.base_loss_ = batches_loss(module, X)[0]
-        else:
-            landscape = ModelLandscape.from_estimator(
-                estimator, X, y, n_threads=self.n_threads
-            )
-            module, X, y = landscape.module, landscape.X, landscape.y
-            with landscape.threads():
-                self.base_loss_ = landscape.base_loss()[0]
+        # On batches, the full-data Hessian, accumulated batch by batch.
+        objective = TrainingObjective.from_model(
+            estimator, X, y, n_threads=self.n_threads
+        )
+        module, X, y = objective.module, objective.X, objective.y
+        with objective.threads():
+            self.base_loss_ = objective.base_loss()[0]
         eig_seed, trace_seed = analysis_seeds(self.random_state, 2)
         options = {
             "filter_normalized": self.filter_normalized,

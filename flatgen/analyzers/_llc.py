@@ -3,22 +3,18 @@
 from numbers import Integral, Real
 
 import numpy as np
-import torch
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval
-from torch.func import functional_call, grad_and_value, vmap
 
-from .._torch_utils import torch_threads
 from ..landscape import (
-    ParameterLayout,
+    TrainingObjective,
     flatten_parameters,
     local_learning_coefficient,
     top_hessian_eigenvalue,
 )
 from ..landscape._llc import _STEP_FRACTION
-from ._access import network_and_data
 from ._common import FlatnessAnalyzer
-from ._model_landscape import analysis_seeds
+from ._seeds import analysis_seeds
 
 
 class LearningCoefficientAnalyzer(FlatnessAnalyzer):
@@ -141,28 +137,41 @@ class LearningCoefficientAnalyzer(FlatnessAnalyzer):
             ``torch.nn.Module`` returning logits, or a Pipeline ending in one
             (see :ref:`any-model`).
             It is not modified.
-        X : array-like of shape (n_samples, ...)
-            Training inputs.
-        y : array-like of shape (n_samples,)
-            Training labels (class indices for skorch nets and modules).
+        X : array-like of shape (n_samples, ...), DataLoader or iterable of pairs
+            Training inputs, or the training set as ``(X, y)`` batches (each
+            chain step's gradient then sums over all batches: full-batch
+            Langevin dynamics, memory bounded by one batch).
+        y : array-like of shape (n_samples,) or None
+            Training labels (class indices for skorch nets and modules);
+            None when ``X`` holds batches.
 
         Returns
         -------
         self : LearningCoefficientAnalyzer
             The analyzer, with results in its ``*_`` attributes.
         """
-        module, X_net, codes = network_and_data(estimator, X, y)
-        n_samples = len(codes)
+        objective = TrainingObjective.from_model(
+            estimator, X, y, n_threads=self.n_threads
+        )
+        n_samples = objective.n_samples
         if n_samples < 2:
             raise ValueError("The learning coefficient needs at least 2 samples.")
         chain_seed, eig_seed = analysis_seeds(self.random_state, 2)
-        with torch_threads(self.n_threads):
-            value_and_grad, theta0 = _network_value_and_grad(module, X_net, codes)
+        with objective.threads():
+            theta0 = flatten_parameters(objective.module).detach()
+
+            def value_and_grad(z):
+                return objective.losses_and_grads(theta0 + z.to(theta0.dtype))
+
             step_size = self.step_size
             if step_size is None:
                 beta = self.inverse_temperature or 1.0 / np.log(n_samples)
                 top = top_hessian_eigenvalue(
-                    module, X_net, codes, filter_normalized=False, seed=eig_seed
+                    objective.module,
+                    objective.X,
+                    objective.y,
+                    filter_normalized=False,
+                    seed=eig_seed,
                 )
                 step_size = _STEP_FRACTION / (
                     n_samples * beta * abs(float(top)) + self.localization
@@ -193,23 +202,3 @@ class LearningCoefficientAnalyzer(FlatnessAnalyzer):
         self.n_params_ = len(theta0)
         self.score_ = -self.llc_
         return self
-
-
-def _network_value_and_grad(module, X, y):
-    """Mean cross-entropy and its gradient at ``theta* + z`` for stacked ``z``."""
-    layout = ParameterLayout.from_module(module)
-    theta0 = flatten_parameters(module).detach()
-    X = torch.as_tensor(X).to(theta0.device, theta0.dtype)
-    y = torch.as_tensor(y).to(theta0.device, torch.int64)
-
-    def loss(flat):
-        logits = functional_call(module, layout.unflatten(flat), (X,))
-        return torch.nn.functional.cross_entropy(logits, y)
-
-    batched = vmap(grad_and_value(loss))
-
-    def value_and_grad(z):
-        grads, losses = batched(theta0 + z.to(theta0.dtype))
-        return losses.detach(), grads.detach()
-
-    return value_and_grad, theta0

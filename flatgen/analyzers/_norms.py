@@ -6,13 +6,12 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..landscape import (
-    NetworkLoss,
+    TrainingObjective,
     fisher_rao_norm,
     log10_norm_products,
     log10_path_norm,
 )
 from ._common import FlatnessAnalyzer
-from ._model_landscape import ModelLandscape
 
 NORMS = (
     "fisher_rao",
@@ -104,19 +103,26 @@ class NormAnalyzer(FlatnessAnalyzer):
         self : NormAnalyzer
             The analyzer, with results in its ``*_`` attributes.
         """
-        landscape = ModelLandscape.from_estimator(
+        landscape = TrainingObjective.from_model(
             estimator, X, y, n_threads=self.n_threads
         )
         module = landscape.module
         with landscape.threads():
             self.base_loss_ = landscape.base_loss()[0]
-            loss = NetworkLoss(module, landscape.X, landscape.y)
-            self.fisher_rao_ = fisher_rao_norm(loss, self.include_bias)
-            self.log10_path_norm_ = log10_path_norm(
-                module, tuple(landscape.X.shape[1:])
+            self.fisher_rao_ = fisher_rao_norm(
+                landscape.network_loss, self.include_bias
             )
+            self.log10_path_norm_ = log10_path_norm(module, _input_shape(landscape))
             frobenius, spectral = log10_norm_products(module)
         self.log10_frobenius_product_ = frobenius
         self.log10_spectral_product_ = spectral
         self.score_ = -getattr(self, f"{self.norm}_")
         return self
+
+
+def _input_shape(objective):
+    """Shape of one input as the network takes it (arrays or batches)."""
+    if objective.batched:
+        X, _ = next(iter(objective.X))
+        return tuple(X.shape[1:])
+    return tuple(objective.X.shape[1:])

@@ -10,15 +10,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from ..landscape import (
-    ParameterLayout,
-)
-from ._access import model_classes, network_inputs
-from ._model_landscape import (
-    HESSIAN_DIRECTION_TOL,
-    ModelLandscape,
-    analysis_seeds,
-)
+from ..landscape import ParameterLayout, TrainingObjective, is_batches
+from ..landscape._models import model_classes, network_inputs
+from ..landscape._objective import HESSIAN_DIRECTION_TOL
+from ._seeds import analysis_seeds
 
 # Grid points per forward pass of one frame; bounds the activations of large
 # grids. A loop over frames, each one pass over the whole grid, was faster on
@@ -220,6 +215,13 @@ class PerturbationPath(BaseEstimator):
         self : PerturbationPath
             The analyzer, with results in its ``*_`` attributes.
         """
+        if is_batches(X):
+            raise TypeError(
+                "PerturbationPath follows the loss and the decision regions of the "
+                "training inputs frame by frame and needs X, y as arrays; training "
+                "data given as batches (a DataLoader) are measured by every other "
+                "flatness analyzer."
+            )
         raw_X = X
         if self.grid_resolution is not None:
             shape = np.shape(raw_X)
@@ -230,7 +232,7 @@ class PerturbationPath(BaseEstimator):
                     "instead; use grid_resolution=None to record the path without "
                     "decision regions."
                 )
-        landscape = ModelLandscape.from_estimator(
+        landscape = TrainingObjective.from_model(
             estimator, X, y, include_bias=self.include_bias, n_threads=self.n_threads
         )
         module, X, y = landscape.module, landscape.X, landscape.y

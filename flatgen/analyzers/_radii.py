@@ -1,12 +1,10 @@
 """Basin radii along many seeded directions, in chunks that joblib can spread."""
 
 import numpy as np
-import torch
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from ..landscape import basin_radii
-from ._model_landscape import ModelLandscape
 
 # Directions per task. Fixed, so that neither n_jobs nor the joblib backend
 # changes which directions a task draws or how its work is batched.
@@ -14,14 +12,8 @@ CHUNK_SIZE = 128
 
 
 def _chunk_task(data, seed, start, stop, settings):
-    module, X, y = data
-    landscape = ModelLandscape(
-        module,
-        X,
-        y,
-        include_bias=settings["include_bias"],
-        n_threads=settings["n_threads"],
-    )
+    # Each task works on its own evaluator (threads would share one).
+    landscape = data[0].fresh()
     with landscape.threads():
         evaluator = landscape.evaluator
         directions = landscape.directions(stop - start, seed, start=start)
@@ -40,16 +32,15 @@ def _chunk_task(data, seed, start, stop, settings):
 
 
 def radii_along_directions(
-    module, X, y, *, n_directions, seed, n_jobs, verbose, **settings
+    objective, *, n_directions, seed, n_jobs, verbose, **settings
 ):
     """Radii for every cutoff along ``n_directions`` filter-normalized directions.
 
     Parameters
     ----------
-    module : torch.nn.Module
-        The trained network (a copy; not modified).
-    X, y : ndarray
-        Training inputs shaped for the network and encoded labels.
+    objective : TrainingObjective
+        The trained network's training loss (its ``include_bias`` and
+        ``n_threads`` apply).
     n_directions : int
         Number of directions; direction ``k`` is drawn from ``(seed, k)``.
     seed : int
@@ -59,8 +50,7 @@ def radii_along_directions(
     verbose : int
         Progress bar over chunks when positive.
     **settings
-        ``cutoffs`` (absolute), ``loss0``, ``max_radius``, ``rtol``,
-        ``include_bias``, ``n_threads``.
+        ``cutoffs`` (absolute), ``loss0``, ``max_radius``, ``rtol``.
 
     Returns
     -------
@@ -72,12 +62,13 @@ def radii_along_directions(
         (start, min(start + CHUNK_SIZE, n_directions))
         for start in range(0, n_directions, CHUNK_SIZE)
     ]
-    # One tuple, not three arguments: joblib's dask backend scatters every
-    # large argument to a single worker, and a task whose scattered data died
-    # with that worker is cancelled, not rerun. A tuple travels inside each
-    # task, so the scheduler can rerun it anywhere; a chunk's bisection costs
-    # thousands of passes over X, far more than shipping X once.
-    data = (module, X, y)
+    # A tuple, not the objective itself: joblib's dask backend scatters
+    # every large argument that can be weakly referenced to a single worker,
+    # and a task whose scattered data died with that worker is cancelled,
+    # not rerun. A tuple travels inside each task, so the scheduler can rerun
+    # it anywhere; a chunk's bisection costs thousands of passes over X, far
+    # more than shipping X once.
+    data = (objective,)
     tasks = (
         delayed(_chunk_task)(data, seed, start, stop, settings)
         for start, stop in bounds
@@ -102,7 +93,9 @@ def loss_profiles(landscape, *, seed, n_profiles, distances):
     """Training loss at ``distances`` along the first ``n_profiles`` directions.
 
     The directions are redrawn from ``(seed, k)``, identical to those of
-    :func:`radii_along_directions`; all points go through one batched call.
+    :func:`radii_along_directions`; all points go through one batched call
+    that forms each chunk of weight vectors as it goes (memory bounded by a
+    chunk, not by ``n_profiles * len(distances)`` vectors).
 
     Returns
     -------
@@ -113,7 +106,7 @@ def loss_profiles(landscape, *, seed, n_profiles, distances):
     with landscape.threads():
         theta0 = landscape.theta0
         directions = landscape.directions(n_profiles, seed)
-        steps = torch.as_tensor(distances, dtype=theta0.dtype, device=theta0.device)
-        thetas = theta0 + steps[None, :, None] * directions[:, None]
-        losses = landscape.evaluator.loss(thetas.reshape(-1, len(theta0)))
+        rows = np.repeat(np.arange(n_profiles), len(distances))
+        steps = np.tile(np.asarray(distances, dtype=float), n_profiles)
+        losses = landscape.evaluator.loss_along(theta0, directions, rows, steps)
     return np.asarray(losses).reshape(n_profiles, len(distances))

@@ -8,7 +8,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..landscape import (
-    NetworkLoss,
+    TrainingObjective,
     average_sharpness,
     pac_bayes_sigma,
     perturbation_scale,
@@ -16,7 +16,7 @@ from ..landscape import (
 )
 from ..landscape._sharpness import SCALES
 from ._common import FlatnessAnalyzer
-from ._model_landscape import ModelLandscape, analysis_seeds
+from ._seeds import analysis_seeds
 
 _COMMON = {
     "scale": [StrOptions(set(SCALES))],
@@ -28,7 +28,7 @@ _COMMON = {
 
 def _landscape(analyzer, estimator, X, y):
     """Landscape, trained weights and perturbation scale of a fitted model."""
-    landscape = ModelLandscape.from_estimator(
+    landscape = TrainingObjective.from_model(
         estimator,
         X,
         y,
@@ -157,9 +157,8 @@ class SharpnessAnalyzer(FlatnessAnalyzer):
         (seed,) = analysis_seeds(self.random_state)
         with landscape.threads():
             if self.kind == "worst_case":
-                loss = NetworkLoss(landscape.module, landscape.X, landscape.y)
                 self.sharpness_, _ = worst_case_sharpness(
-                    loss.loss_and_grad,
+                    landscape.loss_and_grad,
                     theta0,
                     scale,
                     float(self.radius),

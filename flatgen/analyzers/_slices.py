@@ -8,11 +8,9 @@ from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from tqdm.auto import tqdm
 
-from ._model_landscape import (
-    HESSIAN_DIRECTION_TOL,
-    ModelLandscape,
-    analysis_seeds,
-)
+from ..landscape import TrainingObjective
+from ..landscape._objective import HESSIAN_DIRECTION_TOL
+from ._seeds import analysis_seeds
 
 
 class LossSlice(BaseEstimator):
@@ -164,7 +162,7 @@ class LossSlice(BaseEstimator):
         self : LossSlice
             The analyzer, with results in its ``*_`` attributes.
         """
-        landscape = ModelLandscape.from_estimator(
+        landscape = TrainingObjective.from_model(
             estimator, X, y, include_bias=self.include_bias, n_threads=self.n_threads
         )
         (seed,) = analysis_seeds(self.random_state)

@@ -9,7 +9,6 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 
 from ..landscape import (
-    NetworkBasinLoss,
     basin_log10_volume,
     log10_unit_ball_volume,
     volume_from_radii,
@@ -370,9 +369,7 @@ class VolumeEstimator(FlatnessAnalyzer):
     def _fit_paper(self, estimator, X, y):
         radii, capped, landscape, _ = self._measure(estimator, X, y, self.cutoff)
         self.space_ = "paper"
-        loss = NetworkBasinLoss(
-            landscape.module, landscape.X, landscape.y, include_bias=self.include_bias
-        )
+        loss = landscape.basin_loss()
         self.log10_scale_det_ = loss.log10_filter_norm_det
         self.n_hvp_ = 0
         self.log10_volume_raw_ = np.full(len(self.cutoffs_), np.nan)
@@ -394,13 +391,7 @@ class VolumeEstimator(FlatnessAnalyzer):
     def _fit_engine(self, estimator, X, y, method):
         landscape = self._prepare(estimator, X, y, self.cutoff)
         loss0 = self.base_loss_
-        loss = NetworkBasinLoss(
-            landscape.module,
-            landscape.X,
-            landscape.y,
-            space=self.space,
-            include_bias=self.include_bias,
-        )
+        loss = landscape.basin_loss(self.space)
         self.n_dims_ = loss.n_dims
         self.space_ = self.space
         self.log10_scale_det_ = loss.log10_filter_norm_det

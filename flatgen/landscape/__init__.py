@@ -1,9 +1,13 @@
-"""Landscape engine: perturbed-weight losses, basin radii and curvature.
+"""Landscape engine: a model's training objective and what is measured on it.
 
-Pure computations on a torch module and its training data, used by the
-flatness analyzers. Nothing here modifies the module it is given: every
-function works on flat copies of the parameters or on a deep copy of the
-module.
+:class:`TrainingObjective` is a trained network's training loss as a
+function of its weights, built from any supported model
+(:meth:`TrainingObjective.from_model`) or from a torch module and its data
+(arrays or batches). The measurements (basin radii and volumes, curvature,
+sharpness, norms, the learning coefficient) are pure computations on it or on
+the callables it provides, used by the flatness analyzers. Nothing here
+modifies the module it is given: every function works on flat copies of the
+parameters or on a deep copy of the module.
 """
 
 from ._curvature import (
@@ -12,12 +16,13 @@ from ._curvature import (
     top_hessian_eigenpairs,
     top_hessian_eigenvalue,
 )
-from ._data import DataBatches, batches_loss, is_batches
+from ._data import BatchesEvaluator, DataBatches, batches_loss, is_batches
 from ._directions import filter_normalized_directions
 from ._evaluate import BatchedEvaluator
 from ._llc import LearningCoefficient, local_learning_coefficient, split_rhat
 from ._network_loss import NetworkBasinLoss
 from ._norms import fisher_rao_norm, log10_norm_products, log10_path_norm
+from ._objective import TrainingObjective
 from ._parameters import (
     ParameterLayout,
     ParameterSpec,
@@ -44,6 +49,7 @@ from ._volume import (
 __all__ = [
     "BasinRadii",
     "BasinVolume",
+    "BatchesEvaluator",
     "CurvaturePreconditioner",
     "DataBatches",
     "LearningCoefficient",
@@ -75,4 +81,5 @@ __all__ = [
     "module_with_parameters",
     "top_hessian_eigenpairs",
     "top_hessian_eigenvalue",
+    "TrainingObjective",
 ]

@@ -8,12 +8,15 @@ memory is bounded by one batch, and the result is the full-data quantity,
 not one batch's noisy estimate.
 """
 
+import copy
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 
-__all__ = ["DataBatches", "batches_loss", "is_batches"]
+from ._evaluate import BatchedEvaluator
+
+__all__ = ["BatchesEvaluator", "DataBatches", "batches_loss", "is_batches"]
 
 
 def is_batches(X):
@@ -49,8 +52,10 @@ def is_batches(X):
             first = next(iter(X), None)
         except Exception:  # noqa: BLE001 - not iterable as batches
             return False
-    return isinstance(first, (list, tuple)) and len(first) == 2 and all(
-        isinstance(part, (np.ndarray, torch.Tensor)) for part in first
+    return (
+        isinstance(first, (list, tuple))
+        and len(first) == 2
+        and all(isinstance(part, (np.ndarray, torch.Tensor)) for part in first)
     )
 
 
@@ -180,3 +185,161 @@ def batches_loss(module, batches):
             total += float(loss.double())
             hits += int((logits.argmax(dim=1) == y).sum())
     return total / batches.n_samples, hits / batches.n_samples
+
+
+class BatchesEvaluator:
+    """:class:`BatchedEvaluator` over training data given as batches.
+
+    Every call passes once over the batches, evaluates all the weight
+    vectors on each batch (with the fast path a
+    :class:`BatchedEvaluator` chooses for that batch) and returns the
+    sample-weighted means: the full-data loss and accuracy, with memory
+    bounded by one batch's activations. The interface is the evaluator's
+    (``evaluate``, ``loss``, ``evaluate_along``, ``loss_along``,
+    ``evaluate_combinations``), so every measurement runs on either.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Network mapping a batch's inputs to logits; copied, not modified.
+    batches : DataBatches
+        The training data.
+    **options
+        Passed to each batch's :class:`BatchedEvaluator`
+        (``max_batch_bytes``, ``chunk_size``, ``path``).
+
+    Attributes
+    ----------
+    layout : ParameterLayout
+    device : torch.device
+    n_samples : int
+    chunk_size : int
+        The first batch's chunk size: how many vectors one chunk holds.
+    """
+
+    def __init__(self, module, batches, **options):
+        self._module = copy.deepcopy(module).eval()
+        self.batches = batches
+        self.n_samples = batches.n_samples
+        self._options = options
+        X, y = next(iter(batches))
+        first = self._batch_evaluator(X, y)
+        self.layout, self.device = first.layout, first.device
+        self.chunk_size, self.path = first.chunk_size, first.path
+
+    def _batch_evaluator(self, X, y):
+        return BatchedEvaluator(self._module, X, y, copy_module=False, **self._options)
+
+    def _accumulate(self, call):
+        """Sample-weighted sums of ``call(evaluator)`` over the batches.
+
+        ``call`` returns a batch's (loss, accuracy or None).
+        """
+        loss = accuracy = None
+        for X, y in self.batches:
+            evaluator = self._batch_evaluator(X, y)
+            batch_loss, batch_accuracy = call(evaluator)
+            weight = evaluator.n_samples / self.n_samples
+            loss = batch_loss * weight if loss is None else loss + batch_loss * weight
+            if batch_accuracy is not None:
+                batch_accuracy = batch_accuracy * weight
+                accuracy = (
+                    batch_accuracy if accuracy is None else accuracy + batch_accuracy
+                )
+        return loss, accuracy
+
+    def evaluate(self, thetas):
+        """Mean loss and accuracy over all batches at each vector.
+
+        Parameters
+        ----------
+        thetas : torch.Tensor of shape (B, n_params)
+            Flat weight vectors.
+
+        Returns
+        -------
+        loss, accuracy : ndarray of shape (B,), dtype float64
+            Sample-weighted means over the batches.
+        """
+        return self._accumulate(lambda evaluator: evaluator.evaluate(thetas))
+
+    def loss(self, thetas):
+        """Mean loss over all batches at each vector.
+
+        Parameters
+        ----------
+        thetas : torch.Tensor of shape (B, n_params)
+            Flat weight vectors.
+
+        Returns
+        -------
+        loss : ndarray of shape (B,), dtype float64
+            Sample-weighted mean over the batches.
+        """
+        return self._accumulate(lambda evaluator: (evaluator.loss(thetas), None))[0]
+
+    def evaluate_along(self, theta0, directions, rows, steps):
+        """Mean loss and accuracy at ``theta0 + steps[i] * directions[rows[i]]``.
+
+        Parameters
+        ----------
+        theta0 : torch.Tensor of shape (n_params,)
+            Centre.
+        directions : torch.Tensor of shape (n_directions, n_params)
+            Directions.
+        rows : array-like of int of shape (B,)
+            Direction of each evaluation.
+        steps : array-like of float of shape (B,)
+            Step along it.
+
+        Returns
+        -------
+        loss, accuracy : ndarray of shape (B,), dtype float64
+            See :meth:`BatchedEvaluator.evaluate_along`.
+        """
+        return self._accumulate(
+            lambda evaluator: evaluator.evaluate_along(theta0, directions, rows, steps)
+        )
+
+    def loss_along(self, theta0, directions, rows, steps):
+        """Mean loss alone at ``theta0 + steps[i] * directions[rows[i]]``.
+
+        Parameters
+        ----------
+        theta0, directions, rows, steps
+            See :meth:`evaluate_along`.
+
+        Returns
+        -------
+        loss : ndarray of shape (B,), dtype float64
+            Sample-weighted mean over the batches.
+        """
+        return self._accumulate(
+            lambda evaluator: (
+                evaluator.loss_along(theta0, directions, rows, steps),
+                None,
+            )
+        )[0]
+
+    def evaluate_combinations(self, theta0, directions, coefficients):
+        """Mean loss and accuracy at ``theta0 + coefficients[i] @ directions``.
+
+        Parameters
+        ----------
+        theta0 : torch.Tensor of shape (n_params,)
+            Centre.
+        directions : torch.Tensor of shape (k, n_params)
+            Directions spanning the combinations.
+        coefficients : array-like of shape (B, k)
+            Coefficients of each evaluation.
+
+        Returns
+        -------
+        loss, accuracy : ndarray of shape (B,), dtype float64
+            Sample-weighted means over the batches.
+        """
+        return self._accumulate(
+            lambda evaluator: evaluator.evaluate_combinations(
+                theta0, directions, coefficients
+            )
+        )

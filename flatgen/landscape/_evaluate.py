@@ -134,6 +134,10 @@ class BatchedEvaluator:
     path : {'auto', 'fused', 'patches', 'vmap', 'loop'}, default='auto'
         Force a code path; 'fused' and 'patches' raise ``ValueError`` if
         the module is not supported by them.
+    copy_module : bool, default=True
+        Whether to work on a deep copy of ``module``. False hands over a
+        copy the caller owns and never uses concurrently (one evaluator per
+        batch of data shares its source's copy).
 
     Attributes
     ----------
@@ -176,6 +180,7 @@ class BatchedEvaluator:
         max_batch_bytes=256 * 1024**2,
         chunk_size=None,
         path="auto",
+        copy_module=True,
     ):
         if not isinstance(max_batch_bytes, Real) or max_batch_bytes <= 0:
             raise ValueError(
@@ -193,7 +198,7 @@ class BatchedEvaluator:
                 f"{path!r}."
             )
         self.device, self._dtype = _module_device_dtype(module)
-        self._module = copy.deepcopy(module).eval()
+        self._module = (copy.deepcopy(module) if copy_module else module).eval()
         self._loop_lock = threading.Lock()
         self._local = threading.local()  # each thread's _Workspace
         self.layout = ParameterLayout.from_module(self._module)

@@ -4,8 +4,6 @@ import math
 
 import torch
 
-from ._curvature import LossHessian
-from ._evaluate import BatchedEvaluator
 from ._parameters import ParameterLayout, flatten_parameters
 
 __all__ = ["NetworkBasinLoss"]
@@ -32,17 +30,18 @@ class NetworkBasinLoss:
     Calling the object on a (B, n_dims) tensor returns the B training losses
     (no gradient; batched by :class:`BatchedEvaluator`); :meth:`hvp` gives
     Hessian-vector products in the same coordinates. The module is copied,
-    never modified. The object pickles without its caches, so joblib and
-    dask workers rebuild them.
+    never modified. It is a view of a :class:`TrainingObjective` (its
+    ``objective``), whose evaluator and Hessian it uses; it pickles without
+    them, so joblib and dask workers rebuild them.
 
     Parameters
     ----------
     module : torch.nn.Module
         Trained network mapping ``X`` to logits.
-    X : array-like or torch.Tensor
-        Training inputs shaped for the network.
-    y : array-like of int of shape (n_samples,)
-        Encoded training labels.
+    X : array-like, torch.Tensor, DataLoader or iterable of (X, y) pairs
+        Training inputs shaped for the network, or batches of them.
+    y : array-like of int of shape (n_samples,), default=None
+        Encoded training labels; None when ``X`` holds batches.
     space : {'filter_normalized', 'raw'}, default='filter_normalized'
         Coordinates of the displacement.
     include_bias : bool, default=False
@@ -62,13 +61,41 @@ class NetworkBasinLoss:
         space: the offset from filter-normalized to raw volumes.
     """
 
-    def __init__(self, module, X, y, *, space="filter_normalized", include_bias=False):
+    def __init__(
+        self, module, X, y=None, *, space="filter_normalized", include_bias=False
+    ):
+        from ._objective import TrainingObjective
+
+        objective = TrainingObjective(module, X, y, include_bias=include_bias)
+        self._setup(objective, space)
+
+    @classmethod
+    def from_objective(cls, objective, space="filter_normalized"):
+        """Return the basin loss of a :class:`TrainingObjective`.
+
+        Parameters
+        ----------
+        objective : TrainingObjective
+            The training loss; the basin loss shares its evaluator and
+            Hessian, and perturbs what its ``include_bias`` says.
+        space : {'filter_normalized', 'raw'}, default='filter_normalized'
+            Coordinates of the displacement.
+
+        Returns
+        -------
+        loss : NetworkBasinLoss
+        """
+        loss = cls.__new__(cls)
+        loss._setup(objective, space)
+        return loss
+
+    def _setup(self, objective, space):
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}; got {space!r} instead.")
         self.space = space
-        self.include_bias = bool(include_bias)
-        self._module = module
-        self._X, self._y = X, y
+        self.objective = objective
+        self.include_bias = objective.include_bias
+        module = objective.module
         self._layout = ParameterLayout.from_module(module)
         theta = flatten_parameters(module)
         self._theta0 = theta
@@ -94,14 +121,6 @@ class NetworkBasinLoss:
             if torch.all(filter_norms > 0)
             else float("nan")
         )
-        self._evaluator = None
-        self._hessian = None
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_evaluator"] = None
-        state["_hessian"] = None
-        return state
 
     @property
     def n_filters(self):
@@ -130,9 +149,7 @@ class NetworkBasinLoss:
         losses : torch.Tensor of shape (B,), dtype float64
             Mean training cross-entropy at each displaced weight vector.
         """
-        if self._evaluator is None:
-            self._evaluator = BatchedEvaluator(self._module, self._X, self._y)
-        evaluator = self._evaluator
+        evaluator = self.objective.evaluator
         displacements = torch.as_tensor(displacements)
         theta0 = self._theta0.to(evaluator.device)
         thetas = theta0 + self._embed(displacements, theta0.dtype, evaluator.device)
@@ -152,9 +169,7 @@ class NetworkBasinLoss:
             ``S H S v`` with ``S = diag(scale)`` and ``H`` the Hessian of the
             loss in the perturbed weights.
         """
-        if self._hessian is None:
-            self._hessian = LossHessian(self._module, self._X, self._y)
-        hessian = self._hessian
+        hessian = self.objective.hessian
         vectors = torch.as_tensor(vectors, dtype=torch.float64)
         full = self._embed(vectors, hessian.dtype, hessian.device)
         out = hessian.matmat(full)

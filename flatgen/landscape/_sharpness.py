@@ -22,8 +22,9 @@ import copy
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, jvp
+from torch.func import functional_call, grad_and_value, jvp, vmap
 
+from ._data import DataBatches, is_batches
 from ._parameters import ParameterLayout, flatten_parameters
 
 SCALES = ("adaptive", "filter_normalized", "raw")
@@ -36,10 +37,10 @@ class NetworkLoss:
     ----------
     module : torch.nn.Module
         Trained network; a private copy in eval mode is used.
-    X : array-like or torch.Tensor
-        Inputs shaped for the network.
-    y : array-like of int of shape (n_samples,)
-        Encoded labels.
+    X : array-like, torch.Tensor, DataLoader or iterable of (X, y) pairs
+        Inputs shaped for the network, or batches of inputs and labels.
+    y : array-like of int of shape (n_samples,), default=None
+        Encoded labels; None when ``X`` holds batches.
 
     Attributes
     ----------
@@ -49,15 +50,36 @@ class NetworkLoss:
         The trained weights.
     """
 
-    def __init__(self, module, X, y):
+    def __init__(self, module, X, y=None):
         self.module = copy.deepcopy(module).eval()
         for param in self.module.parameters():
             param.requires_grad_(False)
         self.layout = ParameterLayout.from_module(self.module)
         self.theta0 = flatten_parameters(self.module)
+        if is_batches(X):
+            self.batches = X if isinstance(X, DataBatches) else DataBatches(X)
+            self.X = self.y = None
+        else:
+            self.batches = None
+            self.X, self.y = self._on_device(X, y)
+
+    def _on_device(self, X, y):
         device, dtype = self.theta0.device, self.theta0.dtype
-        self.X = torch.as_tensor(X).to(device, dtype)
-        self.y = torch.as_tensor(y).to(device, torch.int64)
+        X = torch.as_tensor(X).to(device)
+        X = X.to(dtype) if X.is_floating_point() else X
+        return X, torch.as_tensor(y).to(device, torch.int64)
+
+    def _data(self):
+        """Yield the data as (X, y) pieces: one, or every batch."""
+        if self.batches is None:
+            yield self.X, self.y
+        else:
+            for X, y in self.batches:
+                yield self._on_device(X, y)
+
+    def _per_sample(self, theta, X, y):
+        logits = functional_call(self.module, self.layout.unflatten(theta), (X,))
+        return F.cross_entropy(logits, y, reduction="none")
 
     def per_sample(self, theta):
         """Return the cross-entropy of every sample at weights ``theta``.
@@ -70,13 +92,15 @@ class NetworkLoss:
         Returns
         -------
         losses : torch.Tensor of shape (n_samples,)
-            One loss per sample.
+            One loss per sample (over every batch in turn).
         """
-        logits = functional_call(self.module, self.layout.unflatten(theta), (self.X,))
-        return F.cross_entropy(logits, self.y, reduction="none")
+        return torch.cat([self._per_sample(theta, X, y) for X, y in self._data()])
 
     def loss_and_grad(self, theta):
         """Return the mean loss at ``theta`` and its gradient.
+
+        Over batches, the sums of every batch's losses and gradients, divided
+        by the number of samples (memory bounded by one batch).
 
         Parameters
         ----------
@@ -90,15 +114,60 @@ class NetworkLoss:
         grad : torch.Tensor of shape (n_params,)
             Its gradient.
         """
-        theta = theta.detach().clone().requires_grad_(True)
-        loss = self.per_sample(theta).mean()
-        (grad,) = torch.autograd.grad(loss, theta)
-        return float(loss.detach()), grad
+        if self.batches is None:
+            theta = theta.detach().clone().requires_grad_(True)
+            loss = self.per_sample(theta).mean()
+            (grad,) = torch.autograd.grad(loss, theta)
+            return float(loss.detach()), grad
+        total, grad = 0.0, torch.zeros_like(theta)
+        for X, y in self._data():
+            point = theta.detach().clone().requires_grad_(True)
+            loss = self._per_sample(point, X, y).sum()
+            grad += torch.autograd.grad(loss, point)[0]
+            total += float(loss.detach().double())
+        n_samples = self.batches.n_samples
+        return total / n_samples, grad / n_samples
+
+    def losses_and_grads(self, thetas):
+        """Return the mean loss and its gradient at each of many weight vectors.
+
+        One ``torch.func.vmap`` of ``grad_and_value`` over the stacked
+        vectors (per batch, summed, over batches).
+
+        Parameters
+        ----------
+        thetas : torch.Tensor of shape (B, n_params)
+            Flat weight vectors.
+
+        Returns
+        -------
+        losses : torch.Tensor of shape (B,)
+            Mean cross-entropy at each vector.
+        grads : torch.Tensor of shape (B, n_params)
+            Their gradients.
+        """
+        if self.batches is None:
+            X, y = self.X, self.y
+            grads, losses = vmap(
+                grad_and_value(lambda theta: self._per_sample(theta, X, y).mean())
+            )(thetas)
+            return losses.detach(), grads.detach()
+        losses, grads = 0.0, 0.0
+        for X, y in self._data():
+            batch_grads, batch_losses = vmap(
+                grad_and_value(
+                    lambda theta, X=X, y=y: self._per_sample(theta, X, y).sum()
+                )
+            )(thetas)
+            losses = losses + batch_losses.detach()
+            grads = grads + batch_grads.detach()
+        n_samples = self.batches.n_samples
+        return losses / n_samples, grads / n_samples
 
     def directional_derivatives(self, tangent):
         """Return ``<tangent, grad loss_i>`` of every sample at the trained weights.
 
-        One forward-mode pass (``torch.func.jvp``) for all samples at once.
+        One forward-mode pass (``torch.func.jvp``) for all samples of a batch.
 
         Parameters
         ----------
@@ -110,8 +179,15 @@ class NetworkLoss:
         derivatives : torch.Tensor of shape (n_samples,)
             Per-sample directional derivatives.
         """
-        _, derivatives = jvp(self.per_sample, (self.theta0,), (tangent,))
-        return derivatives
+        pieces = []
+        for X, y in self._data():
+            _, derivatives = jvp(
+                lambda theta, X=X, y=y: self._per_sample(theta, X, y),
+                (self.theta0,),
+                (tangent,),
+            )
+            pieces.append(derivatives)
+        return torch.cat(pieces)
 
 
 def perturbation_scale(layout, theta0, scale, include_bias=False):

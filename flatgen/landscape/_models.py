@@ -33,7 +33,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 from torch import nn
 
 from ..estimators._base import BasePoisonedClassifier
-from ..landscape import DataBatches, is_batches
+from ._data import DataBatches, is_batches
 
 SUPPORTED = (
     "PoisonedMLPClassifier, PoisonedCNNClassifier, a fitted skorch "
@@ -460,9 +460,10 @@ def network_and_data(estimator, X, y):
     """
     if is_batches(X):
         raise TypeError(
-            "This analyzer needs the training set as arrays X, y (it evaluates "
-            "the loss at many weights at once); training data given as batches "
-            "(a DataLoader) is measured by CurvatureAnalyzer."
+            "This measurement needs the training set as arrays X, y; training data "
+            "given as batches (a DataLoader) are measured through "
+            "TrainingObjective.from_model, as every flatness analyzer but "
+            "PerturbationPath does."
         )
     view, X = model_network(estimator, X)
     if y is None:
