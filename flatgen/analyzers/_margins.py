@@ -543,7 +543,7 @@ class MarginPlotter(MarginAnalyzer):
         from ..plotting import DecisionRegionsDisplay
 
         check_is_fitted(self, "margins_")
-        return DecisionRegionsDisplay.from_plotter(self).plot(ax=ax, **kwargs)
+        return DecisionRegionsDisplay.from_analyzer(self).plot(ax=ax, **kwargs)
 
     def _label_grid(self, oracle, points):
         self.grid_x_ = self.grid_y_ = self.grid_labels_ = None

@@ -438,6 +438,6 @@ class VolumeEstimator(FlatnessAnalyzer):
         """
         from ..plotting import VolumeConvergenceDisplay
 
-        return VolumeConvergenceDisplay.from_estimator(
+        return VolumeConvergenceDisplay.from_analyzer(
             self, cutoff_index=cutoff_index
         ).plot(ax=ax, **kwargs)

@@ -68,7 +68,7 @@ def decision_regions(out, plotters, titles, name="decision_boundaries.png"):
     for i, (ax, plotter, title) in enumerate(
         zip(np.atleast_1d(axes), plotters, titles)
     ):
-        display = DecisionRegionsDisplay.from_plotter(plotter, title=title)
+        display = DecisionRegionsDisplay.from_analyzer(plotter, title=title)
         display.plot(ax=ax, legend=i == 0, ylabel="$x_2$" if i == 0 else "")
         ax.set_aspect("equal")
     return _save(fig, out, name)

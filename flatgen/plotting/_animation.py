@@ -116,6 +116,33 @@ class PerturbationAnimation:
         self.y = None if y is None else np.asarray(y)
 
     @classmethod
+    def from_estimator(cls, estimator, X, y, **params):
+        """Follow a model along a new PerturbationPath, then build the animation.
+
+        Parameters
+        ----------
+        estimator : fitted model
+            Any model the analyzers accept (see :ref:`any-model`); not
+            modified.
+        X : array-like of shape (n_samples, 2)
+            Training inputs, drawn on the regions.
+        y : array-like of shape (n_samples,)
+            Training labels.
+        **params
+            Hyperparameters of the :class:`~flatgen.PerturbationPath` (e.g.
+            ``n_frames``, ``span``, ``grid_resolution``).
+
+        Returns
+        -------
+        animation : PerturbationAnimation
+            Not yet drawn; call :meth:`plot_frame` or :meth:`save`.
+        """
+        from ..analyzers import PerturbationPath
+
+        path = PerturbationPath(**params).fit(estimator, X, y)
+        return cls.from_analyzer(path, X, y)
+
+    @classmethod
     def from_analyzer(cls, path, X=None, y=None):
         """Build the animation from a fitted :class:`~flatgen.PerturbationPath`.
 

@@ -79,6 +79,37 @@ class BasinDisplay:
         self.label = label
 
     @classmethod
+    def from_estimator(cls, estimator, X, y, *, label=None, **params):
+        """Measure a model with a new BasinAnalyzer, then build the display.
+
+        The same as ``from_analyzer(BasinAnalyzer(**params).fit(estimator, X, y))``.
+
+        Parameters
+        ----------
+        estimator : fitted model
+            Any model the analyzers accept (see :ref:`any-model`); not
+            modified.
+        X : array-like or DataLoader
+            Training inputs (or batches, where the analyzer takes them).
+        y : array-like of shape (n_samples,) or None
+            Training labels.
+        label : str, default=None
+            Legend label.
+        **params
+            Hyperparameters of the :class:`~flatgen.BasinAnalyzer`
+            (e.g. ``cutoff``, ``n_directions``, ``random_state``).
+
+        Returns
+        -------
+        display : BasinDisplay
+            Not yet drawn; call :meth:`plot`.
+        """
+        from ..analyzers import BasinAnalyzer
+
+        analyzer = BasinAnalyzer(**params).fit(estimator, X, y)
+        return cls.from_analyzer(analyzer, label=label)
+
+    @classmethod
     def from_analyzer(cls, analyzer, label=None):
         """Build the display from a fitted :class:`~flatgen.BasinAnalyzer`.
 

@@ -85,7 +85,57 @@ class DecisionRegionsDisplay:
         self.title = title
 
     @classmethod
+    def from_estimator(cls, estimator, X, y, *, title=None, **params):
+        """Measure a model with a new MarginPlotter, then build the display.
+
+        The same as ``from_analyzer(MarginPlotter(**params).fit(estimator, X, y))``.
+
+        Parameters
+        ----------
+        estimator : fitted model
+            Any fitted classifier (a network, an SVC, ...); not modified.
+        X : array-like of shape (n_samples, 2)
+            Inputs whose margins are measured and drawn.
+        y : array-like of shape (n_samples,) or None
+            Their labels.
+        title : str, default=None
+            Axes title; the estimator's class name when None.
+        **params
+            Hyperparameters of the :class:`~flatgen.MarginPlotter`
+            (e.g. ``method``, ``grid_resolution``).
+
+        Returns
+        -------
+        display : DecisionRegionsDisplay
+            Not yet drawn; call :meth:`plot`.
+        """
+        from ..analyzers import MarginPlotter
+
+        analyzer = MarginPlotter(**params).fit(estimator, X, y)
+        return cls.from_analyzer(analyzer, title=title)
+
+    @classmethod
     def from_plotter(cls, plotter, title=None):
+        """Build the display from a fitted :class:`~flatgen.MarginPlotter`.
+
+        The same as :meth:`from_analyzer`.
+
+        Parameters
+        ----------
+        plotter : MarginPlotter
+            Fitted on data with two features.
+        title : str, default=None
+            Axes title; the estimator's class name when None.
+
+        Returns
+        -------
+        display : DecisionRegionsDisplay
+            Not yet drawn; call :meth:`plot`.
+        """
+        return cls.from_analyzer(plotter, title=title)
+
+    @classmethod
+    def from_analyzer(cls, plotter, title=None):
         """Build the display from a fitted :class:`~flatgen.MarginPlotter`.
 
         Parameters

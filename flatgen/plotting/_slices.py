@@ -75,6 +75,37 @@ class LossSliceDisplay:
         self.label = label
 
     @classmethod
+    def from_estimator(cls, estimator, X, y, *, label=None, **params):
+        """Measure a model with a new LossSlice, then build the display.
+
+        The same as ``from_analyzer(LossSlice(**params).fit(estimator, X, y))``.
+
+        Parameters
+        ----------
+        estimator : fitted model
+            Any model the analyzers accept (see :ref:`any-model`); not
+            modified.
+        X : array-like or DataLoader
+            Training inputs (or batches, where the analyzer takes them).
+        y : array-like of shape (n_samples,) or None
+            Training labels.
+        label : str, default=None
+            Legend label.
+        **params
+            Hyperparameters of the :class:`~flatgen.LossSlice`
+            (e.g. ``n_dims``, ``span``, ``resolution``).
+
+        Returns
+        -------
+        display : LossSliceDisplay
+            Not yet drawn; call :meth:`plot`.
+        """
+        from ..analyzers import LossSlice
+
+        analyzer = LossSlice(**params).fit(estimator, X, y)
+        return cls.from_analyzer(analyzer, label=label)
+
+    @classmethod
     def from_analyzer(cls, analyzer, label=None):
         """Build the display from a fitted :class:`~flatgen.LossSlice`.
 

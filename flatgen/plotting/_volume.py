@@ -1,5 +1,7 @@
 """VolumeConvergenceDisplay: a volume estimate against the number of rays."""
 
+import warnings
+
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
@@ -67,7 +69,52 @@ class VolumeConvergenceDisplay:
         self.space = space
 
     @classmethod
-    def from_estimator(cls, volume_estimator, *, cutoff_index=0, label=None):
+    def from_estimator(
+        cls, estimator, X=None, y=None, *, cutoff_index=0, label=None, **params
+    ):
+        """Measure a model with a new VolumeEstimator, then build the display.
+
+        The same as ``from_analyzer(VolumeEstimator(**params).fit(estimator, X, y))``.
+
+        Parameters
+        ----------
+        estimator : fitted model
+            Any model the analyzers accept (see :ref:`any-model`); not
+            modified.
+        X : array-like or DataLoader
+            Training inputs (or batches, where the analyzer takes them).
+        y : array-like of shape (n_samples,) or None
+            Training labels.
+        cutoff_index : int, default=0
+            Which cutoff to show.
+        label : str, default=None
+            Legend label; the cutoff by default.
+        **params
+            Hyperparameters of the :class:`~flatgen.VolumeEstimator`
+            (e.g. ``cutoff``, ``n_directions``, ``method``).
+
+        Returns
+        -------
+        display : VolumeConvergenceDisplay
+            Not yet drawn; call :meth:`plot`.
+        """
+        from ..analyzers import VolumeEstimator
+
+        if isinstance(estimator, VolumeEstimator) and X is None and y is None:
+            warnings.warn(
+                "VolumeConvergenceDisplay.from_estimator(volume_estimator) is now "
+                "VolumeConvergenceDisplay.from_analyzer(volume_estimator); "
+                "from_estimator measures a model: from_estimator(model, X, y, "
+                "**params).",
+                FutureWarning,
+                stacklevel=2,
+            )
+            return cls.from_analyzer(estimator, cutoff_index=cutoff_index, label=label)
+        analyzer = VolumeEstimator(**params).fit(estimator, X, y)
+        return cls.from_analyzer(analyzer, cutoff_index=cutoff_index, label=label)
+
+    @classmethod
+    def from_analyzer(cls, volume_estimator, *, cutoff_index=0, label=None):
         """Build the display from a fitted :class:`~flatgen.VolumeEstimator`.
 
         Parameters
