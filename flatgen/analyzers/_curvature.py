@@ -147,6 +147,7 @@ class CurvatureAnalyzer(FlatnessAnalyzer):
         options = {
             "filter_normalized": self.filter_normalized,
             "include_bias": self.include_bias,
+            "criterion": objective.loss,
         }
         with torch_threads(self.n_threads):
             self.top_eigenvalue_ = float(

@@ -172,6 +172,7 @@ class LearningCoefficientAnalyzer(FlatnessAnalyzer):
                     objective.y,
                     filter_normalized=False,
                     seed=eig_seed,
+                    criterion=objective.loss,
                 )
                 step_size = _STEP_FRACTION / (
                     n_samples * beta * abs(float(top)) + self.localization

@@ -235,6 +235,12 @@ class PerturbationPath(BaseEstimator):
         landscape = TrainingObjective.from_model(
             estimator, X, y, include_bias=self.include_bias, n_threads=self.n_threads
         )
+        if not landscape.classification:
+            raise TypeError(
+                "PerturbationPath follows a classifier's decision regions and "
+                f"cross-entropy; this model is trained with {landscape.loss.name} "
+                "(a regressor). Its basin is measured by the other analyzers."
+            )
         module, X, y = landscape.module, landscape.X, landscape.y
         self.classes_ = np.asarray(model_classes(estimator, raw_X))
         if self.response_method == "predict_proba" and len(self.classes_) != 2:

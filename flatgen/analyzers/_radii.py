@@ -1,19 +1,14 @@
 """Basin radii along many seeded directions, in chunks that joblib can spread."""
 
 import numpy as np
-from joblib import Parallel, delayed
-from tqdm.auto import tqdm
 
 from ..landscape import basin_radii
-
-# Directions per task. Fixed, so that neither n_jobs nor the joblib backend
-# changes which directions a task draws or how its work is batched.
-CHUNK_SIZE = 128
+from ..landscape._dispatch import map_chunks
 
 
-def _chunk_task(data, seed, start, stop, settings):
+def _chunk_task(objective, seed, settings, start, stop):
     # Each task works on its own evaluator (threads would share one).
-    landscape = data[0].fresh()
+    landscape = objective.fresh()
     with landscape.threads():
         evaluator = landscape.evaluator
         directions = landscape.directions(stop - start, seed, start=start)
@@ -46,7 +41,8 @@ def radii_along_directions(
     seed : int
         Seed of the directions.
     n_jobs : int or None
-        joblib workers over chunks of :data:`CHUNK_SIZE` directions.
+        joblib workers over chunks of directions (see
+        :func:`~flatgen.landscape._dispatch.map_chunks`).
     verbose : int
         Progress bar over chunks when positive.
     **settings
@@ -58,31 +54,12 @@ def radii_along_directions(
     capped : ndarray of bool of shape (n_cutoffs, n_directions)
     n_evaluations : int
     """
-    bounds = [
-        (start, min(start + CHUNK_SIZE, n_directions))
-        for start in range(0, n_directions, CHUNK_SIZE)
-    ]
-    # A tuple, not the objective itself: joblib's dask backend scatters
-    # every large argument that can be weakly referenced to a single worker,
-    # and a task whose scattered data died with that worker is cancelled,
-    # not rerun. A tuple travels inside each task, so the scheduler can rerun
-    # it anywhere; a chunk's bisection costs thousands of passes over X, far
-    # more than shipping X once.
-    data = (objective,)
-    tasks = (
-        delayed(_chunk_task)(data, seed, start, stop, settings)
-        for start, stop in bounds
-    )
-    results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
-    results = list(
-        tqdm(
-            results,
-            total=len(bounds),
-            disable=not verbose,
-            desc="directions",
-            unit="chunk",
-            leave=False,
-        )
+    results = map_chunks(
+        _chunk_task,
+        n_directions,
+        (objective, seed, settings),
+        n_jobs=n_jobs,
+        verbose=verbose,
     )
     radii = np.concatenate([r[0] for r in results], axis=1)
     capped = np.concatenate([r[1] for r in results], axis=1)

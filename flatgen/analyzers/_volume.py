@@ -4,64 +4,17 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from scipy.special import logsumexp
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 
 from ..landscape import (
     basin_log10_volume,
-    log10_unit_ball_volume,
+    log10_ball_volume,
     volume_from_radii,
 )
 from ._common import FlatnessAnalyzer
 
 _QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-
-
-def log10_ball_volume(radii, n_dims, axis=-1):
-    """Log10 volume of a star-shaped region from its radii along random directions.
-
-    ``V = omega_n * E[r^n]`` with ``omega_n = pi^(n/2) / Gamma(n/2 + 1)`` the
-    volume of the unit ball, estimated by the mean of ``r_i^n``, all in log
-    space so that ``n`` in the thousands does not overflow:
-    ``log V = (n/2) log pi - lgamma(n/2 + 1) + logsumexp(n log r_i) - log M``.
-
-    Parameters
-    ----------
-    radii : array-like
-        Positive radii along ``M`` directions (along ``axis``).
-    n_dims : int
-        Dimension ``n`` of the space the directions live in.
-    axis : int, default=-1
-        Axis of ``radii`` that runs over directions.
-
-    Returns
-    -------
-    log10_volume : float or ndarray
-        ``log10 V``, reduced over ``axis``.
-
-    Examples
-    --------
-    >>> from flatgen.analyzers import log10_ball_volume
-    >>> round(float(10 ** log10_ball_volume([1.0, 1.0], n_dims=2)), 6)  # unit disk
-    3.141593
-    """
-    radii = np.asarray(radii, dtype=float)
-    if not isinstance(n_dims, Integral) or n_dims < 1:
-        raise ValueError(f"n_dims must be a positive integer. Got {n_dims!r} instead.")
-    if radii.ndim == 0 or radii.shape[axis] == 0:
-        raise ValueError(
-            f"radii must hold at least one radius along axis {axis}. Got shape "
-            f"{radii.shape} instead."
-        )
-    if not np.all(np.isfinite(radii) & (radii >= 0)):
-        raise ValueError("radii must be finite and non-negative; got NaN, inf or < 0.")
-    n = float(n_dims)
-    # A zero radius adds nothing to mean(r^n): log(0) = -inf is exact here.
-    with np.errstate(divide="ignore"):
-        log_radii = np.log(radii)
-    log_mean_power = logsumexp(n * log_radii, axis=axis) - np.log(radii.shape[axis])
-    return log10_unit_ball_volume(n_dims) + log_mean_power / np.log(10)
 
 
 class VolumeEstimator(FlatnessAnalyzer):

@@ -42,6 +42,7 @@ from ._volume import (
     CurvaturePreconditioner,
     VolumeSaturationWarning,
     basin_log10_volume,
+    log10_ball_volume,
     log10_unit_ball_volume,
     volume_from_radii,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "worst_case_sharpness",
     "VolumeSaturationWarning",
     "basin_log10_volume",
+    "log10_ball_volume",
     "log10_unit_ball_volume",
     "volume_from_radii",
     "BatchedEvaluator",

@@ -7,10 +7,10 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.linalg import eigh_tridiagonal
 from sklearn.exceptions import ConvergenceWarning
 
+from ._criterion import sample_loss
 from ._data import DataBatches, is_batches
 from ._parameters import ParameterLayout, flatten_parameters
 from ._sequential_hessian import SequentialHessian, analytic_layers
@@ -77,6 +77,10 @@ class LossHessian:
         ``'auto'`` uses the analytic R-operator for the sequential
         networks it covers and double backpropagation otherwise;
         ``'autograd'`` always uses double backpropagation (for comparisons).
+    criterion : torch.nn.Module, default=None
+        Loss with ``reduction='mean'`` (e.g. ``nn.MSELoss()``, with float
+        targets ``y``) in place of the cross-entropy of logits; always by
+        double backpropagation.
 
     Attributes
     ----------
@@ -98,6 +102,7 @@ class LossHessian:
         include_bias=False,
         sample_block=None,
         engine="auto",
+        criterion=None,
     ):
         if engine not in ("auto", "autograd"):
             raise ValueError(f"engine must be 'auto' or 'autograd'; got {engine!r}.")
@@ -110,6 +115,7 @@ class LossHessian:
             )
         if not any(True for _ in module.parameters()):
             raise ValueError("The module has no parameters.")
+        self._loss = sample_loss(criterion)
         self._batches = None
         if is_batches(X):
             if y is not None:
@@ -117,11 +123,12 @@ class LossHessian:
                     "y must be None when X holds (X, y) batches; got y of type "
                     f"{type(y).__name__}."
                 )
-            self._batches = DataBatches(X)
+            self._batches = DataBatches(X, classification=self._loss.classification)
             ops = None  # graphs per batch by double backpropagation
         else:
             X = torch.as_tensor(X)
-            ops = analytic_layers(module, X.ndim) if engine == "auto" else None
+            analytic = engine == "auto" and self._loss.classification
+            ops = analytic_layers(module, X.ndim) if analytic else None
         if ops is None:
             self._module = copy.deepcopy(module).eval()
             self._params = list(self._module.parameters())
@@ -142,9 +149,9 @@ class LossHessian:
             self.n_samples = self._batches.n_samples
         else:
             self._X = torch.as_tensor(X).to(device, dtype)
-            self._y = torch.as_tensor(y).to(device, torch.int64)
+            self._y = self._loss.targets(y, device, dtype)
             if (
-                self._y.ndim != 1
+                (self._y.ndim != 1 and self._loss.classification)
                 or len(self._y) != len(self._X)
                 or len(self._y) == 0
             ):
@@ -186,8 +193,9 @@ class LossHessian:
         else:
             X, y = (t.to(self.device) for t in block)
             X = X.to(self.dtype) if X.is_floating_point() else X
-        logits = self._module(X)
-        loss = F.cross_entropy(logits, y, reduction="sum") / self.n_samples
+        if not self._loss.classification:
+            y = y.to(self.dtype)
+        loss = self._loss.total(self._module(X), y) / self.n_samples
         return torch.autograd.grad(
             loss,
             self._params,
@@ -596,6 +604,7 @@ def top_hessian_eigenvalue(
     filter_normalized=False,
     include_bias=False,
     sample_block=None,
+    criterion=None,
     return_vector=False,
 ):
     """Largest eigenvalue of the training-loss Hessian, by Lanczos iteration.
@@ -639,6 +648,8 @@ def top_hessian_eigenvalue(
         See :class:`LossHessian`.
     sample_block : int, default=None
         See :class:`LossHessian`.
+    criterion : torch.nn.Module, default=None
+        See :class:`LossHessian`.
     return_vector : bool, default=False
         Also return the unit eigenvector.
 
@@ -665,6 +676,7 @@ def top_hessian_eigenvalue(
         filter_normalized=filter_normalized,
         include_bias=include_bias,
         sample_block=sample_block,
+        criterion=criterion,
     )
     eigenvalue, vector, converged, residual = _top_eigenpair(
         hessian.matvec, start, n_iter, tol
@@ -693,6 +705,7 @@ def top_hessian_eigenpairs(
     filter_normalized=False,
     include_bias=False,
     sample_block=None,
+    criterion=None,
     return_residuals=False,
 ):
     """Return the largest eigenvalues of the training-loss Hessian and their vectors.
@@ -724,6 +737,8 @@ def top_hessian_eigenpairs(
         See :class:`LossHessian`.
     sample_block : int, default=None
         See :class:`LossHessian`.
+    criterion : torch.nn.Module, default=None
+        See :class:`LossHessian`.
     return_residuals : bool, default=False
         Also return each pair's relative residual.
 
@@ -754,6 +769,7 @@ def top_hessian_eigenpairs(
         filter_normalized=filter_normalized,
         include_bias=include_bias,
         sample_block=sample_block,
+        criterion=criterion,
     )
     if n_eigenpairs > hessian.n_params:
         raise ValueError(
@@ -810,6 +826,7 @@ def hessian_trace(
     filter_normalized=False,
     include_bias=False,
     sample_block=None,
+    criterion=None,
     return_std=False,
 ):
     """Trace of the training-loss Hessian from ``n_samples`` products.
@@ -847,6 +864,8 @@ def hessian_trace(
         See :class:`LossHessian`.
     sample_block : int, default=None
         See :class:`LossHessian`.
+    criterion : torch.nn.Module, default=None
+        See :class:`LossHessian`.
     return_std : bool, default=False
         Also return the standard error of the estimate.
 
@@ -871,6 +890,7 @@ def hessian_trace(
         filter_normalized=filter_normalized,
         include_bias=include_bias,
         sample_block=sample_block,
+        criterion=criterion,
     )
     n_params = hessian.n_params
     generator = torch.Generator(device="cpu").manual_seed(seed)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
+from ._criterion import CriterionEvaluator
 from ._evaluate import BatchedEvaluator
 
 __all__ = ["BatchesEvaluator", "DataBatches", "batches_loss", "is_batches"]
@@ -74,6 +75,9 @@ class DataBatches:
         Applied to every batch's inputs (e.g. a model's own preparation).
     encode : callable, default=None
         Applied to every batch's labels (e.g. a model's label encoding).
+    classification : bool, default=True
+        Whether labels are class indices (checked, yielded as int64);
+        otherwise they are regression targets, yielded as they come.
 
     Attributes
     ----------
@@ -83,10 +87,11 @@ class DataBatches:
         Number of batches in one pass.
     """
 
-    def __init__(self, batches, transform=None, encode=None):
+    def __init__(self, batches, transform=None, encode=None, classification=True):
         if isinstance(batches, DataBatches):
             transform = transform or batches.transform
             encode = encode or batches.encode
+            classification = classification and batches.classification
             batches = batches.batches
         if getattr(batches, "drop_last", False):
             raise ValueError(
@@ -103,6 +108,7 @@ class DataBatches:
                 "the first pass."
             )
         self.batches = batches
+        self.classification = bool(classification)
         self.transform = transform
         self.encode = encode
         self.n_samples = None
@@ -135,6 +141,15 @@ class DataBatches:
                 y = self.encode(y.cpu().numpy() if isinstance(y, torch.Tensor) else y)
             X = torch.as_tensor(X)
             y = torch.as_tensor(y)
+            if not self.classification:
+                if len(y) != len(X):
+                    raise ValueError(
+                        f"Batch {index}: y must hold one target per sample; got "
+                        f"{len(y)} for {len(X)} inputs."
+                    )
+                seen += len(y)
+                yield X, y
+                continue
             if y.ndim != 1 or len(y) != len(X):
                 raise ValueError(
                     f"Batch {index}: y must be 1-D with one label per sample; got "
@@ -204,6 +219,10 @@ class BatchesEvaluator:
         Network mapping a batch's inputs to logits; copied, not modified.
     batches : DataBatches
         The training data.
+    loss : SampleLoss, default=None
+        The criterion; None (or the cross-entropy) evaluates each batch
+        with a :class:`BatchedEvaluator`, any other one with a
+        :class:`CriterionEvaluator`.
     **options
         Passed to each batch's :class:`BatchedEvaluator`
         (``max_batch_bytes``, ``chunk_size``, ``path``).
@@ -217,10 +236,11 @@ class BatchesEvaluator:
         The first batch's chunk size: how many vectors one chunk holds.
     """
 
-    def __init__(self, module, batches, **options):
+    def __init__(self, module, batches, loss=None, **options):
         self._module = copy.deepcopy(module).eval()
         self.batches = batches
         self.n_samples = batches.n_samples
+        self._loss = loss
         self._options = options
         X, y = next(iter(batches))
         first = self._batch_evaluator(X, y)
@@ -228,6 +248,8 @@ class BatchesEvaluator:
         self.chunk_size, self.path = first.chunk_size, first.path
 
     def _batch_evaluator(self, X, y):
+        if self._loss is not None and not self._loss.classification:
+            return CriterionEvaluator(self._module, X, y, self._loss, copy_module=False)
         return BatchedEvaluator(self._module, X, y, copy_module=False, **self._options)
 
     def _accumulate(self, call):

@@ -1,8 +1,9 @@
 """Reach the torch network and the training data inside any fitted model.
 
-Every flatness analyzer measures the mean cross-entropy of a network's
-*logits* on labelled training data. This module turns each kind of model a
-user may bring into that one form, a :class:`NetworkView`:
+Every flatness analyzer measures the mean training loss of a network: the
+cross-entropy of its *logits* on labelled data for a classifier, its own
+criterion for a regressor. This module turns each kind of model a user may
+bring into that one form, a :class:`NetworkView`:
 
 - a flatgen classifier (``PoisonedMLPClassifier``, ``PoisonedCNNClassifier``),
   through its public ``module_``, ``network_inputs`` and ``encode_labels``;
@@ -12,7 +13,10 @@ user may bring into that one form, a :class:`NetworkView`:
   ``NeuralNet`` trained with ``CrossEntropyLoss`` (logits) or ``NLLLoss``
   (log-probabilities);
 - a fitted scikit-learn ``MLPClassifier``, whose weights become an
-  ``nn.Sequential`` of the same activations, exactly (float64 stays float64);
+  ``nn.Sequential`` of the same activations, exactly (float64 stays float64),
+  or ``MLPRegressor`` (identity output, half the mean squared error);
+- a fitted skorch ``NeuralNetRegressor`` or ``NeuralNet`` with another
+  criterion, measured under that criterion on float targets;
 - a plain ``torch.nn.Module`` returning logits, with integer labels;
 - a Pipeline ending in any of these (its transformers are applied first).
 
@@ -27,12 +31,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.neural_network import MLPClassifier
+from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 from torch import nn
 
 from ..estimators._base import BasePoisonedClassifier
+from ._criterion import HalfSquaredError
 from ._data import DataBatches, is_batches
 
 SUPPORTED = (
@@ -107,13 +112,18 @@ class NetworkView:
     prepare : callable
         ``prepare(X)`` returns inputs shaped and typed for ``module``.
     encode : callable
-        ``encode(y)`` returns the labels as int64 indices of ``classes``.
+        ``encode(y)`` returns the labels as int64 indices of ``classes``
+        (a regressor's targets as floats of the network's dtype).
+    criterion : torch.nn.Module or None
+        The training loss of a regressor (``classes`` is then None); None
+        for classifiers, whose loss is the cross-entropy of the logits.
     """
 
     module: nn.Module
     classes: np.ndarray
     prepare: object
     encode: object
+    criterion: object = None
 
 
 def _module_dtype(module):
@@ -152,6 +162,21 @@ def _index_labels(n_classes, what):
                 f"{n_classes} outputs; got values {np.unique(y)[:5]!r}."
             )
         return codes.astype(np.int64)
+
+    return encode
+
+
+def _float_targets(module, what):
+    """``encode`` for regressors: finite float targets of the network's dtype."""
+    dtype = torch.empty((), dtype=_module_dtype(module)).numpy().dtype
+
+    def encode(y):
+        if isinstance(y, torch.Tensor):
+            y = y.detach().cpu().numpy()
+        targets = np.asarray(y, dtype=dtype)
+        if not np.all(np.isfinite(targets)):
+            raise ValueError(f"y holds NaN or infinite targets for {what}.")
+        return targets
 
     return encode
 
@@ -218,11 +243,20 @@ def _skorch_view(net):
             module = LogProbabilities(network)
     elif isinstance(criterion, nn.NLLLoss):
         module = network  # log-probabilities are logits already
-    else:
+    elif isinstance(net, NeuralNetClassifier):
         raise TypeError(
             f"Flatness analyzers measure the cross-entropy of classifiers; this "
             f"{name} was trained with {type(criterion).__name__}. Supported "
-            "criteria: CrossEntropyLoss, NLLLoss, BCEWithLogitsLoss."
+            "criteria: CrossEntropyLoss, NLLLoss, BCEWithLogitsLoss (any criterion "
+            "with a mean reduction for a NeuralNetRegressor or NeuralNet)."
+        )
+    else:
+        # A regressor (or a NeuralNet with another loss): its own criterion,
+        # on float targets.
+        module = network.eval()
+        prepare = _array_inputs(module, f"this {name}")
+        return NetworkView(
+            module, None, prepare, _float_targets(module, name), criterion
         )
     module.eval()
     prepare = _array_inputs(module, f"this {name}")
@@ -250,8 +284,15 @@ def _check_plain_criterion(criterion, name):
 
 def _sklearn_mlp_view(mlp):
     check_is_fitted(mlp)
-    if mlp.out_activation_ not in ("softmax", "logistic") or (
-        mlp.out_activation_ == "logistic" and mlp.n_outputs_ != 1
+    regressor = isinstance(mlp, MLPRegressor)
+    if regressor and getattr(mlp, "loss", "squared_error") != "squared_error":
+        raise TypeError(
+            f"This MLPRegressor is trained with loss={mlp.loss!r}; flatness "
+            "analyzers measure MLPRegressor's squared error (loss='squared_error')."
+        )
+    if not regressor and (
+        mlp.out_activation_ not in ("softmax", "logistic")
+        or (mlp.out_activation_ == "logistic" and mlp.n_outputs_ != 1)
     ):
         raise TypeError(
             "Flatness analyzers measure single-label classifiers; this "
@@ -269,6 +310,23 @@ def _sklearn_mlp_view(mlp):
         if i < len(mlp.coefs_) - 1 and mlp.activation in _SKLEARN_ACTIVATIONS:
             layers.append(_SKLEARN_ACTIVATIONS[mlp.activation]())
     module = nn.Sequential(*layers)
+    name = type(mlp).__name__
+
+    def prepare(X):
+        X = check_array(X, dtype=mlp.coefs_[0].dtype, input_name="X")
+        if X.shape[1] != mlp.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {name} is expecting "
+                f"{mlp.n_features_in_} features as input."
+            )
+        return X
+
+    if regressor:
+        # Identity output; sklearn's loss is half the mean squared error.
+        module.eval()
+        return NetworkView(
+            module, None, prepare, _float_targets(module, name), HalfSquaredError()
+        )
     if mlp.n_outputs_ == 1:
         module = TwoClassLogits(module)
     module.eval()
@@ -286,15 +344,6 @@ def _sklearn_mlp_view(mlp):
                 f"{classes!r}."
             )
         return codes.astype(np.int64)
-
-    def prepare(X):
-        X = check_array(X, dtype=mlp.coefs_[0].dtype, input_name="X")
-        if X.shape[1] != mlp.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but MLPClassifier is expecting "
-                f"{mlp.n_features_in_} features as input."
-            )
-        return X
 
     return NetworkView(module, classes, prepare, encode)
 
@@ -330,8 +379,13 @@ def network_view(model, X_example=None):
         return _flatgen_view(model)
     if isinstance(model, MLPClassifier):
         return _sklearn_mlp_view(model)
+    if isinstance(model, MLPRegressor):
+        return _sklearn_mlp_view(model)
     if isinstance(model, NeuralNet):
-        module, prepare, name = _skorch_view(model)
+        view = _skorch_view(model)
+        if isinstance(view, NetworkView):
+            return view
+        module, prepare, name = view
         return _indexed_view(module, prepare, X_example, f"this {name}")
     if isinstance(model, nn.Module):
         _warn_if_mode_matters(model, "The module")
@@ -465,15 +519,50 @@ def network_and_data(estimator, X, y):
             "TrainingObjective.from_model, as every flatness analyzer but "
             "PerturbationPath does."
         )
+    module, X, y, _ = _array_parts(estimator, X, y)
+    return module, X, y
+
+
+def _array_parts(estimator, X, y):
     view, X = model_network(estimator, X)
     if y is None:
         raise ValueError("y is required: the basin is measured on the training loss.")
-    y = column_or_1d(y)
+    if view.criterion is None:
+        y = column_or_1d(y)
     if len(y) != len(X):
         raise ValueError(
             f"X and y have inconsistent numbers of samples: {len(X)} and {len(y)}."
         )
-    return view.module, X, view.encode(y)
+    return view.module, X, view.encode(y), view.criterion
+
+
+def model_objective_parts(model, X, y=None):
+    """Return the network, data and criterion of a fitted model's training loss.
+
+    Parameters
+    ----------
+    model : fitted model
+        Any supported model (see the module docstring), regressors included.
+    X : array-like, DataLoader or re-iterable of (X, y) pairs
+        Inputs as passed to the model, or batches of inputs and labels.
+    y : array-like or None
+        Labels or targets; None when ``X`` holds batches.
+
+    Returns
+    -------
+    module : torch.nn.Module
+        A deep copy of the trained network, in eval mode.
+    X : ndarray or DataBatches
+        The inputs prepared for ``module`` (each batch's, for batches).
+    y : ndarray or None
+        Encoded labels or targets; None for batches.
+    criterion : torch.nn.Module or None
+        A regressor's loss; None for the cross-entropy of a classifier.
+    """
+    if is_batches(X):
+        module, data, criterion = _batch_parts(model, X, y)
+        return module, data, None, criterion
+    return _array_parts(model, X, y)
 
 
 def model_classes(estimator, X):
@@ -513,14 +602,23 @@ def network_and_batches(estimator, batches, y=None):
     data : flatgen.landscape.DataBatches
         The batches, prepared for ``module``.
     """
+    module, data, _ = _batch_parts(estimator, batches, y)
+    return module, data
+
+
+def _batch_parts(estimator, batches, y):
     if y is not None:
         raise ValueError(
             "y must be None when X holds (X, y) batches (a DataLoader): the labels "
             "come with the batches."
         )
-    data = DataBatches(batches)
+    data = DataBatches(batches, classification=False)  # labels checked below
     first_X = next(iter(data.batches))[0]
     view, _ = model_network(estimator, first_X[:1])
-    return view.module, DataBatches(
-        data.batches, transform=view.prepare, encode=view.encode
+    prepared = DataBatches(
+        data.batches,
+        transform=view.prepare,
+        encode=view.encode,
+        classification=view.criterion is None,
     )
+    return view.module, prepared, view.criterion

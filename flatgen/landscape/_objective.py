@@ -16,6 +16,7 @@ from functools import cached_property
 import numpy as np
 
 from .._torch_utils import torch_threads
+from ._criterion import CriterionEvaluator, sample_loss
 from ._curvature import LossHessian, top_hessian_eigenpairs
 from ._data import BatchesEvaluator, DataBatches, is_batches
 from ._directions import filter_normalized_directions
@@ -35,7 +36,7 @@ _CACHES = ("evaluator", "hessian", "network_loss")
 
 
 class TrainingObjective:
-    """Mean training cross-entropy of a trained network around its weights.
+    """Mean training loss of a trained network around its weights.
 
     Parameters
     ----------
@@ -48,8 +49,15 @@ class TrainingObjective:
         as batches (then ``y`` must be None): every quantity is then
         accumulated over all batches, so memory is bounded by one batch and
         the result is the full-data one.
-    y : array-like of int of shape (n_samples,), default=None
-        Labels as indices of the logits; None when ``X`` holds batches.
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+        Labels as indices of the logits (targets for a regression
+        criterion); None when ``X`` holds batches.
+    criterion : torch.nn.Module, default=None
+        The loss whose mean over the samples is the objective, with
+        ``reduction='mean'`` (e.g. ``nn.MSELoss()`` for a regressor). None
+        is the cross-entropy of logits, which takes flatgen's fast paths;
+        any other criterion is evaluated one weight vector at a time and
+        differentiated by autograd.
     include_bias : bool, default=False
         Whether perturbations move biases and normalization parameters as
         well as weight matrices and convolution kernels.
@@ -60,6 +68,8 @@ class TrainingObjective:
     ----------
     module : torch.nn.Module
         The network, as given.
+    criterion : torch.nn.Module or None
+        The criterion, as given.
     X, y : ndarray, or DataBatches and None
         The training data.
     layout : ParameterLayout
@@ -86,14 +96,18 @@ class TrainingObjective:
     (2,)
     """
 
-    def __init__(self, module, X, y=None, *, include_bias=False, n_threads=None):
+    def __init__(
+        self, module, X, y=None, *, criterion=None, include_bias=False, n_threads=None
+    ):
+        self.loss = sample_loss(criterion)
+        self.criterion = self.loss.criterion
         if is_batches(X):
             if y is not None:
                 raise ValueError(
                     "y must be None when X holds (X, y) batches (a DataLoader): "
                     "the labels come with the batches."
                 )
-            X = X if isinstance(X, DataBatches) else DataBatches(X)
+            X = DataBatches(X, classification=self.loss.classification)
         elif y is None:
             raise ValueError(
                 "y is required: the objective is the training loss of labelled data."
@@ -108,10 +122,14 @@ class TrainingObjective:
 
         Parameters
         ----------
-        model : fitted model
-            A flatgen classifier, a skorch net, an sklearn ``MLPClassifier``,
-            a ``torch.nn.Module`` returning logits, or a Pipeline ending in
-            one (see :ref:`any-model`). Not modified: its network is copied.
+        model : fitted model or TrainingObjective
+            A flatgen classifier, a skorch net (classifier or regressor), an
+            sklearn ``MLPClassifier`` or ``MLPRegressor``, a
+            ``torch.nn.Module`` returning logits, or a Pipeline ending in one
+            (see :ref:`any-model`). Not modified: its network is copied. A
+            ``TrainingObjective`` (with ``X`` and ``y`` None) is returned as
+            a fresh copy with these options, so every analyzer measures an
+            objective built by hand (a custom criterion, say).
         X : array-like, DataLoader or re-iterable of (X, y) pairs
             Training inputs as passed to the model's ``predict`` (a
             Pipeline's transformers and the model's own preparation are
@@ -126,14 +144,29 @@ class TrainingObjective:
         Returns
         -------
         objective : TrainingObjective
+            The model's network with its own training criterion.
         """
-        from ._models import network_and_batches, network_and_data
+        from ._models import model_objective_parts
 
-        if is_batches(X):
-            module, data = network_and_batches(model, X, y)
-            return cls(module, data, include_bias=include_bias, n_threads=n_threads)
-        module, X, y = network_and_data(model, X, y)
-        return cls(module, X, y, include_bias=include_bias, n_threads=n_threads)
+        if isinstance(model, TrainingObjective):
+            if X is not None or y is not None:
+                raise ValueError(
+                    "X and y must be None when the model is a TrainingObjective: "
+                    "it holds its own data."
+                )
+            objective = model.fresh()
+            objective.include_bias = bool(include_bias)
+            objective.n_threads = n_threads
+            return objective
+        module, X, y, criterion = model_objective_parts(model, X, y)
+        return cls(
+            module,
+            X,
+            y,
+            criterion=criterion,
+            include_bias=include_bias,
+            n_threads=n_threads,
+        )
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -229,7 +262,9 @@ class TrainingObjective:
         :class:`~flatgen.landscape.BatchesEvaluator` on batches.
         """
         if self.batched:
-            return BatchesEvaluator(self.module, self.X)
+            return BatchesEvaluator(self.module, self.X, self.loss)
+        if not self.loss.classification:
+            return CriterionEvaluator(self.module, self.X, self.y, self.loss)
         return BatchedEvaluator(self.module, self.X, self.y)
 
     def losses(self, thetas):
@@ -243,12 +278,20 @@ class TrainingObjective:
         Returns
         -------
         losses : ndarray of shape (B,), dtype float64
-            Mean cross-entropy over every training sample.
+            Mean loss over every training sample.
         """
         return self.evaluator.loss(thetas)
 
+    @property
+    def classification(self):
+        """Whether the objective is the cross-entropy of class labels."""
+        return self.loss.classification
+
     def base_loss(self):
-        """Return the training loss and accuracy at the trained weights."""
+        """Return the training loss and accuracy at the trained weights.
+
+        The accuracy is NaN for a regression criterion.
+        """
         loss, accuracy = self.evaluator.evaluate(self.theta0[None])
         return float(loss[0]), float(accuracy[0])
 
@@ -263,7 +306,7 @@ class TrainingObjective:
         Returns
         -------
         loss : float
-            Mean cross-entropy over every training sample.
+            Mean loss over every training sample.
         grad : torch.Tensor of shape (n_params,)
             Its gradient.
         """
@@ -280,7 +323,7 @@ class TrainingObjective:
         Returns
         -------
         losses : torch.Tensor of shape (B,)
-            Mean cross-entropy over every training sample at each vector.
+            Mean loss over every training sample.at each vector.
         grads : torch.Tensor of shape (B, n_params)
             Their gradients.
         """
@@ -294,13 +337,13 @@ class TrainingObjective:
         measurements that follow gradients (worst-case sharpness, the
         Fisher-Rao norm).
         """
-        return NetworkLoss(self.module, self.X, self.y)
+        return NetworkLoss(self.module, self.X, self.y, criterion=self.loss)
 
     # -- curvature ----------------------------------------------------------
     @cached_property
     def hessian(self):
         """The :class:`~flatgen.landscape.LossHessian` at the trained weights."""
-        return LossHessian(self.module, self.X, self.y)
+        return LossHessian(self.module, self.X, self.y, criterion=self.loss)
 
     def as_linear_operator(self):
         """Return the Hessian as a ``scipy.sparse.linalg.LinearOperator`` (float64)."""
@@ -342,6 +385,7 @@ class TrainingObjective:
             filter_normalized=True,
             include_bias=self.include_bias,
             tol=HESSIAN_DIRECTION_TOL,
+            criterion=self.loss,
             return_residuals=True,
         )
         theta0 = self.theta0

@@ -21,9 +21,9 @@ import copy
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call, grad_and_value, jvp, vmap
 
+from ._criterion import sample_loss
 from ._data import DataBatches, is_batches
 from ._parameters import ParameterLayout, flatten_parameters
 
@@ -40,7 +40,10 @@ class NetworkLoss:
     X : array-like, torch.Tensor, DataLoader or iterable of (X, y) pairs
         Inputs shaped for the network, or batches of inputs and labels.
     y : array-like of int of shape (n_samples,), default=None
-        Encoded labels; None when ``X`` holds batches.
+        Encoded labels (targets for a regression criterion); None when
+        ``X`` holds batches.
+    criterion : torch.nn.Module, default=None
+        Loss with ``reduction='mean'``; None is the cross-entropy of logits.
 
     Attributes
     ----------
@@ -50,14 +53,15 @@ class NetworkLoss:
         The trained weights.
     """
 
-    def __init__(self, module, X, y=None):
+    def __init__(self, module, X, y=None, *, criterion=None):
+        self.loss = sample_loss(criterion)
         self.module = copy.deepcopy(module).eval()
         for param in self.module.parameters():
             param.requires_grad_(False)
         self.layout = ParameterLayout.from_module(self.module)
         self.theta0 = flatten_parameters(self.module)
         if is_batches(X):
-            self.batches = X if isinstance(X, DataBatches) else DataBatches(X)
+            self.batches = DataBatches(X, classification=self.loss.classification)
             self.X = self.y = None
         else:
             self.batches = None
@@ -67,7 +71,7 @@ class NetworkLoss:
         device, dtype = self.theta0.device, self.theta0.dtype
         X = torch.as_tensor(X).to(device)
         X = X.to(dtype) if X.is_floating_point() else X
-        return X, torch.as_tensor(y).to(device, torch.int64)
+        return X, self.loss.targets(y, device, dtype)
 
     def _data(self):
         """Yield the data as (X, y) pieces: one, or every batch."""
@@ -78,8 +82,8 @@ class NetworkLoss:
                 yield self._on_device(X, y)
 
     def _per_sample(self, theta, X, y):
-        logits = functional_call(self.module, self.layout.unflatten(theta), (X,))
-        return F.cross_entropy(logits, y, reduction="none")
+        outputs = functional_call(self.module, self.layout.unflatten(theta), (X,))
+        return self.loss.per_sample(outputs, y)
 
     def per_sample(self, theta):
         """Return the cross-entropy of every sample at weights ``theta``.

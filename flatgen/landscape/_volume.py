@@ -33,15 +33,14 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed
-from scipy.special import gammaln
+from scipy.special import gammaln, logsumexp
 from scipy.stats import norm
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from tqdm.auto import tqdm
 
 from .._torch_utils import torch_threads
 from ._directions import _direction_seed
+from ._dispatch import map_chunks
 from ._spectrum import lanczos_extremes, probe_diagonal
 
 __all__ = [
@@ -49,15 +48,13 @@ __all__ = [
     "CurvaturePreconditioner",
     "VolumeSaturationWarning",
     "basin_log10_volume",
+    "log10_ball_volume",
     "log10_unit_ball_volume",
     "volume_from_radii",
 ]
 
 ESTIMATORS = ("preconditioned", "naive")
 _LN10 = math.log(10.0)
-# Directions per task: fixed, so n_jobs and the backend never change which
-# directions a task draws or how they are batched.
-CHUNK_SIZE = 128
 # Scan below the quadratic prediction first (2^-3 of it), then double: the
 # first crossing is bracketed at a factor-2 resolution before bisection.
 _SCAN_START = -3
@@ -123,6 +120,52 @@ def log10_unit_ball_volume(n_dims):
     """
     n = float(n_dims)
     return float((0.5 * n * math.log(math.pi) - gammaln(0.5 * n + 1)) / _LN10)
+
+
+def log10_ball_volume(radii, n_dims, axis=-1):
+    """Log10 volume of a star-shaped region from its radii along random directions.
+
+    ``V = omega_n * E[r^n]`` with ``omega_n = pi^(n/2) / Gamma(n/2 + 1)`` the
+    volume of the unit ball, estimated by the mean of ``r_i^n``, all in log
+    space so that ``n`` in the thousands does not overflow:
+    ``log V = (n/2) log pi - lgamma(n/2 + 1) + logsumexp(n log r_i) - log M``.
+
+    Parameters
+    ----------
+    radii : array-like
+        Positive radii along ``M`` directions (along ``axis``).
+    n_dims : int
+        Dimension ``n`` of the space the directions live in.
+    axis : int, default=-1
+        Axis of ``radii`` that runs over directions.
+
+    Returns
+    -------
+    log10_volume : float or ndarray
+        ``log10 V``, reduced over ``axis``.
+
+    Examples
+    --------
+    >>> from flatgen.landscape import log10_ball_volume
+    >>> round(float(10 ** log10_ball_volume([1.0, 1.0], n_dims=2)), 6)  # unit disk
+    3.141593
+    """
+    radii = np.asarray(radii, dtype=float)
+    if not isinstance(n_dims, Integral) or n_dims < 1:
+        raise ValueError(f"n_dims must be a positive integer. Got {n_dims!r} instead.")
+    if radii.ndim == 0 or radii.shape[axis] == 0:
+        raise ValueError(
+            f"radii must hold at least one radius along axis {axis}. Got shape "
+            f"{radii.shape} instead."
+        )
+    if not np.all(np.isfinite(radii) & (radii >= 0)):
+        raise ValueError("radii must be finite and non-negative; got NaN, inf or < 0.")
+    n = float(n_dims)
+    # A zero radius adds nothing to mean(r^n): log(0) = -inf is exact here.
+    with np.errstate(divide="ignore"):
+        log_radii = np.log(radii)
+    log_mean_power = logsumexp(n * log_radii, axis=axis) - np.log(radii.shape[axis])
+    return log10_unit_ball_volume(n_dims) + log_mean_power / np.log(10)
 
 
 def _stream(seed, *key):
@@ -511,7 +554,7 @@ def _first_crossings(losses_at, start, cap, cutoffs, rtol, max_iter=200):
     return radii, ~crossed
 
 
-def _chunk_task(loss_fn, preconditioner, seed, start, stop, settings):
+def _chunk_task(loss_fn, preconditioner, seed, settings, start, stop):
     """Radii along rays ``start .. stop-1`` (whitened units and raw norms)."""
     with torch_threads(settings["n_threads"]):
         n = preconditioner.n_dims
@@ -1024,24 +1067,13 @@ def basin_log10_volume(
     if max_radius is None:
         # Without a cap, stop the scan after _MAX_DOUBLINGS doublings.
         settings["max_radius"] = start_step * 2.0**_MAX_DOUBLINGS * 1e3
-    n_chunks = -(-n_directions // CHUNK_SIZE)
-    tasks = (
-        delayed(_chunk_task)(
-            loss_fn, preconditioner, seed, lo, min(lo + CHUNK_SIZE, n_directions),
-            settings,
-        )
-        for lo in range(0, n_directions, CHUNK_SIZE)
-    )
-    results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
-    results = list(
-        tqdm(
-            results,
-            total=n_chunks,
-            disable=not verbose,
-            desc="volume rays",
-            unit="chunk",
-            leave=False,
-        )
+    results = map_chunks(
+        _chunk_task,
+        n_directions,
+        (loss_fn, preconditioner, seed, settings),
+        n_jobs=n_jobs,
+        verbose=verbose,
+        desc="volume rays",
     )
     rho = np.concatenate([r[0] for r in results], axis=1)
     capped = np.concatenate([r[1] for r in results], axis=1)
