@@ -51,7 +51,10 @@ def measure(mode, n_rows):
     torch.set_num_threads(1)
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
+        nn.Linear(64, 256),
+        nn.ReLU(),
+        nn.Linear(256, 256),
+        nn.ReLU(),
         nn.Linear(256, 10),
     )
     rows = _rows(n_rows)
@@ -63,7 +66,7 @@ def measure(mode, n_rows):
         data = (DataLoader(rows, batch_size=1000), None)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    analyzer = CurvatureAnalyzer(random_state=0, tol=1e-3, n_trace_samples=0)
+    analyzer = CurvatureAnalyzer(random_state=0, tol=1e-3, n_probes=0)
     analyzer.fit(net, *data)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -86,7 +89,9 @@ def main():
     for mode in ("arrays", "batches"):
         out = subprocess.run(
             [sys.executable, __file__, "--mode", mode, "--rows", str(args.rows)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         result = json.loads(out.stdout.strip().splitlines()[-1])
         print(

@@ -44,8 +44,11 @@ def _model_and_loader(weights=None):
                 nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()
             )
             self.block = nn.Sequential(
-                nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8),
+                nn.Conv2d(8, 8, 3, padding=1),
+                nn.BatchNorm2d(8),
+                nn.ReLU(),
+                nn.Conv2d(8, 8, 3, padding=1),
+                nn.BatchNorm2d(8),
             )
             self.head = nn.Linear(8, 10)
 
@@ -86,7 +89,7 @@ def measure(tool, weights):
         from flatgen import CurvatureAnalyzer
 
         analyzer = CurvatureAnalyzer(
-            filter_normalized=False, tol=1e-6, n_trace_samples=0, random_state=0
+            filter_normalized=False, tol=1e-6, n_probes=0, random_state=0
         )
         value = analyzer.fit(model, loader, None).top_eigenvalue_
     else:

@@ -100,8 +100,8 @@ def measure(model_name, form, weights, n_rows):
             "radii": BasinAnalyzer(
                 n_directions=50, cutoff=2.0, cutoff_type="relative", random_state=0
             ),
-            "slice": LossSlice(n_dims=2, resolution=21, span=1.0, random_state=0),
-            "sharpness": SharpnessAnalyzer("average", n_samples=32, random_state=0),
+            "slice": LossSlice(n_dims=2, grid_resolution=21, span=1.0, random_state=0),
+            "sharpness": SharpnessAnalyzer("average", n_draws=32, random_state=0),
         }
         attributes = {"radii": "radii_", "slice": "losses_", "sharpness": "sharpness_"}
     else:

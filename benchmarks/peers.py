@@ -239,7 +239,9 @@ def slices(name, estimator, X, y, args, loss_landscapes, gflops):
     module, X_t, y_t = module_and_tensors(estimator, X, y)
 
     def ours():
-        return LossSlice(n_dims=2, resolution=GRID, random_state=0).fit(estimator, X, y)
+        return LossSlice(n_dims=2, grid_resolution=GRID, random_state=0).fit(
+            estimator, X, y
+        )
 
     tasks = {"flatgen": ours}
     if loss_landscapes is not None:

@@ -32,8 +32,12 @@ models = {"clean": clean, "poisoned": poisoned}
 
 # %%
 # Slices of both minima along the same seeded directions.
-line_slice = LossSlice(n_dims=1, span=SPAN, resolution=81, random_state=RANDOM_STATE)
-plane_slice = LossSlice(n_dims=2, span=SPAN, resolution=61, random_state=RANDOM_STATE)
+line_slice = LossSlice(
+    n_dims=1, span=SPAN, grid_resolution=81, random_state=RANDOM_STATE
+)
+plane_slice = LossSlice(
+    n_dims=2, span=SPAN, grid_resolution=61, random_state=RANDOM_STATE
+)
 lines = {name: clone(line_slice).fit(model, X, y) for name, model in models.items()}
 planes = {name: clone(plane_slice).fit(model, X, y) for name, model in models.items()}
 for name, plane in planes.items():

@@ -34,9 +34,9 @@ base = PoisonedMLPClassifier(
     (16, 16, 16), solver="adam", learning_rate_init=0.01, max_iter=1500
 )
 measures = {
-    "top eigenvalue": CurvatureAnalyzer(n_iter=50, n_trace_samples=0, random_state=0),
+    "top eigenvalue": CurvatureAnalyzer(n_iter=50, n_probes=0, random_state=0),
     "adaptive sharpness": SharpnessAnalyzer(radius=0.1, n_steps=10, random_state=0),
-    "PAC-Bayes flatness": PACBayesAnalyzer(n_samples=32, random_state=0),
+    "PAC-Bayes flatness": PACBayesAnalyzer(n_draws=32, random_state=0),
     "Fisher-Rao norm": NormAnalyzer("fisher_rao"),
     "log10 spectral product": NormAnalyzer("log10_spectral_product"),
 }

@@ -61,10 +61,10 @@ def assert_unchanged(estimator, before):
             n_directions=40, cutoff=2, cutoff_type="relative", random_state=0
         ),
         VolumeEstimator(n_directions=40, cutoff=[2, 5], cutoff_type="relative"),
-        CurvatureAnalyzer(n_trace_samples=3, random_state=0),
+        CurvatureAnalyzer(n_probes=3, random_state=0),
         SharpnessAnalyzer(n_steps=3, random_state=0),
-        SharpnessAnalyzer("average", "filter_normalized", n_samples=8),
-        PACBayesAnalyzer(n_samples=8, random_state=0),
+        SharpnessAnalyzer("average", "filter_normalized", n_draws=8),
+        PACBayesAnalyzer(n_draws=8, random_state=0),
         NormAnalyzer(),
     ],
 )
@@ -232,10 +232,10 @@ def test_non_finite_loss_is_reported(fitted):
 
 def test_curvature_is_positive_at_a_minimum(fitted):
     clf, X, y = fitted
-    curv = CurvatureAnalyzer(n_trace_samples=20, random_state=0).fit(clf, X, y)
+    curv = CurvatureAnalyzer(n_probes=20, random_state=0).fit(clf, X, y)
     assert curv.top_eigenvalue_ > 0
     assert curv.trace_ > 0
-    raw = CurvatureAnalyzer(filter_normalized=False, n_trace_samples=0, random_state=0)
+    raw = CurvatureAnalyzer(filter_normalized=False, n_probes=0, random_state=0)
     assert np.isnan(raw.fit(clf, X, y).trace_)
 
 
@@ -317,7 +317,7 @@ def test_analysis_seeds_are_shared_across_analyzers(fitted):
     assert analysis_seeds(3, 2)[0] == seed
     landscape = TrainingObjective.from_model(clf, X, y)
     first_two = landscape.directions(2, seed).numpy()
-    plane = LossSlice(n_dims=2, resolution=3, random_state=3).fit(clf, X, y)
+    plane = LossSlice(n_dims=2, grid_resolution=3, random_state=3).fit(clf, X, y)
     assert_array_equal(plane.directions_, first_two)
     # Chunked draws give the same vectors.
     assert_array_equal(landscape.directions(1, seed, start=1).numpy(), first_two[1:])
@@ -327,8 +327,8 @@ def test_analysis_seeds_are_shared_across_analyzers(fitted):
     "analyzer, attribute",
     [
         (SharpnessAnalyzer(n_steps=5), "sharpness_"),
-        (SharpnessAnalyzer("average", n_samples=16), "sharpness_"),
-        (PACBayesAnalyzer(n_samples=16), "flatness_"),
+        (SharpnessAnalyzer("average", n_draws=16), "sharpness_"),
+        (PACBayesAnalyzer(n_draws=16), "flatness_"),
         (NormAnalyzer("log10_path_norm"), "log10_path_norm_"),
     ],
 )
@@ -351,7 +351,7 @@ def test_pac_bayes_search_that_never_crosses_warns(fitted):
 
     clf, X, y = fitted
     with pytest.warns(ConvergenceWarning, match="sigma_ is only a lower bound"):
-        pac = PACBayesAnalyzer(bound=1e6, sigma_max=0.01, n_samples=4).fit(clf, X, y)
+        pac = PACBayesAnalyzer(bound=1e6, sigma_max=0.01, n_draws=4).fit(clf, X, y)
     assert pac.capped_ and pac.sigma_ == 0.01
 
 

@@ -124,7 +124,7 @@ def test_probability_frames_and_pipelines(fitted):
 
 def test_random_direction_is_the_slices_direction(fitted, path):
     clf, X, y = fitted
-    slice_ = LossSlice(resolution=3, random_state=0).fit(clf, X, y)
+    slice_ = LossSlice(grid_resolution=3, random_state=0).fit(clf, X, y)
     assert_array_equal(path.direction_, slice_.directions_[0])
     again = PerturbationPath(**path.get_params()).fit(clf, X, y)
     for name in ("losses_", "curvatures_", "frames_", "direction_"):

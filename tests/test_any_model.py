@@ -144,8 +144,12 @@ def test_pipeline_ending_in_an_sklearn_mlp_sees_transformed_inputs():
 def test_module_with_batch_norm_in_training_mode_is_measured_in_eval_mode():
     torch.manual_seed(0)
     cnn = nn.Sequential(
-        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
-        nn.Dropout(0.5), nn.Linear(4 * 6 * 6, 3),
+        nn.Conv2d(1, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Dropout(0.5),
+        nn.Linear(4 * 6 * 6, 3),
     )
     images, labels = torch.randn(30, 1, 8, 8), np.arange(30) % 3
     before = copy.deepcopy(cnn.state_dict())
@@ -162,7 +166,7 @@ def test_module_with_batch_norm_in_training_mode_is_measured_in_eval_mode():
     assert_allclose(basin.base_loss_, float(expected), rtol=1e-6)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # in eval mode: nothing to say
-        LossSlice(n_dims=1, resolution=5, span=0.1).fit(cnn, images, labels)
+        LossSlice(n_dims=1, grid_resolution=5, span=0.1).fit(cnn, images, labels)
 
 
 def test_perturbation_path_of_an_sklearn_mlp_draws_its_regions():
@@ -185,7 +189,8 @@ def _unfitted_skorch():
 
 def _weighted_skorch():
     return _skorch(
-        nn.Linear(2, 3), criterion=nn.CrossEntropyLoss,
+        nn.Linear(2, 3),
+        criterion=nn.CrossEntropyLoss,
         criterion__weight=torch.ones(3),
     )
 
@@ -217,10 +222,18 @@ def _multilabel():
         (_mse_skorch, None, TypeError, "trained with MSELoss"),
         (_regressor, None, TypeError, "loss='squared_error'"),
         (_multilabel, None, TypeError, "multi-label"),
-        (lambda: nn.Linear(2, 3), np.arange(12) % 4, ValueError,
-         "class indices 0 .. 2"),
-        (lambda: nn.Linear(2, 3), (np.arange(12) % 3) + 0.5, ValueError,
-         "class indices 0 .. 2"),
+        (
+            lambda: nn.Linear(2, 3),
+            np.arange(12) % 4,
+            ValueError,
+            "class indices 0 .. 2",
+        ),
+        (
+            lambda: nn.Linear(2, 3),
+            (np.arange(12) % 3) + 0.5,
+            ValueError,
+            "class indices 0 .. 2",
+        ),
     ],
 )
 def test_models_that_cannot_be_measured_say_why(make_model, y, error, match):
@@ -237,8 +250,12 @@ def test_margins_of_a_skorch_net_are_asked_in_its_own_dtype():
     torch.manual_seed(0)
     module = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 2))
     net = NeuralNetClassifier(
-        module, criterion=nn.CrossEntropyLoss, max_epochs=5, train_split=None,
-        batch_size=-1, verbose=0,
+        module,
+        criterion=nn.CrossEntropyLoss,
+        max_epochs=5,
+        train_split=None,
+        batch_size=-1,
+        verbose=0,
     ).fit(X, y)
     # skorch casts nothing: float64 queries would fail inside the module.
     margins = MarginAnalyzer(n_directions=4, random_state=0).fit(net, X, y)

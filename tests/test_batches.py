@@ -109,9 +109,7 @@ def test_a_set_made_on_demand_is_measured_batch_by_batch():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     loader = DataLoader(_GeneratedRows(), batch_size=2_000)
-    curvature = CurvatureAnalyzer(random_state=0, n_trace_samples=0).fit(
-        net, loader, None
-    )
+    curvature = CurvatureAnalyzer(random_state=0, n_probes=0).fit(net, loader, None)
     assert np.isfinite(curvature.top_eigenvalue_) and curvature.top_eigenvalue_ > 0
     # The same rows materialized give the same loss.
     X = torch.stack([_GeneratedRows()[i][0] for i in range(20_000)])
@@ -177,15 +175,15 @@ BATCH_ANALYZERS = [
         "log10_volume_",
         1e-6,
     ),
-    (LossSlice(n_dims=2, resolution=5, random_state=0), "losses_", 1e-9),
+    (LossSlice(n_dims=2, grid_resolution=5, random_state=0), "losses_", 1e-9),
     (
-        LossSlice(n_dims=1, resolution=5, directions="hessian", random_state=0),
+        LossSlice(n_dims=1, grid_resolution=5, directions="hessian", random_state=0),
         "losses_",
         1e-7,
     ),
     (SharpnessAnalyzer(n_steps=3, random_state=0), "sharpness_", 1e-7),
-    (SharpnessAnalyzer("average", n_samples=8, random_state=0), "sharpness_", 1e-9),
-    (PACBayesAnalyzer(n_samples=8, random_state=0), "flatness_", 1e-6),
+    (SharpnessAnalyzer("average", n_draws=8, random_state=0), "sharpness_", 1e-9),
+    (PACBayesAnalyzer(n_draws=8, random_state=0), "flatness_", 1e-6),
     (NormAnalyzer(), "fisher_rao_", 1e-9),
     (
         LearningCoefficientAnalyzer(

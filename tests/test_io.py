@@ -51,9 +51,9 @@ def analyzers(fitted):
     return {
         "basin": BasinAnalyzer(n_directions=12, cutoff=2, n_profiles=4, **relative),
         "volume": VolumeEstimator(n_directions=12, cutoff=[2, 3.5], **relative),
-        "curvature": CurvatureAnalyzer(n_iter=20, n_trace_samples=3, random_state=0),
+        "curvature": CurvatureAnalyzer(n_iter=20, n_probes=3, random_state=0),
         "curvature_no_trace": CurvatureAnalyzer(
-            n_iter=20, n_trace_samples=0, random_state=np.random.RandomState(3)
+            n_iter=20, n_probes=0, random_state=np.random.RandomState(3)
         ),
     }, (clf, X, y)
 

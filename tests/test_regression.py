@@ -54,7 +54,7 @@ def test_linear_least_squares_curvature_and_radii_are_exact():
     assert np.isnan(objective.base_loss()[1])  # no accuracy for a regression
 
     curvature = CurvatureAnalyzer(
-        filter_normalized=False, tol=1e-10, n_trace_samples=30, random_state=0
+        filter_normalized=False, tol=1e-10, n_probes=30, random_state=0
     )
     curvature.fit(objective, None, None)
     assert_allclose(curvature.top_eigenvalue_, np.linalg.eigvalsh(full)[-1], rtol=1e-8)
@@ -116,7 +116,7 @@ def test_every_basin_analyzer_measures_a_regressor_from_arrays_and_batches(regre
             VolumeEstimator(n_directions=16, cutoff=2.0, cutoff_type="relative"),
             "log10_volume_",
         ),
-        (LossSlice(n_dims=2, resolution=5), "losses_"),
+        (LossSlice(n_dims=2, grid_resolution=5), "losses_"),
         (SharpnessAnalyzer(n_steps=3), "sharpness_"),
     ]:
         analyzer.set_params(**settings)

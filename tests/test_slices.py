@@ -51,7 +51,7 @@ def flat_weights(clf):
 
 def test_1d_slice_matches_a_loop_over_model_copies(fitted):
     clf, X, y = fitted
-    slice_ = LossSlice(n_dims=1, span=0.6, resolution=7, random_state=0)
+    slice_ = LossSlice(n_dims=1, span=0.6, grid_resolution=7, random_state=0)
     slice_.fit(clf, X, y)
     assert_allclose(slice_.distances_, np.linspace(-0.3, 0.3, 7))
     theta0 = flat_weights(clf).numpy()
@@ -69,7 +69,7 @@ def test_1d_slice_matches_a_loop_over_model_copies(fitted):
 
 def test_2d_slice_matches_a_loop_over_model_copies(fitted):
     clf, X, y = fitted
-    slice_ = LossSlice(n_dims=2, span=0.4, resolution=5, random_state=3)
+    slice_ = LossSlice(n_dims=2, span=0.4, grid_resolution=5, random_state=3)
     slice_.fit(clf, X, y)
     assert slice_.losses_.shape == slice_.accuracies_.shape == (5, 5)
     theta0 = flat_weights(clf).numpy()
@@ -84,10 +84,10 @@ def test_2d_slice_matches_a_loop_over_model_copies(fitted):
 
 def test_directions_are_filter_normalized_and_seeded(fitted):
     clf, X, y = fitted
-    a = LossSlice(n_dims=2, resolution=3, random_state=1).fit(clf, X, y)
-    b = LossSlice(n_dims=2, resolution=3, random_state=1).fit(clf, X, y)
-    c = LossSlice(n_dims=1, resolution=3, random_state=1).fit(clf, X, y)
-    other = LossSlice(n_dims=1, resolution=3, random_state=2).fit(clf, X, y)
+    a = LossSlice(n_dims=2, grid_resolution=3, random_state=1).fit(clf, X, y)
+    b = LossSlice(n_dims=2, grid_resolution=3, random_state=1).fit(clf, X, y)
+    c = LossSlice(n_dims=1, grid_resolution=3, random_state=1).fit(clf, X, y)
+    other = LossSlice(n_dims=1, grid_resolution=3, random_state=2).fit(clf, X, y)
     assert_array_equal(a.directions_, b.directions_)
     assert_array_equal(a.losses_, b.losses_)
     # The 1-D slice runs along the first direction of the 2-D one.
@@ -103,7 +103,7 @@ def test_directions_are_filter_normalized_and_seeded(fitted):
     assert a.n_perturbed_ == sum(
         p.numel() for p in clf.net_.module_.parameters() if p.ndim == 2
     )
-    with_bias = LossSlice(resolution=3, include_bias=True, random_state=1)
+    with_bias = LossSlice(grid_resolution=3, include_bias=True, random_state=1)
     assert np.any(with_bias.fit(clf, X, y).directions_[0] != c.directions_[0])
 
 
@@ -113,7 +113,7 @@ def test_estimator_is_left_bit_identical(fitted):
     before = [p.detach().clone() for p in module.parameters()]
     flags = [p.requires_grad for p in module.parameters()]
     proba = clf.predict_proba(X)
-    LossSlice(n_dims=2, resolution=5, random_state=0).fit(clf, X, y)
+    LossSlice(n_dims=2, grid_resolution=5, random_state=0).fit(clf, X, y)
     assert all(torch.equal(a, p) for a, p in zip(before, module.parameters()))
     assert flags == [p.requires_grad for p in module.parameters()]
     assert not module.training
@@ -124,8 +124,10 @@ def test_errors(fitted):
     clf, X, y = fitted
     with pytest.raises(ValueError, match="'n_dims' parameter"):
         LossSlice(n_dims=3).fit(clf, X, y)
-    with pytest.raises(ValueError, match="'resolution' parameter .* Got 1 instead"):
-        LossSlice(resolution=1).fit(clf, X, y)
+    with pytest.raises(
+        ValueError, match="'grid_resolution' parameter .* Got 1 instead"
+    ):
+        LossSlice(grid_resolution=1).fit(clf, X, y)
     with pytest.raises(ValueError, match="'span' parameter"):
         LossSlice(span=0).fit(clf, X, y)
     with pytest.raises(NotFittedError):
@@ -136,7 +138,7 @@ def test_errors(fitted):
 
 def test_display_1d_draws_the_stored_arrays(fitted):
     clf, X, y = fitted
-    slice_ = LossSlice(resolution=9, random_state=0).fit(clf, X, y)
+    slice_ = LossSlice(grid_resolution=9, random_state=0).fit(clf, X, y)
     fig, ax = plt.subplots()
     disp = slice_.plot(ax=ax, show_accuracy=True)
     assert isinstance(disp, LossSliceDisplay)
@@ -159,7 +161,7 @@ def test_display_1d_draws_the_stored_arrays(fitted):
 
 def test_display_2d_from_saved_results(fitted, tmp_path):
     clf, X, y = fitted
-    slice_ = LossSlice(n_dims=2, resolution=7, random_state=0).fit(clf, X, y)
+    slice_ = LossSlice(n_dims=2, grid_resolution=7, random_state=0).fit(clf, X, y)
     save_results(slice_, tmp_path / "slice.npz")
     loaded = load_results(tmp_path / "slice.npz")
     assert_array_equal(loaded.losses_, slice_.losses_)
@@ -201,7 +203,7 @@ def test_hessian_slice_runs_along_the_exact_top_eigenvectors(fitted):
 
     clf, X, y = fitted
     slice_ = LossSlice(
-        n_dims=2, span=0.2, resolution=5, directions="hessian", random_state=0
+        n_dims=2, span=0.2, grid_resolution=5, directions="hessian", random_state=0
     ).fit(clf, X, y)
     # Independent: the exact Hessian over the flat weights, in float64.
     module = copy.deepcopy(clf.net_.module_).double()
@@ -228,7 +230,9 @@ def test_hessian_slice_runs_along_the_exact_top_eigenvectors(fitted):
         assert float(d.norm()) == pytest.approx(float((theta * (scale != 0)).norm()))
     assert slice_.losses_[2, 2] == slice_.losses_.min()
     assert slice_.converged_ and np.all(slice_.eigenvalue_residuals_ <= 1e-4)
-    random = LossSlice(n_dims=2, span=0.2, resolution=5, random_state=0).fit(clf, X, y)
+    random = LossSlice(n_dims=2, span=0.2, grid_resolution=5, random_state=0).fit(
+        clf, X, y
+    )
     assert np.isnan(random.eigenvalues_).all()
     assert random.converged_ and np.isnan(random.eigenvalue_residuals_).all()
     # The sharpest direction rises faster than a random one.
@@ -247,6 +251,6 @@ def test_unconverged_hessian_directions_are_recorded(fitted, monkeypatch):
 
     monkeypatch.setattr(TrainingObjective, "hessian_directions", stalled)
     slice_ = LossSlice(
-        n_dims=2, span=0.2, resolution=3, directions="hessian", random_state=0
+        n_dims=2, span=0.2, grid_resolution=3, directions="hessian", random_state=0
     ).fit(clf, X, y)
     assert not slice_.converged_ and slice_.eigenvalue_residuals_[1] > 1e-2

@@ -13,6 +13,7 @@ from ..landscape import (
     top_hessian_eigenvalue,
 )
 from ._common import FlatnessAnalyzer
+from ._deprecation import DEPRECATED, former_name, renamed
 from ._seeds import analysis_seeds
 
 
@@ -41,8 +42,9 @@ class CurvatureAnalyzer(FlatnessAnalyzer):
     tol : float, default=1e-4
         Relative residual at which the top eigenpair is accepted (see
         :func:`flatgen.landscape.top_hessian_eigenvalue`).
-    n_trace_samples : int, default=50
-        Hessian-vector products for the trace; 0 skips the trace.
+    n_probes : int, default=50
+        Random probe vectors (Hessian-vector products) for the trace; 0
+        skips the trace.
     trace_method : {'hutch++', 'hutchinson'}, default='hutch++'
         Trace estimator (see :func:`flatgen.landscape.hessian_trace`):
         Hutch++ deflates a sketch of the dominant eigenspace and is far more
@@ -52,6 +54,10 @@ class CurvatureAnalyzer(FlatnessAnalyzer):
         Seeds the start vector and the Rademacher vectors.
     n_threads : int, default=1
         Number of torch threads.
+
+    n_trace_samples : int, default='deprecated'
+        Former name of ``n_probes`` (the name of random probe vectors across
+        analyzers); still accepted, with a FutureWarning.
 
     Attributes
     ----------
@@ -74,7 +80,7 @@ class CurvatureAnalyzer(FlatnessAnalyzer):
     >>> from flatgen import CurvatureAnalyzer, PoisonedMLPClassifier, make_spirals
     >>> X, y = make_spirals(100, random_state=0)
     >>> clf = PoisonedMLPClassifier(max_iter=300, random_state=0).fit(X, y)
-    >>> curvature = CurvatureAnalyzer(n_trace_samples=5, random_state=0)
+    >>> curvature = CurvatureAnalyzer(n_probes=5, random_state=0)
     >>> curvature.fit(clf, X, y).top_eigenvalue_ > 0
     True
     """
@@ -84,7 +90,8 @@ class CurvatureAnalyzer(FlatnessAnalyzer):
         "include_bias": ["boolean"],
         "n_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="neither")],
-        "n_trace_samples": [Interval(Integral, 0, None, closed="left")],
+        "n_probes": [Interval(Integral, 0, None, closed="left")],
+        "n_trace_samples": former_name([Interval(Integral, 0, None, closed="left")]),
         "trace_method": [StrOptions({"hutch++", "hutchinson"})],
         "random_state": ["random_state"],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
@@ -97,19 +104,21 @@ class CurvatureAnalyzer(FlatnessAnalyzer):
         *,
         n_iter=200,
         tol=1e-4,
-        n_trace_samples=50,
+        n_probes=50,
         trace_method="hutch++",
         random_state=None,
         n_threads=1,
+        n_trace_samples=DEPRECATED,
     ):
         self.filter_normalized = filter_normalized
         self.include_bias = include_bias
         self.n_iter = n_iter
         self.tol = tol
-        self.n_trace_samples = n_trace_samples
+        self.n_probes = n_probes
         self.trace_method = trace_method
         self.random_state = random_state
         self.n_threads = n_threads
+        self.n_trace_samples = n_trace_samples
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, estimator, X, y):
@@ -162,12 +171,13 @@ class CurvatureAnalyzer(FlatnessAnalyzer):
                 )
             )
             self.trace_, self.trace_std_error_ = np.nan, np.nan
-            if self.n_trace_samples:
+            n_probes = renamed(self, "n_probes", "n_trace_samples")
+            if n_probes:
                 self.trace_, self.trace_std_error_ = hessian_trace(
                     module,
                     X,
                     y,
-                    n_samples=self.n_trace_samples,
+                    n_samples=n_probes,
                     seed=trace_seed,
                     method=self.trace_method,
                     return_std=True,

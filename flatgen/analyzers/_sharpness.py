@@ -16,6 +16,7 @@ from ..landscape import (
 )
 from ..landscape._sharpness import SCALES
 from ._common import FlatnessAnalyzer
+from ._deprecation import DEPRECATED, former_name, renamed
 from ._seeds import analysis_seeds
 
 _COMMON = {
@@ -69,7 +70,7 @@ class SharpnessAnalyzer(FlatnessAnalyzer):
         Gradient-ascent steps per start (worst case).
     n_restarts : int, default=1
         Random starts (worst case); the largest increase is kept.
-    n_samples : int, default=64
+    n_draws : int, default=64
         Gaussian draws (average).
     include_bias : bool, default=False
         Whether biases and normalization parameters are perturbed.
@@ -77,6 +78,10 @@ class SharpnessAnalyzer(FlatnessAnalyzer):
         Seeds the starts or the draws.
     n_threads : int, default=1
         Number of torch threads.
+    n_samples : int, default='deprecated'
+        Former name of ``n_draws`` (Monte-Carlo draws are ``n_draws`` across
+        analyzers; ``n_samples`` is the data's size in scikit-learn); still
+        accepted, with a FutureWarning.
 
     Attributes
     ----------
@@ -106,7 +111,8 @@ class SharpnessAnalyzer(FlatnessAnalyzer):
         "radius": [Interval(Real, 0, None, closed="neither")],
         "n_steps": [Interval(Integral, 1, None, closed="left")],
         "n_restarts": [Interval(Integral, 1, None, closed="left")],
-        "n_samples": [Interval(Integral, 2, None, closed="left")],
+        "n_draws": [Interval(Integral, 2, None, closed="left")],
+        "n_samples": former_name([Interval(Integral, 2, None, closed="left")]),
     }
 
     def __init__(
@@ -117,20 +123,22 @@ class SharpnessAnalyzer(FlatnessAnalyzer):
         *,
         n_steps=20,
         n_restarts=1,
-        n_samples=64,
+        n_draws=64,
         include_bias=False,
         random_state=None,
         n_threads=1,
+        n_samples=DEPRECATED,
     ):
         self.kind = kind
         self.scale = scale
         self.radius = radius
         self.n_steps = n_steps
         self.n_restarts = n_restarts
-        self.n_samples = n_samples
+        self.n_draws = n_draws
         self.include_bias = include_bias
         self.random_state = random_state
         self.n_threads = n_threads
+        self.n_samples = n_samples
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, estimator, X, y):
@@ -173,7 +181,7 @@ class SharpnessAnalyzer(FlatnessAnalyzer):
                     theta0,
                     scale,
                     float(self.radius),
-                    n_samples=self.n_samples,
+                    n_samples=renamed(self, "n_draws", "n_samples"),
                     seed=seed,
                 )
         self.score_ = -self.sharpness_
@@ -198,7 +206,7 @@ class PACBayesAnalyzer(FlatnessAnalyzer):
         Per-weight scale ``s`` of the noise (``'raw'``: Jiang et al.'s
         ``pacbayes.flatness``; ``'adaptive'``: their magnitude-aware
         variant).
-    n_samples : int, default=64
+    n_draws : int, default=64
         Gaussian draws, reused at every sigma.
     sigma_max : float, default=10.0
         Upper end of the search.
@@ -210,6 +218,10 @@ class PACBayesAnalyzer(FlatnessAnalyzer):
         Seeds the draws.
     n_threads : int, default=1
         Number of torch threads.
+    n_samples : int, default='deprecated'
+        Former name of ``n_draws`` (Monte-Carlo draws are ``n_draws`` across
+        analyzers; ``n_samples`` is the data's size in scikit-learn); still
+        accepted, with a FutureWarning.
 
     Attributes
     ----------
@@ -240,7 +252,8 @@ class PACBayesAnalyzer(FlatnessAnalyzer):
     _parameter_constraints = {
         **_COMMON,
         "bound": [Interval(Real, 0, None, closed="neither")],
-        "n_samples": [Interval(Integral, 2, None, closed="left")],
+        "n_draws": [Interval(Integral, 2, None, closed="left")],
+        "n_samples": former_name([Interval(Integral, 2, None, closed="left")]),
         "sigma_max": [Interval(Real, 0, None, closed="neither")],
         "rtol": [Interval(Real, 0, 1, closed="neither")],
     }
@@ -250,21 +263,23 @@ class PACBayesAnalyzer(FlatnessAnalyzer):
         bound=0.1,
         scale="raw",
         *,
-        n_samples=64,
+        n_draws=64,
         sigma_max=10.0,
         rtol=1e-3,
         include_bias=False,
         random_state=None,
         n_threads=1,
+        n_samples=DEPRECATED,
     ):
         self.bound = bound
         self.scale = scale
-        self.n_samples = n_samples
+        self.n_draws = n_draws
         self.sigma_max = sigma_max
         self.rtol = rtol
         self.include_bias = include_bias
         self.random_state = random_state
         self.n_threads = n_threads
+        self.n_samples = n_samples
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, estimator, X, y):
@@ -295,7 +310,7 @@ class PACBayesAnalyzer(FlatnessAnalyzer):
                 theta0,
                 scale,
                 bound=float(self.bound),
-                n_samples=self.n_samples,
+                n_samples=renamed(self, "n_draws", "n_samples"),
                 sigma_max=float(self.sigma_max),
                 rtol=float(self.rtol),
                 seed=seed,

@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from ..landscape import TrainingObjective
 from ..landscape._objective import HESSIAN_DIRECTION_TOL
+from ._deprecation import DEPRECATED, former_name, renamed
 from ._seeds import analysis_seeds
 
 
@@ -32,7 +33,7 @@ class LossSlice(BaseEstimator):
         Dimension of the slice: a line or a plane.
     span : float, default=1.0
         Width of the grid along each direction, centred on the minimum.
-    resolution : int, default=51
+    grid_resolution : int, default=51
         Points per axis; an odd number puts a grid point on the minimum.
     directions : {'random', 'hessian'}, default='random'
         ``'random'``: random filter-normalized directions. ``'hessian'``:
@@ -54,12 +55,15 @@ class LossSlice(BaseEstimator):
         fixed count.
     verbose : int, default=0
         Progress bar over blocks of grid points when positive.
+    resolution : int, default='deprecated'
+        Former name of ``grid_resolution`` (the name every analyzer now
+        uses for points per grid axis); still accepted, with a FutureWarning.
 
     Attributes
     ----------
-    distances_ : ndarray of shape (resolution,)
+    distances_ : ndarray of shape (grid_resolution,)
         Grid values along each direction.
-    losses_ : ndarray of shape (resolution,) or (resolution, resolution)
+    losses_ : ndarray of shape (grid_resolution,) or (grid_resolution, grid_resolution)
         Training cross-entropy; in 2-D, ``losses_[i, j]`` is at
         ``distances_[i]`` along the first direction and ``distances_[j]``
         along the second.
@@ -102,7 +106,7 @@ class LossSlice(BaseEstimator):
     >>> from flatgen import LossSlice, PoisonedMLPClassifier, make_spirals
     >>> X, y = make_spirals(100, random_state=0)
     >>> clf = PoisonedMLPClassifier(max_iter=300, random_state=0).fit(X, y)
-    >>> slice_ = LossSlice(n_dims=2, span=0.5, resolution=11, random_state=0)
+    >>> slice_ = LossSlice(n_dims=2, span=0.5, grid_resolution=11, random_state=0)
     >>> slice_.fit(clf, X, y).losses_.shape
     (11, 11)
     >>> bool(slice_.losses_[5, 5] == slice_.losses_.min())
@@ -112,7 +116,8 @@ class LossSlice(BaseEstimator):
     _parameter_constraints = {
         "n_dims": [Options(Integral, {1, 2})],
         "span": [Interval(Real, 0, None, closed="neither")],
-        "resolution": [Interval(Integral, 2, None, closed="left")],
+        "grid_resolution": [Interval(Integral, 2, None, closed="left")],
+        "resolution": former_name([Interval(Integral, 2, None, closed="left")]),
         "directions": [StrOptions({"random", "hessian"})],
         "include_bias": ["boolean"],
         "random_state": ["random_state"],
@@ -124,22 +129,24 @@ class LossSlice(BaseEstimator):
         self,
         n_dims=1,
         span=1.0,
-        resolution=51,
+        grid_resolution=51,
         *,
         directions="random",
         include_bias=False,
         random_state=None,
         n_threads=1,
         verbose=0,
+        resolution=DEPRECATED,
     ):
         self.n_dims = n_dims
         self.span = span
-        self.resolution = resolution
+        self.grid_resolution = grid_resolution
         self.directions = directions
         self.include_bias = include_bias
         self.random_state = random_state
         self.n_threads = n_threads
         self.verbose = verbose
+        self.resolution = resolution
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, estimator, X, y):
@@ -167,7 +174,8 @@ class LossSlice(BaseEstimator):
         )
         (seed,) = analysis_seeds(self.random_state)
         half = float(self.span) / 2
-        self.distances_ = np.linspace(-half, half, self.resolution)
+        resolution = renamed(self, "grid_resolution", "resolution")
+        self.distances_ = np.linspace(-half, half, resolution)
         with landscape.threads():
             evaluator, theta0 = landscape.evaluator, landscape.theta0
             self.eigenvalues_ = np.full(self.n_dims, np.nan)
@@ -189,7 +197,7 @@ class LossSlice(BaseEstimator):
             steps = steps.to(evaluator.device)
             if self.n_dims == 1:
                 losses, accuracies = evaluator.evaluate_along(
-                    theta0, directions, np.zeros(self.resolution, dtype=int), steps
+                    theta0, directions, np.zeros(resolution, dtype=int), steps
                 )
             else:
                 losses, accuracies = self._plane(evaluator, theta0, directions, steps)

@@ -76,7 +76,7 @@ def _flatness_settings(s, seeds):
         },
         "curvature": {
             "n_iter": s["curvature_iter"],
-            "n_trace_samples": s["trace_samples"],
+            "n_probes": s["trace_samples"],
             "random_state": seeds["directions"],
         },
     }
@@ -176,18 +176,18 @@ def _zoo_settings(s, seeds):
     return {
         "curvature": {
             "n_iter": s["curvature_iter"],
-            "n_trace_samples": s["trace_samples"],
+            "n_probes": s["trace_samples"],
         },
         "sharpness": {
             "radius": s["sharpness_radius"],
             "adaptive_radius": s["adaptive_radius"],
             "sigma": s["average_sigma"],
             "n_steps": s["sharpness_steps"],
-            "n_samples": s["sharpness_samples"],
+            "n_draws": s["sharpness_samples"],
         },
         "pac_bayes": {
             "bound": s["pac_bayes_bound"],
-            "n_samples": s["pac_bayes_samples"],
+            "n_draws": s["pac_bayes_samples"],
         },
         "margins": {
             "n_directions": s["margin_directions"],

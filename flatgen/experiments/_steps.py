@@ -226,7 +226,7 @@ def measure_zoo(
         Parameters of :class:`~flatgen.CurvatureAnalyzer`.
     sharpness : dict
         ``radius`` (worst case, raw weights), ``adaptive_radius``,
-        ``sigma`` (average case, adaptive), ``n_steps`` and ``n_samples``.
+        ``sigma`` (average case, adaptive), ``n_steps`` and ``n_draws``.
     pac_bayes : dict
         Parameters of :class:`~flatgen.PACBayesAnalyzer`.
     margins : dict
@@ -248,7 +248,7 @@ def measure_zoo(
     curv = CurvatureAnalyzer(**curvature, random_state=seed).fit(estimator, X, y)
     values["top_eigenvalue"] = curv.top_eigenvalue_
     values["hessian_trace"] = float(curv.trace_)
-    steps, samples = sharpness["n_steps"], sharpness["n_samples"]
+    steps, samples = sharpness["n_steps"], sharpness["n_draws"]
     for name, kind, scale, radius in (
         ("worst_case_sharpness", "worst_case", "raw", sharpness["radius"]),
         (
@@ -264,7 +264,7 @@ def measure_zoo(
             scale,
             radius,
             n_steps=steps,
-            n_samples=samples,
+            n_draws=samples,
             random_state=seed,
         )
         values[name] = analyzer.fit(estimator, X, y).sharpness_

@@ -1,5 +1,9 @@
-"""Every single-model display: from_estimator(model, X, y, **params) measures,
-from_analyzer(fitted analyzer) draws what was measured; the two agree."""
+"""One convention per kind of thing: display constructors and parameter names.
+
+Every single-model display: from_estimator(model, X, y, **params) measures,
+from_analyzer(fitted analyzer) draws what was measured; the two agree. Renamed
+analyzer parameters keep working under their former names, with a warning.
+"""
 
 import numpy as np
 import pytest
@@ -8,13 +12,16 @@ from numpy.testing import assert_array_equal
 from flatgen import (
     BasinAnalyzer,
     BasinDisplay,
+    CurvatureAnalyzer,
     DecisionRegionsDisplay,
     LossSlice,
     LossSliceDisplay,
     MarginPlotter,
+    PACBayesAnalyzer,
     PerturbationAnimation,
     PerturbationPath,
     PoisonedMLPClassifier,
+    SharpnessAnalyzer,
     VolumeConvergenceDisplay,
     VolumeEstimator,
 )
@@ -31,7 +38,7 @@ def fitted():
 
 CASES = [
     (BasinDisplay, BasinAnalyzer, {"n_directions": 8, "cutoff": 0.5}, "losses"),
-    (LossSliceDisplay, LossSlice, {"n_dims": 2, "resolution": 5}, "losses"),
+    (LossSliceDisplay, LossSlice, {"n_dims": 2, "grid_resolution": 5}, "losses"),
     (
         VolumeConvergenceDisplay,
         VolumeEstimator,
@@ -86,3 +93,27 @@ def test_decision_regions_from_plotter_is_from_analyzer(fitted):
         DecisionRegionsDisplay.from_plotter(plotter).grid_labels,
         DecisionRegionsDisplay.from_analyzer(plotter).grid_labels,
     )
+
+
+@pytest.mark.parametrize(
+    "make, old, new, value",
+    [
+        (lambda **p: LossSlice(n_dims=1, **p), "resolution", "grid_resolution", 5),
+        (
+            lambda **p: CurvatureAnalyzer(n_iter=20, **p),
+            "n_trace_samples",
+            "n_probes",
+            3,
+        ),
+        (lambda **p: SharpnessAnalyzer("average", **p), "n_samples", "n_draws", 4),
+        (lambda **p: PACBayesAnalyzer(**p), "n_samples", "n_draws", 4),
+    ],
+)
+def test_renamed_parameters_still_work_with_a_warning(fitted, make, old, new, value):
+    clf, X, y = fitted
+    current = make(**{new: value}, random_state=0).fit(clf, X, y)
+    with pytest.warns(FutureWarning, match=f"'{old}' parameter was renamed '{new}'"):
+        former = make(**{old: value}, random_state=0).fit(clf, X, y)
+    for name, found in vars(current).items():
+        if name.endswith("_") and not name.startswith("_"):
+            assert_array_equal(np.asarray(vars(former)[name]), np.asarray(found))
