@@ -32,6 +32,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from curvature_batches_memory import _rows  # noqa: E402 - the same rows
 
 
 def _resnet(weights):
@@ -40,22 +42,6 @@ def _resnet(weights):
 
     model, loader, _ = _model_and_loader(weights)
     return model, loader
-
-
-def _rows(n_rows):
-    import torch
-    from torch.utils.data import Dataset
-
-    class Rows(Dataset):
-        def __len__(self):
-            return n_rows
-
-        def __getitem__(self, index):
-            generator = torch.Generator().manual_seed(index)
-            x = torch.randn(64, generator=generator)
-            return x, int(x[:10].argmax())
-
-    return Rows()
 
 
 def _mlp(weights=None):

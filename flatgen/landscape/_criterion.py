@@ -249,14 +249,8 @@ class CriterionEvaluator:
 
         Parameters
         ----------
-        theta0 : torch.Tensor of shape (n_params,)
-            Centre.
-        directions : torch.Tensor of shape (n_directions, n_params)
-            Directions.
-        rows : array-like of int of shape (B,)
-            Direction of each evaluation.
-        steps : array-like of float of shape (B,)
-            Step along it.
+        theta0, directions, rows, steps
+            See :meth:`BatchedEvaluator.evaluate_along`.
 
         Returns
         -------
@@ -283,12 +277,8 @@ class CriterionEvaluator:
 
         Parameters
         ----------
-        theta0 : torch.Tensor of shape (n_params,)
-            Centre.
-        directions : torch.Tensor of shape (k, n_params)
-            Directions spanning the combinations.
-        coefficients : array-like of shape (B, k)
-            Coefficients of each evaluation.
+        theta0, directions, coefficients
+            See :meth:`BatchedEvaluator.evaluate_combinations`.
 
         Returns
         -------
