@@ -1,11 +1,14 @@
 """Many networks trained together: each result is an ordinary, equivalent fit."""
 
 import pickle
+import re
 
 import numpy as np
 import pytest
+import torch
 from numpy.testing import assert_allclose
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 
 from flatgen import (
     BatchedPoisonFitter,
@@ -134,3 +137,35 @@ def test_only_seed_step_size_and_poison_factor_may_differ(data):
     with pytest.raises(ValueError, match="at least one estimator"):
         BatchedPoisonFitter([]).fit(X, y)
     assert np.unique(y).size == 2
+
+
+def test_the_batched_fitter_uses_only_public_seams():
+    # Private hooks of the classifier and its trainer may change; the
+    # batched fitter goes through start_training, end_training and the
+    # trainer's public methods (and sklearn's parameter validation).
+    from pathlib import Path
+
+    import flatgen.estimators._batched as batched
+
+    text = Path(batched.__file__).read_text()
+    private = re.findall(r"\b(?:est|t|trainer|first|run)\._[a-z]\w*", text)
+    assert set(private) <= {"est._validate_params"}, sorted(set(private))
+
+
+def test_start_and_end_training_record_a_fit_driven_elsewhere():
+    X, y = make_spirals(60, random_state=0)
+    clf = PoisonedMLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    run = clf.start_training(X, y)
+    assert run.trainer.total_steps == 5 * run.trainer.steps_per_epoch
+    assert not run.warm and list(clf.classes_) == [0, 1]
+    # The module is fit's initialization: same seeds, same weights.
+    reference = clone(clf).set_params(max_iter=1)
+    reference_run = reference.start_training(X, y)
+    for a, b in zip(run.module.parameters(), reference_run.module.parameters()):
+        assert torch.equal(a, b)
+    with pytest.warns(ConvergenceWarning):  # nothing was trained
+        clf.end_training(run, [0.7], 0)
+    assert clf.n_iter_ == 0 and clf.loss_curve_.tolist() == [0.7]
+    assert clf.predict(X).shape == (60,)
+    with pytest.raises(ValueError, match="early_stopping=False"):
+        clone(clf).set_params(early_stopping=True).start_training(X, y)

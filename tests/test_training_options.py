@@ -223,7 +223,7 @@ def test_binary_fast_path_equals_the_general_objective(kind):
     inputs = torch.cat([X, X_p])
     weight = w / w.sum()
     for train_weight in (1.0, 3.0):
-        fast = trainer._loss(module, inputs, y, weight, (y_p, 1 - y_p), train_weight)
+        fast = trainer.loss(module, inputs, y, weight, (y_p, 1 - y_p), train_weight)
         logits = module(inputs)
         ce = torch.nn.functional.cross_entropy(logits[:30], y, reduction="none")
         general = train_weight * (ce * weight).sum() + 0.7 * poison_loss(

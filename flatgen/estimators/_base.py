@@ -1,5 +1,6 @@
 """Shared machinery of the poisoned classifiers."""
 
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -32,6 +33,34 @@ def _check_layer_sizes(name, sizes):
     if not all(isinstance(s, Integral) and s >= 1 for s in sizes):
         raise ValueError(f"{name} must hold positive integers. Got {sizes!r} instead.")
     return tuple(int(s) for s in sizes)
+
+
+@dataclass
+class TrainingRun:
+    """A fit prepared by :meth:`BasePoisonedClassifier.start_training`.
+
+    Attributes
+    ----------
+    module : torch.nn.Module
+        The initialized (or, with ``warm_start``, previous) network.
+    trainer : PoisonTrainer
+        Batches, poison draws, step sizes and the objective of every step.
+    solver : type
+        The torch optimizer class ``fit`` uses.
+    optimizer_settings : dict
+        Its settings other than ``lr`` (prefixed ``optimizer__``).
+    device : torch.device
+        Where the data and the network live.
+    warm : bool
+        Whether the run continues a previous fit.
+    """
+
+    module: torch.nn.Module
+    trainer: object
+    solver: type
+    optimizer_settings: dict
+    device: torch.device
+    warm: bool
 
 
 class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
@@ -152,6 +181,86 @@ class BasePoisonedClassifier(ClassifierMixin, BaseEstimator):
         prepared = self._fit_setup(X, y, sample_weight)
         with torch_threads(self.n_threads):
             self._fit_network(*prepared)
+        return self
+
+    def start_training(self, X, y, sample_weight=None):
+        """Prepare a fit without running it: the network, its trainer and optimizer.
+
+        The seam for tools that train several classifiers together
+        (:class:`~flatgen.BatchedPoisonFitter`): the same parameter checks,
+        data preparation, seeds, initialization and poison source as
+        :meth:`fit`. Drive the returned run's ``trainer`` on its ``module``,
+        then record the result with :meth:`end_training`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        run : TrainingRun
+            The network and how :meth:`fit` would train it.
+
+        Raises
+        ------
+        ValueError
+            If the classifier holds out a validation set (``early_stopping``),
+            which only :meth:`fit` runs.
+        """
+        self._validate_params()
+        X, y, w, validation, device, seeds, rng, warm = self._fit_setup(
+            X, y, sample_weight
+        )
+        if validation is not None:
+            raise ValueError(
+                "start_training does not run early stopping (its validation "
+                "checks run inside fit); set early_stopping=False."
+            )
+        module, solver, settings, trainer = self._training_parts(
+            X, y, w, device, seeds, rng, warm
+        )
+        return TrainingRun(module, trainer, solver, settings, device, warm)
+
+    def end_training(self, run, loss_curve, n_polish_steps):
+        """Record a run driven outside :meth:`fit` as this classifier's fit.
+
+        Sets every fitted attribute as :meth:`fit` does (and warns as it
+        does when the training set is not fitted).
+
+        Parameters
+        ----------
+        run : TrainingRun
+            From :meth:`start_training`, its module trained.
+        loss_curve : sequence of float
+            Mean training loss of each block of steps, as ``loss_curve_``.
+        n_polish_steps : int
+            Polish steps taken after training (``n_polish_iter_``).
+
+        Returns
+        -------
+        self : object
+            The fitted classifier.
+        """
+        net = self._make_net(
+            run.module,
+            run.trainer,
+            run.solver,
+            run.optimizer_settings,
+            run.device,
+            None,
+        )
+        net.initialize()
+        for block, loss in enumerate(loss_curve, start=1):
+            net.history.new_epoch()
+            net.history.record("epoch", block)
+            net.history.record("train_loss", loss)
+        net.trainer = None  # the net keeps no training data
+        self._record_fit(net, run.trainer, n_polish_steps, None, run.warm)
         return self
 
     def _fit_setup(self, X, y, sample_weight):

@@ -272,30 +272,12 @@ class BatchedPoisonFitter(BaseEstimator):
         self._check_estimators()
         clones = [clone(est) for est in self.estimators]
         with torch_threads(self.n_threads):
-            parts = []
-            for est in clones:
-                X_rows, y_rows, w_rows, _, device, seeds, rng, warm = est._fit_setup(
-                    X, y, None
-                )
-                parts.append(
-                    est._training_parts(
-                        X_rows, y_rows, w_rows, device, seeds, rng, warm
-                    )
-                )
-            modules = [p[0] for p in parts]
-            trainers = [p[3] for p in parts]
-            losses, n_polish = _train_together(clones, modules, trainers)
-            for est, (module, solver, settings, trainer), curve, polish in zip(
-                clones, parts, losses, n_polish
-            ):
-                net = est._make_net(module, trainer, solver, settings, device, None)
-                net.initialize()
-                for block, loss in enumerate(curve, start=1):
-                    net.history.new_epoch()
-                    net.history.record("epoch", block)
-                    net.history.record("train_loss", loss)
-                net.trainer = None  # the net keeps no training data
-                est._record_fit(net, trainer, polish, None, False)
+            runs = [est.start_training(X, y) for est in clones]
+            losses, n_polish = _train_together(
+                clones, [run.module for run in runs], [run.trainer for run in runs]
+            )
+            for est, run, curve, polish in zip(clones, runs, losses, n_polish):
+                est.end_training(run, curve, polish)
         self.estimators_ = clones
         return self
 
@@ -316,7 +298,7 @@ class _StepData:
             (t.poison_source.points_per_step for t in trainers if t.poison_source),
             default=0,
         )
-        self.fused = all(t._fold_binary or t.poison_source is None for t in trainers)
+        self.fused = all(t.fold_binary or t.poison_source is None for t in trainers)
         self._weights = {}
 
     def row_weights(self, train_weights):
@@ -326,10 +308,10 @@ class _StepData:
             rows = []
             for t, tw in zip(self.trainers, key):
                 if t.poison_source is None:
-                    filler = t._full_batch_weight.new_zeros(self.n_poison)
-                    rows.append(torch.cat([tw * t._full_batch_weight, filler]))
+                    filler = t.full_batch_weight.new_zeros(self.n_poison)
+                    rows.append(torch.cat([tw * t.full_batch_weight, filler]))
                 else:
-                    rows.append(t._row_weights(t._full_batch_weight, self.n_poison, tw))
+                    rows.append(t.row_weights(t.full_batch_weight, self.n_poison, tw))
             self._weights[key] = torch.stack(rows)
         return self._weights[key]
 
@@ -367,15 +349,15 @@ class _StepData:
                 per_row = torch.nn.functional.cross_entropy(
                     logits[k, : self.n_train], y, reduction="none"
                 )
-                per_model.append(tw * torch.dot(per_row, trainer._full_batch_weight))
+                per_model.append(tw * torch.dot(per_row, trainer.full_batch_weight))
             else:
                 # The trainer's own objective on this model's rows.
                 per_model.append(
-                    trainer._loss(
+                    trainer.loss(
                         lambda _, out=logits[k]: out,
                         None,
                         y,
-                        trainer._full_batch_weight,
+                        trainer.full_batch_weight,
                         poison[k],
                         tw,
                     )
@@ -397,7 +379,7 @@ def _train_together(estimators, modules, trainers):
     data = _StepData(trainers)
     curves = [[] for _ in range(n_models)]
     total = first.total_steps
-    iterators = [t._step_batches(0, total) for t in trainers]
+    iterators = [t.step_batches(0, total) for t in trainers]
     ones = np.ones(n_models)
     done = 0
     while done < total:
@@ -405,7 +387,7 @@ def _train_together(estimators, modules, trainers):
         block_loss = torch.zeros(n_models, device=first.X.device)
         for _ in range(n_steps):
             lr = torch.tensor(
-                [t._lr_at(done) for t in trainers],
+                [t.lr_at(done) for t in trainers],
                 dtype=first.X.dtype,
                 device=first.X.device,
             )
@@ -456,7 +438,7 @@ def _polish_together(stack, data, max_steps, max_grad_norm):
         return (predicted != first.y).sum(1).cpu().numpy()
 
     wrong = n_wrong()
-    iterators = [t._step_batches(t.steps_done, max_steps) for t in trainers]
+    iterators = [t.step_batches(t.steps_done, max_steps) for t in trainers]
     while True:
         active = (wrong > 0) & (steps < max_steps)
         if not active.any():

@@ -224,6 +224,25 @@ class PoisonTrainer:
         Seeded generator for minibatch order.
     n_classes : int
         Number of classes.
+
+    Attributes
+    ----------
+    full_batch_weight : torch.Tensor of shape (n_train,)
+        Each row's weight in a full-batch step (summing to 1).
+    fold_binary : bool
+        Whether, with two classes, the poison loss is the cross-entropy on
+        the flipped label, so a step's whole objective is one weighted
+        cross-entropy over training and poison rows (:meth:`row_weights`).
+    steps_done, total_steps, block_steps, initial_lr
+        Progress and schedule of the run.
+
+    Notes
+    -----
+    :meth:`step_batches`, :meth:`lr_at`, :meth:`loss` and :meth:`row_weights`
+    are the seams a driver that trains several runs together uses
+    (:class:`~flatgen.BatchedPoisonFitter`): each model's batches, poison
+    draws and step sizes come from its own trainer, exactly as in its own
+    :meth:`~flatgen.PoisonedMLPClassifier.fit`.
     """
 
     def __init__(
@@ -262,14 +281,14 @@ class PoisonTrainer:
         self.initial_lr = float(learning_rate_init)
         # With two classes the poison losses that equal the flipped-label
         # cross-entropy let one weighted cross-entropy do the whole objective.
-        self._fold_binary = n_classes == 2 and is_flipped_cross_entropy_for_two_classes(
+        self.fold_binary = n_classes == 2 and is_flipped_cross_entropy_for_two_classes(
             poison_kind
         )
         epochs_per_block = max(1, math.ceil(n_epochs / _TARGET_RECORDS))
         self.block_steps = epochs_per_block * self.steps_per_epoch
         self._order = None
         self.n_classes = n_classes
-        self._full_batch_weight = sample_weight / sample_weight.sum()
+        self.full_batch_weight = sample_weight / sample_weight.sum()
         self._row_weight_cache = {}
 
     @property
@@ -277,7 +296,19 @@ class PoisonTrainer:
         """Number of skorch epochs (blocks) needed for all steps."""
         return math.ceil(self.total_steps / self.block_steps)
 
-    def _lr_at(self, step):
+    def lr_at(self, step):
+        """Return the learning rate of a step (constant or cosine schedule).
+
+        Parameters
+        ----------
+        step : int
+            Index of the step, from 0.
+
+        Returns
+        -------
+        lr : float
+            The step size; the cosine schedule decays to 1 % of the initial.
+        """
         if self.learning_rate == "constant":
             return self.initial_lr
         final = 0.01 * self.initial_lr
@@ -288,7 +319,7 @@ class PoisonTrainer:
 
     def _batch(self, step):
         if self.batch_size == self.n_train:
-            return self.X, self.y, self._full_batch_weight
+            return self.X, self.y, self.full_batch_weight
         position = step % self.steps_per_epoch
         if position == 0 or self._order is None:
             self._order = torch.randperm(
@@ -298,22 +329,43 @@ class PoisonTrainer:
         weight = self.sample_weight[idx]
         return self.X[idx], self.y[idx], weight / weight.sum()
 
-    def _loss(self, module, inputs, y, weight, poison, train_weight):
-        """Objective of one step.
+    def loss(self, module, inputs, y, weight, poison, train_weight):
+        """Return the objective of one step.
 
         ``inputs`` holds the training batch followed by the poison points, so
         both go through the network in one forward pass; ``weight`` holds the
-        batch rows' weights, summing to 1.
+        batch rows' weights, summing to 1; ``train_weight`` scales the
+        training term (the polish's stages).
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+            The network.
+        inputs : torch.Tensor
+            Training rows, then poison rows.
+        y : torch.Tensor of shape (n_rows,)
+            The training rows' labels.
+        weight : torch.Tensor of shape (n_rows,)
+            Their weights.
+        poison : tuple of torch.Tensor or None
+            The poison rows' (labels, wrong labels); None without poison.
+        train_weight : float
+            Factor of the training term.
+
+        Returns
+        -------
+        loss : torch.Tensor
+            The scalar objective.
         """
         logits = module(inputs)
         n = len(y)
-        if poison is not None and self._fold_binary:
+        if poison is not None and self.fold_binary:
             # The poison loss is the cross-entropy on the flipped label: one
             # weighted cross-entropy over all rows does the whole objective in
             # a few ops (the step is overhead-bound).
             y_p = poison[1]
             targets = torch.cat([y, y_p])
-            weights = self._row_weights(weight, len(y_p), train_weight)
+            weights = self.row_weights(weight, len(y_p), train_weight)
             per_row = torch.nn.functional.cross_entropy(
                 logits, targets, reduction="none"
             )
@@ -329,25 +381,58 @@ class PoisonTrainer:
             )
         return loss
 
-    def _row_weights(self, weight, n_poison, train_weight):
-        """Weights of the training rows and poison rows of one step."""
+    def row_weights(self, weight, n_poison, train_weight):
+        """Return the weights of the training rows and poison rows of one step.
+
+        Parameters
+        ----------
+        weight : torch.Tensor of shape (n_rows,)
+            The training rows' weights (summing to 1).
+        n_poison : int
+            Number of poison rows.
+        train_weight : float
+            Factor of the training term.
+
+        Returns
+        -------
+        weights : torch.Tensor of shape (n_rows + n_poison,)
+            ``train_weight * weight``, then ``poison_factor / n_poison`` each.
+        """
         key = (n_poison, train_weight)
-        if weight is self._full_batch_weight and key in self._row_weight_cache:
+        if weight is self.full_batch_weight and key in self._row_weight_cache:
             return self._row_weight_cache[key]
         poison = torch.full(
             (n_poison,), self.poison_factor / n_poison, device=self.X.device
         )
         weights = torch.cat([train_weight * weight, poison])
-        if weight is self._full_batch_weight:
+        if weight is self.full_batch_weight:
             self._row_weight_cache[key] = weights
         return weights
 
-    def _step_batches(self, first_step, n_steps):
+    def step_batches(self, first_step, n_steps):
         """Yield ``(inputs, y, weight, poison)`` for each of the next ``n_steps`` steps.
 
         Poison points are drawn for many steps at once; in full-batch training
         the training inputs are stacked with each step's poison points once
         per block, so a step's input is a view and costs no copy.
+
+        Parameters
+        ----------
+        first_step : int
+            Index of the first step.
+        n_steps : int
+            Number of steps.
+
+        Yields
+        ------
+        inputs : torch.Tensor
+            Training rows, then the step's poison rows.
+        y : torch.Tensor
+            Training labels.
+        weight : torch.Tensor
+            Training rows' weights.
+        poison : tuple of torch.Tensor or None
+            Poison labels and wrong labels.
         """
         step, end = first_step, first_step + n_steps
         while step < end:
@@ -360,7 +445,7 @@ class PoisonTrainer:
             X_p, y_p, wrong_p = self.poison_source.draw(size)
             if self.batch_size == self.n_train:
                 stacked = torch.cat([self.X.expand(size, *self.X.shape), X_p], dim=1)
-                weight = self._full_batch_weight
+                weight = self.full_batch_weight
                 for i in range(size):
                     yield stacked[i], self.y, weight, (y_p[i], wrong_p[i])
             else:
@@ -381,20 +466,32 @@ class PoisonTrainer:
     def run_block(self, module, optimizer, notify=None):
         """Run the next block of steps; return its history row.
 
-        ``notify`` (skorch's ``net.notify``) is called with
-        ``'on_batch_begin'`` and ``'on_batch_end'`` around every step.
+        Parameters
+        ----------
+        module : torch.nn.Module
+            The network being trained.
+        optimizer : torch.optim.Optimizer
+            Its optimizer; its learning rate follows :meth:`lr_at`.
+        notify : callable, default=None
+            skorch's ``net.notify``, called with ``'on_batch_begin'`` and
+            ``'on_batch_end'`` around every step.
+
+        Returns
+        -------
+        row : dict
+            The block's ``train_loss`` (mean over its steps).
         """
         module.train()
         n_steps = min(self.block_steps, self.total_steps - self.steps_done)
         loss_sum = torch.zeros((), device=self.X.device)
         lr = self.initial_lr
-        for inputs, y, weight, poison in self._step_batches(self.steps_done, n_steps):
-            lr = self._lr_at(self.steps_done)
+        for inputs, y, weight, poison in self.step_batches(self.steps_done, n_steps):
+            lr = self.lr_at(self.steps_done)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             if notify is not None:
                 notify("on_batch_begin", batch=(inputs, y), training=True)
-            loss = self._loss(module, inputs, y, weight, poison, 1.0)
+            loss = self.loss(module, inputs, y, weight, poison, 1.0)
             self._update(module, optimizer, loss)
             if notify is not None:
                 notify(
@@ -435,6 +532,13 @@ class PoisonTrainer:
         points the poison outweighs still get fitted. A polish on the
         training loss alone would undo the poisoning within a few steps.
 
+        Parameters
+        ----------
+        module : torch.nn.Module
+            The trained network.
+        max_steps : int
+            Most polish steps.
+
         Returns
         -------
         n_steps : int
@@ -450,11 +554,11 @@ class PoisonTrainer:
             stage_end = min(max_steps, n_steps + stage_steps)
             while n_steps < stage_end and n_wrong > 0:
                 chunk = min(_POLISH_CHUNK, stage_end - n_steps)
-                for inputs, y, weight, poison in self._step_batches(
+                for inputs, y, weight, poison in self.step_batches(
                     self.steps_done + n_steps, chunk
                 ):
                     module.train()
-                    loss = self._loss(module, inputs, y, weight, poison, train_weight)
+                    loss = self.loss(module, inputs, y, weight, poison, train_weight)
                     if not torch.isfinite(loss):
                         raise TrainingDivergedError(
                             "Training diverged during the final polish: loss "
