@@ -21,6 +21,7 @@ import copy
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.func import functional_call, grad_and_value, jvp, vmap
 
 from ._criterion import sample_loss
@@ -167,6 +168,62 @@ class NetworkLoss:
             grads = grads + batch_grads.detach()
         n_samples = self.batches.n_samples
         return losses / n_samples, grads / n_samples
+
+    def curvatures_along(self, direction, steps, chunk_size):
+        """Return ``d^2/dc^2 L(theta0 + c d)`` at every step ``c``, batched.
+
+        The steps of a chunk are independent, so differentiating the sum of
+        their losses twice with respect to the steps gives every step's
+        second derivative at once: one batched forward pass and two backward
+        passes per chunk (60 frames of the swiss-roll MLP: 0.09 s, vs 0.21 s
+        for a loop of per-step double backpropagations).
+
+        Parameters
+        ----------
+        direction : torch.Tensor of shape (n_params,)
+            The direction ``d``.
+        steps : array-like of shape (n_steps,)
+            The steps ``c``.
+        chunk_size : int
+            Steps per batched pass.
+
+        Returns
+        -------
+        curvatures : ndarray of shape (n_steps,), dtype float64
+            ``d^T H(theta0 + c d) d`` at each step.
+        """
+        if self.batches is not None or not self.loss.classification:
+            raise ValueError(
+                "curvatures_along needs the training set as arrays and the "
+                "cross-entropy of a classifier."
+            )
+        theta0 = self.theta0
+        steps = torch.as_tensor(steps, dtype=theta0.dtype).to(theta0.device)
+        X, y = self.X, self.y
+
+        def forward(params, inputs):
+            return functional_call(self.module, params, (inputs,))
+
+        pieces = []
+        for start in range(0, len(steps), chunk_size):
+            # enable_grad: the caller may be inside torch.no_grad().
+            with torch.enable_grad():
+                c = steps[start : start + chunk_size].clone().requires_grad_(True)
+                thetas = theta0 + c[:, None] * direction
+                params = self.layout.unflatten(thetas)
+                logits = vmap(forward, in_dims=(0, None))(params, X)
+                n_frames, n_samples, n_classes = logits.shape
+                losses = F.cross_entropy(
+                    logits.reshape(-1, n_classes),
+                    y.repeat(n_frames),
+                    reduction="none",
+                ).view(n_frames, n_samples)
+                (slopes,) = torch.autograd.grad(
+                    losses.mean(dim=1).sum(), c, create_graph=True
+                )
+                (curvatures,) = torch.autograd.grad(slopes.sum(), c)
+            pieces.append(curvatures.detach())
+        return torch.cat(pieces).double().cpu().numpy()
 
     def directional_derivatives(self, tangent):
         """Return ``<tangent, grad loss_i>`` of every sample at the trained weights.
