@@ -117,3 +117,19 @@ def test_renamed_parameters_still_work_with_a_warning(fitted, make, old, new, va
     for name, found in vars(current).items():
         if name.endswith("_") and not name.startswith("_"):
             assert_array_equal(np.asarray(vars(former)[name]), np.asarray(found))
+
+
+def test_plotting_imports_neither_torch_nor_the_engine():
+    # Figures are redrawn from saved results: the displays import what
+    # measures (analyzers, torch) only when from_estimator measures.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, flatgen.plotting; "
+        "print('torch' in sys.modules, 'flatgen.landscape' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", "False"]

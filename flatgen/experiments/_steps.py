@@ -10,7 +10,6 @@ import warnings
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import log_loss
 
 from ..analyzers import (
     BasinAnalyzer,
@@ -77,8 +76,10 @@ def fit_models_together(estimators, X_train, y_train, X_test, y_test):
 
 
 def training_loss(estimator, X, y):
-    """Training cross-entropy of a fitted classifier."""
-    return float(log_loss(y, estimator.predict_proba(X), labels=estimator.classes_))
+    """Training loss of a fitted model: its training objective at the minimum."""
+    from ..landscape import TrainingObjective
+
+    return TrainingObjective.from_model(estimator, X, y).base_loss()[0]
 
 
 def measure_flatness(estimator, X, y, *, cutoffs, volume, curvature):
