@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from ._parameters import ParameterLayout, flatten_parameters
+from ._parameters import flatten_parameters
 
 __all__ = ["NetworkBasinLoss"]
 
@@ -96,12 +96,11 @@ class NetworkBasinLoss:
         self.objective = objective
         self.include_bias = objective.include_bias
         module = objective.module
-        self._layout = ParameterLayout.from_module(module)
+        self._layout = objective.layout
         theta = flatten_parameters(module)
         self._theta0 = theta
-        index, active = self._layout.groups(self.include_bias)
-        self._index = torch.nonzero(active[index]).reshape(-1)
-        self.n_dims = int(len(self._index))
+        self._index = objective.perturbed_index
+        self.n_dims = objective.n_perturbed
         if self.n_dims == 0:
             raise ValueError("The network has no parameters to perturb.")
         norms = self._layout.group_norms(theta.detach().cpu().double(), True)

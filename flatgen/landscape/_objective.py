@@ -14,6 +14,7 @@ it, so a model measured one way is measured the same way by every analyzer.
 from functools import cached_property
 
 import numpy as np
+import torch
 
 from .._torch_utils import torch_threads
 from ._criterion import CriterionEvaluator, sample_loss
@@ -21,7 +22,7 @@ from ._curvature import LossHessian, top_hessian_eigenpairs
 from ._data import BatchesEvaluator, DataBatches, is_batches
 from ._directions import filter_normalized_directions
 from ._evaluate import BatchedEvaluator
-from ._parameters import flatten_parameters
+from ._parameters import ParameterLayout, flatten_parameters
 from ._sharpness import NetworkLoss
 
 __all__ = ["TrainingObjective"]
@@ -32,7 +33,7 @@ HESSIAN_DIRECTION_TOL = 1e-4
 
 # Evaluators and Hessians are rebuilt where the objective is unpickled (a
 # joblib or dask worker): they hold thread-local buffers and locks.
-_CACHES = ("evaluator", "hessian", "network_loss")
+_CACHES = ("evaluator", "hessian", "network_loss", "perturbed_index")
 
 
 class TrainingObjective:
@@ -202,23 +203,27 @@ class TrainingObjective:
     @cached_property
     def layout(self):
         """The :class:`~flatgen.landscape.ParameterLayout` of the flat weights."""
-        return self.evaluator.layout
+        return ParameterLayout.from_module(self.module)
 
     @cached_property
     def theta0(self):
         """The trained weights as one flat tensor on the network's device."""
         return flatten_parameters(self.module).to(self.evaluator.device)
 
+    @cached_property
+    def perturbed_index(self):
+        """Flat indices of the parameters a perturbation moves, ascending.
+
+        Weight matrices and convolution kernels (filters); biases and
+        normalization parameters too with ``include_bias``.
+        """
+        index, active = self.layout.groups(self.include_bias)
+        return torch.nonzero(active[index]).reshape(-1)
+
     @property
     def n_perturbed(self):
         """Number of parameters a perturbation moves."""
-        return int(
-            sum(
-                p.numel()
-                for p in self.module.parameters()
-                if self.include_bias or p.ndim >= 2
-            )
-        )
+        return int(len(self.perturbed_index))
 
     def directions(self, n_directions, seed, *, start=0):
         """Filter-normalized directions ``start .. start + n_directions - 1``.
