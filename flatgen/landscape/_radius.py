@@ -189,6 +189,88 @@ def basin_radii(
         thetas = torch.addcmul(theta0, steps_t[:, None], directions[rows_t])
         return _as_numpy(evaluate_loss(thetas), len(rows))
 
+    grid = max_radius * np.arange(1, n_scan + 1) / n_scan
+    cap = np.full(len(directions), float(max_radius))
+    radii, capped = first_crossings(
+        losses_at,
+        lambda j, rows: np.full(len(rows), grid[j]),
+        len(grid),
+        cap,
+        cutoffs,
+        rtol=rtol,
+        max_iter=max_iter,
+        loss0=loss0,
+        refine="secant",
+    )
+    if scalar_cutoff:
+        radii, capped = radii[0], capped[0]
+    return BasinRadii(
+        radii=radii,
+        capped=capped,
+        n_evaluations=n_evaluations,
+        loss0=loss0,
+    )
+
+
+def first_crossings(
+    losses_at,
+    steps_at,
+    n_scan,
+    cap,
+    cutoffs,
+    *,
+    rtol,
+    max_iter,
+    loss0=0.0,
+    refine="secant",
+):
+    """Smallest step ``s <= cap`` with ``loss(s) >= cutoff``, per ray and cutoff.
+
+    The one ray search of flatgen: basin radii (:func:`basin_radii`) and the
+    volume engine's rays (:func:`basin_log10_volume`) both use it.
+
+    1. Scan: ``steps_at(j, rows)`` gives the ``j``-th scan step of the rays
+       still open (``j = 0 .. n_scan - 1``, ascending, at most their cap):
+       a linear grid for radii, doublings from a predicted radius for
+       volume rays. The first scan point at or above a cutoff brackets the
+       *first* crossing at the scan's resolution, even where the loss is
+       not monotone; a ray stops scanning once it reaches its cap.
+    2. Refinement of every bracket to ``hi - lo <= rtol * hi``: by
+       ``'secant'`` steps on ``sqrt(loss - loss0)`` (linear in the step
+       where the loss is quadratic), safeguarded as in Brent's method, or by
+       bisection (``'bisect'``).
+
+    Parameters
+    ----------
+    losses_at : callable
+        ``losses_at(rows, steps)`` returns the losses at ``steps`` along the
+        rays ``rows`` (int arrays of equal length).
+    steps_at : callable
+        ``steps_at(j, rows)`` returns the ``j``-th scan step of ``rows``.
+    n_scan : int
+        Number of scan steps.
+    cap : ndarray of shape (n_rays,)
+        Largest step of each ray.
+    cutoffs : ndarray of shape (n_cutoffs,)
+        Loss levels, each above the loss at step 0.
+    rtol : float
+        Relative width at which a bracket is done.
+    max_iter : int
+        Most refinement rounds; brackets still open then raise a
+        ConvergenceWarning.
+    loss0 : float, default=0.0
+        Loss at step 0 (the secant's shaping).
+    refine : {'secant', 'bisect'}, default='secant'
+        Refinement.
+
+    Returns
+    -------
+    radii : ndarray of shape (n_cutoffs, n_rays)
+        The upper end of each bracket; ``cap`` where the ray never crossed.
+    capped : ndarray of bool of shape (n_cutoffs, n_rays)
+        Rays that stayed below the cutoff up to their cap.
+    """
+
     def shaped(loss):
         # Interpolation runs on sqrt(loss - loss0), which is linear in the
         # step where the loss is quadratic around the minimum: the search
@@ -196,33 +278,71 @@ def basin_radii(
         # brackets are unchanged.
         return np.sqrt(np.maximum(np.asarray(loss, dtype=float) - loss0, 0.0))
 
-    # Brackets per (cutoff, direction): loss(lo) < cutoff <= loss(hi), with
+    # Brackets per (cutoff, ray): loss(lo) < cutoff <= loss(hi), with
     # g = shaped(loss) - shaped(cutoff) at both ends.
-    shape = (len(cutoffs), len(directions))
+    n_rays = len(cap)
+    shape = (len(cutoffs), n_rays)
     lo = np.zeros(shape)
-    hi = np.full(shape, float(max_radius))
+    hi = np.broadcast_to(cap, shape).copy()
     g_lo = np.zeros(shape)
     g_hi = np.zeros(shape)
     crossed = np.zeros(shape, dtype=bool)
-    last = np.full(len(directions), float(loss0))  # loss at the last scan point
-    grid = max_radius * np.arange(1, n_scan + 1) / n_scan
-    for previous, step in zip(np.r_[0.0, grid[:-1]], grid):
-        rows = np.flatnonzero(~crossed.all(axis=0))
+    previous = np.zeros(n_rays)  # the last scan step of each ray
+    last = np.full(n_rays, float(loss0))  # and its loss
+    done_scan = np.zeros(n_rays, dtype=bool)
+    for j in range(n_scan):
+        rows = np.flatnonzero(~crossed.all(axis=0) & ~done_scan)
         if len(rows) == 0:
             break
-        losses = losses_at(rows, np.full(len(rows), step))
-        for j, level in enumerate(cutoffs):
-            open_rows = ~crossed[j, rows]
+        step = steps_at(j, rows)
+        losses = losses_at(rows, step)
+        for k, level in enumerate(cutoffs):
+            open_rows = ~crossed[k, rows]
             above = open_rows & (losses >= level)
             below = open_rows & ~above
-            lo[j, rows[below]] = step
-            hi[j, rows[above]] = step
-            lo[j, rows[above]] = previous
-            g_hi[j, rows[above]] = shaped(losses[above]) - shaped(level)
-            g_lo[j, rows[above]] = shaped(last[rows[above]]) - shaped(level)
-            crossed[j, rows[above]] = True
+            lo[k, rows[below]] = step[below]
+            hi[k, rows[above]] = step[above]
+            lo[k, rows[above]] = previous[rows[above]]
+            g_hi[k, rows[above]] = shaped(losses[above]) - shaped(level)
+            g_lo[k, rows[above]] = shaped(last[rows[above]]) - shaped(level)
+            crossed[k, rows[above]] = True
+        previous[rows] = step
         last[rows] = losses
+        done_scan[rows[step >= cap[rows]]] = True
 
+    if refine == "bisect":
+        n_open = _bisect(losses_at, lo, hi, crossed, cutoffs, rtol, max_iter)
+    else:
+        n_open = _secant(
+            losses_at, lo, hi, g_lo, g_hi, crossed, cutoffs, rtol, max_iter, shaped
+        )
+    if n_open:
+        warnings.warn(
+            f"Root search stopped after max_iter={max_iter} rounds with "
+            f"{n_open} radii not yet within rtol={rtol:g}.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    radii = np.where(crossed, hi, cap[None, :])
+    return radii, ~crossed
+
+
+def _bisect(losses_at, lo, hi, crossed, cutoffs, rtol, max_iter):
+    """Halve the open brackets at most ``max_iter`` times; return how many stay open."""
+    for _ in range(max_iter):
+        which, rows = np.nonzero(crossed & (hi - lo > rtol * hi))
+        if len(rows) == 0:
+            return 0
+        mid = 0.5 * (lo[which, rows] + hi[which, rows])
+        above = losses_at(rows, mid) >= cutoffs[which]
+        hi[which[above], rows[above]] = mid[above]
+        lo[which[~above], rows[~above]] = mid[~above]
+    return int(np.sum(crossed & (hi - lo > rtol * hi)))
+
+
+def _secant(losses_at, lo, hi, g_lo, g_hi, crossed, cutoffs, rtol, max_iter, shaped):
+    """Safeguarded secant steps on every open bracket; return how many stay open."""
+    shape = lo.shape
     # Refinement, in the manner of Brent's method: each step is the secant
     # through the last two points evaluated (superlinear even when they lie
     # on one side of the crossing, as on convex profiles, where the bracket's
@@ -244,7 +364,7 @@ def basin_radii(
         pending = crossed & (hi - lo > rtol * hi)
         which, rows = np.nonzero(pending)
         if len(rows) == 0:
-            break
+            return 0
         a, b = lo[which, rows], hi[which, rows]
         ga, gb = g_lo[which, rows], g_hi[which, rows]
         x1, g1 = last_x[which, rows], last_g[which, rows]
@@ -288,23 +408,4 @@ def basin_radii(
         lo[which[~above], rows[~above]] = step[~above]
         g_lo[which[~above], rows[~above]] = g[~above]
         replaced[which, rows] = np.where(above, 1, -1)
-    else:
-        n_open = int(np.sum(crossed & (hi - lo > rtol * hi)))
-        if n_open:
-            warnings.warn(
-                f"Root search stopped after max_iter={max_iter} rounds with "
-                f"{n_open} radii not yet within rtol={rtol:g}.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-
-    radii = np.where(crossed, hi, float(max_radius))
-    capped = ~crossed
-    if scalar_cutoff:
-        radii, capped = radii[0], capped[0]
-    return BasinRadii(
-        radii=radii,
-        capped=capped,
-        n_evaluations=n_evaluations,
-        loss0=loss0,
-    )
+    return int(np.sum(crossed & (hi - lo > rtol * hi)))

@@ -41,6 +41,7 @@ from sklearn.utils import check_random_state
 from .._torch_utils import torch_threads
 from ._directions import _direction_seed
 from ._dispatch import map_chunks
+from ._radius import first_crossings
 from ._spectrum import lanczos_extremes, probe_diagonal
 
 __all__ = [
@@ -59,6 +60,8 @@ _LN10 = math.log(10.0)
 # first crossing is bracketed at a factor-2 resolution before bisection.
 _SCAN_START = -3
 _MAX_DOUBLINGS = 60
+# Bisection halves a factor-two bracket: 200 rounds reach any rtol.
+_MAX_BISECTIONS = 200
 # A Ritz pair counts as converged when its residual is this small relative
 # to its own Ritz value (stage 1 deflates with it, so it must be good).
 _RITZ_RTOL = 1e-3
@@ -512,48 +515,6 @@ def _as_losses(values, n_expected):
     return values
 
 
-def _first_crossings(losses_at, start, cap, cutoffs, rtol, max_iter=200):
-    """Smallest step ``s <= cap`` with ``loss(s) >= cutoff``, per ray and cutoff.
-
-    A geometric scan from ``start * 2^-3`` doubling up to ``cap`` brackets the
-    first crossing to a factor of two; bisection then narrows every bracket
-    to ``hi - lo <= rtol * hi``. Rays that stay below at ``cap`` are capped.
-    """
-    n_rays = len(start)
-    shape = (len(cutoffs), n_rays)
-    lo = np.zeros(shape)
-    hi = np.broadcast_to(cap, shape).copy()
-    crossed = np.zeros(shape, dtype=bool)
-    previous = np.zeros(n_rays)
-    done_scan = np.zeros(n_rays, dtype=bool)
-    for j in range(_SCAN_START, _MAX_DOUBLINGS):
-        rows = np.flatnonzero(~crossed.all(axis=0) & ~done_scan)
-        if len(rows) == 0:
-            break
-        step = np.minimum(start[rows] * 2.0**j, cap[rows])
-        losses = losses_at(rows, step)
-        for k, level in enumerate(cutoffs):
-            open_rows = ~crossed[k, rows]
-            above = open_rows & (losses >= level)
-            below = open_rows & ~above
-            lo[k, rows[below]] = step[below]
-            hi[k, rows[above]] = step[above]
-            lo[k, rows[above]] = previous[rows[above]]
-            crossed[k, rows[above]] = True
-        previous[rows] = step
-        done_scan[rows[step >= cap[rows]]] = True
-    for _ in range(max_iter):
-        which, rows = np.nonzero(crossed & (hi - lo > rtol * hi))
-        if len(rows) == 0:
-            break
-        mid = 0.5 * (lo[which, rows] + hi[which, rows])
-        above = losses_at(rows, mid) >= cutoffs[which]
-        hi[which[above], rows[above]] = mid[above]
-        lo[which[~above], rows[~above]] = mid[~above]
-    radii = np.where(crossed, hi, cap[None, :])
-    return radii, ~crossed
-
-
 def _chunk_task(loss_fn, preconditioner, seed, settings, start, stop):
     """Radii along rays ``start .. stop-1`` (whitened units and raw norms)."""
     with torch_threads(settings["n_threads"]):
@@ -585,8 +546,17 @@ def _chunk_task(loss_fn, preconditioner, seed, settings, start, stop):
             return np.concatenate(out)
 
         start_step = np.full(stop - start, settings["start_step"])
-        rho, capped = _first_crossings(
-            losses_at, start_step, cap, settings["cutoffs"], settings["rtol"]
+        rho, capped = first_crossings(
+            losses_at,
+            lambda j, rows: np.minimum(
+                start_step[rows] * 2.0 ** (j + _SCAN_START), cap[rows]
+            ),
+            _MAX_DOUBLINGS - _SCAN_START,
+            cap,
+            settings["cutoffs"],
+            rtol=settings["rtol"],
+            max_iter=_MAX_BISECTIONS,
+            refine="bisect",
         )
     return rho, capped, rho * lengths, n_evaluations
 
