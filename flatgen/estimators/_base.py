@@ -37,7 +37,7 @@ def _check_layer_sizes(name, sizes):
 
 @dataclass
 class TrainingRun:
-    """A fit prepared by :meth:`BasePoisonedClassifier.start_training`.
+    """A fit prepared by :meth:`~flatgen.PoisonedMLPClassifier.start_training`.
 
     Attributes
     ----------

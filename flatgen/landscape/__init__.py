@@ -10,6 +10,7 @@ modifies the module it is given: every function works on flat copies of the
 parameters or on a deep copy of the module.
 """
 
+from ._criterion import CriterionEvaluator, HalfSquaredError
 from ._curvature import (
     LossHessian,
     hessian_trace,
@@ -51,6 +52,8 @@ __all__ = [
     "BasinRadii",
     "BasinVolume",
     "BatchesEvaluator",
+    "CriterionEvaluator",
+    "HalfSquaredError",
     "CurvaturePreconditioner",
     "DataBatches",
     "LearningCoefficient",

@@ -217,6 +217,7 @@ class CriterionEvaluator:
         Returns
         -------
         loss, accuracy : ndarray of shape (B,), dtype float64
+            Mean loss over the samples; accuracy NaN (no classes).
         """
         thetas = torch.as_tensor(thetas)
         return self._result(thetas[None] if thetas.ndim == 1 else thetas)
@@ -232,6 +233,7 @@ class CriterionEvaluator:
         Returns
         -------
         loss : ndarray of shape (B,), dtype float64
+            Mean loss over the samples.
         """
         return self.evaluate(thetas)[0]
 
@@ -255,6 +257,7 @@ class CriterionEvaluator:
         Returns
         -------
         loss, accuracy : ndarray of shape (B,), dtype float64
+            Mean loss over the samples; accuracy NaN (no classes).
         """
         return self._result(list(self._along(theta0, directions, rows, steps)))
 
@@ -269,6 +272,7 @@ class CriterionEvaluator:
         Returns
         -------
         loss : ndarray of shape (B,), dtype float64
+            Mean loss over the samples.
         """
         return self.evaluate_along(theta0, directions, rows, steps)[0]
 
@@ -283,6 +287,7 @@ class CriterionEvaluator:
         Returns
         -------
         loss, accuracy : ndarray of shape (B,), dtype float64
+            Mean loss over the samples; accuracy NaN (no classes).
         """
         theta0 = torch.as_tensor(theta0)
         directions = torch.as_tensor(directions).to(theta0.dtype)

@@ -747,6 +747,107 @@ def _check_options(
         )
 
 
+def _ray_model(
+    loss_fn,
+    hvp,
+    n_dims,
+    delta,
+    estimator,
+    rank,
+    n_probes,
+    max_radius,
+    seed,
+    dtype,
+    device,
+):
+    """Choose the rays' map and first step: the curvature model of the basin.
+
+    Returns the preconditioner (rays ``M^-1/2 u``), the first scan step (the
+    quadratic model's radius), the Hessian-vector products spent and the
+    notes to warn with (a basin flat to second order gets uniform rays).
+    """
+    floor = 2 * delta / max_radius**2 if max_radius is not None else 0.0
+    user_hvp = hvp is not None
+    if hvp is None:
+        hvp = _autograd_hvp(loss_fn, dtype, device)
+    notes = []
+    if estimator == "preconditioned":
+        identity = CurvaturePreconditioner.identity(n_dims)
+        # The ranking needs traces only roughly: a quarter of the probes.
+        n_trace = max(8, n_probes // 4)
+        identity_trace = _whitened_trace(identity, hvp, n_dims, n_trace, seed)
+        flat = _check_curvature(identity_trace / n_dims, "the Hessian's trace")
+    if estimator == "preconditioned" and flat:
+        # No quadratic model to shape the rays: uniform rays, a scan from
+        # the cap (or unit steps) to the first crossing.
+        preconditioner, n_hvp = identity, n_trace
+        start_step = _FLAT_START if max_radius is None else float(max_radius)
+        notes.append(_FLAT_NOTE)
+    elif estimator == "preconditioned" and rank == "full":
+        preconditioner = _full_hessian_preconditioner(hvp, n_dims, max(floor, 1e-300))
+        n_hvp = n_trace + n_dims
+        whitened_trace = _whitened_trace(preconditioner, hvp, n_dims, n_trace, seed)
+        start_step = math.sqrt(2 * delta * n_dims / max(whitened_trace, 1e-300))
+        n_hvp += n_trace
+    elif estimator == "preconditioned":
+        candidates = [
+            CurvaturePreconditioner.from_curvature(
+                hvp,
+                n_dims,
+                rank=min(rank, n_dims),
+                n_probes=n_probes,
+                floor=max(floor, 1e-300),
+                seed=seed,
+            ),
+            CurvaturePreconditioner.from_curvature(
+                hvp,
+                n_dims,
+                rank=0,
+                n_probes=n_probes,
+                floor=max(floor, 1e-300),
+                seed=seed,
+            ),
+            identity,
+        ]
+        traces = [
+            max(_whitened_trace(c, hvp, n_dims, n_trace, seed), 1e-300)
+            for c in candidates[:-1]
+        ] + [max(identity_trace, 1e-300)]
+        n_hvp = sum(c.n_products for c in candidates) + n_trace * len(candidates)
+        gaps = [_jensen_gap(c, trace, n_dims) for c, trace in zip(candidates, traces)]
+        best = int(np.argmin(gaps))
+        preconditioner = candidates[best]
+        # Whitened curvature ~ trace / n: quadratic radius sqrt(2 delta n / tr).
+        start_step = math.sqrt(2 * delta * n_dims / traces[best])
+    else:
+        preconditioner = CurvaturePreconditioner.identity(n_dims)
+        try:
+            diagonal = probe_diagonal(
+                lambda v: hvp(v).to(torch.float64),
+                n_dims,
+                n_probes,
+                _stream(seed, 1, 1),
+            )
+        except TypeError:
+            if user_hvp:
+                raise
+            # Uniform rays need no curvature, only a first step: a loss
+            # without autograd is scanned from the cap (or unit steps).
+            diagonal = None
+        n_hvp = 0 if diagonal is None else n_probes
+        flat = diagonal is None or _check_curvature(
+            float(diagonal.mean()), "the Hessian's diagonal"
+        )
+        if flat:
+            start_step = _FLAT_START if max_radius is None else float(max_radius)
+            if diagonal is not None:
+                notes.append(_FLAT_NOTE)
+        else:
+            mean_curvature = max(float(diagonal.mean()), floor, 1e-300)
+            start_step = math.sqrt(2 * delta / mean_curvature)
+    return preconditioner, start_step, n_hvp, notes
+
+
 def basin_log10_volume(
     loss_fn,
     n_dims,
@@ -927,7 +1028,6 @@ def basin_log10_volume(
         )
     device = torch.device("cpu") if device is None else torch.device(device)
     seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-    n_hvp = 0
     with torch_threads(n_threads):
         if loss0 is None:
             origin = torch.zeros((1, n_dims), dtype=dtype, device=device)
@@ -939,89 +1039,19 @@ def basin_log10_volume(
                 f"cutoff (smallest {cutoffs.min():.6g}); choose a larger cutoff."
             )
         delta = float(cutoffs.min() - loss0)
-        floor = 2 * delta / max_radius**2 if max_radius is not None else 0.0
-        user_hvp = hvp is not None
-        if hvp is None:
-            hvp = _autograd_hvp(loss_fn, dtype, device)
-        notes = []
-        if estimator == "preconditioned":
-            identity = CurvaturePreconditioner.identity(n_dims)
-            # The ranking needs traces only roughly: a quarter of the probes.
-            n_trace = max(8, n_probes // 4)
-            identity_trace = _whitened_trace(identity, hvp, n_dims, n_trace, seed)
-            flat = _check_curvature(identity_trace / n_dims, "the Hessian's trace")
-        if estimator == "preconditioned" and flat:
-            # No quadratic model to shape the rays: uniform rays, a scan from
-            # the cap (or unit steps) to the first crossing.
-            preconditioner, n_hvp = identity, n_trace
-            start_step = _FLAT_START if max_radius is None else float(max_radius)
-            notes.append(_FLAT_NOTE)
-        elif estimator == "preconditioned" and rank == "full":
-            preconditioner = _full_hessian_preconditioner(
-                hvp, n_dims, max(floor, 1e-300)
-            )
-            n_hvp = n_trace + n_dims
-            whitened_trace = _whitened_trace(preconditioner, hvp, n_dims, n_trace, seed)
-            start_step = math.sqrt(2 * delta * n_dims / max(whitened_trace, 1e-300))
-            n_hvp += n_trace
-        elif estimator == "preconditioned":
-            candidates = [
-                CurvaturePreconditioner.from_curvature(
-                    hvp,
-                    n_dims,
-                    rank=min(rank, n_dims),
-                    n_probes=n_probes,
-                    floor=max(floor, 1e-300),
-                    seed=seed,
-                ),
-                CurvaturePreconditioner.from_curvature(
-                    hvp,
-                    n_dims,
-                    rank=0,
-                    n_probes=n_probes,
-                    floor=max(floor, 1e-300),
-                    seed=seed,
-                ),
-                identity,
-            ]
-            traces = [
-                max(_whitened_trace(c, hvp, n_dims, n_trace, seed), 1e-300)
-                for c in candidates[:-1]
-            ] + [max(identity_trace, 1e-300)]
-            n_hvp = sum(c.n_products for c in candidates) + n_trace * len(candidates)
-            gaps = [
-                _jensen_gap(c, trace, n_dims) for c, trace in zip(candidates, traces)
-            ]
-            best = int(np.argmin(gaps))
-            preconditioner = candidates[best]
-            # Whitened curvature ~ trace / n: quadratic radius sqrt(2 delta n / tr).
-            start_step = math.sqrt(2 * delta * n_dims / traces[best])
-        else:
-            preconditioner = CurvaturePreconditioner.identity(n_dims)
-            try:
-                diagonal = probe_diagonal(
-                    lambda v: hvp(v).to(torch.float64),
-                    n_dims,
-                    n_probes,
-                    _stream(seed, 1, 1),
-                )
-            except TypeError:
-                if user_hvp:
-                    raise
-                # Uniform rays need no curvature, only a first step: a loss
-                # without autograd is scanned from the cap (or unit steps).
-                diagonal = None
-            n_hvp = 0 if diagonal is None else n_probes
-            flat = diagonal is None or _check_curvature(
-                float(diagonal.mean()), "the Hessian's diagonal"
-            )
-            if flat:
-                start_step = _FLAT_START if max_radius is None else float(max_radius)
-                if diagonal is not None:
-                    notes.append(_FLAT_NOTE)
-            else:
-                mean_curvature = max(float(diagonal.mean()), floor, 1e-300)
-                start_step = math.sqrt(2 * delta / mean_curvature)
+        preconditioner, start_step, n_hvp, notes = _ray_model(
+            loss_fn,
+            hvp,
+            n_dims,
+            delta,
+            estimator,
+            rank,
+            n_probes,
+            max_radius,
+            seed,
+            dtype,
+            device,
+        )
     for note in notes:
         warnings.warn(note, ConvergenceWarning, stacklevel=2)
     settings = {
