@@ -193,9 +193,16 @@ def _sections(result):
     )
     where = (
         f"Volumes are Lebesgue volumes in {space}, estimated with "
-        f"`VolumeEstimator(method={estimator!r})`; the intervals are Monte-Carlo "
-        "standard errors over rays, trustworthy only where many rays carry the "
-        "estimate (see the effective sample size in `summary.json`)."
+        f"`VolumeEstimator(method={estimator!r})`. Each 95 % interval is one of "
+        "two kinds: where many rays carry the estimate, the delta-method "
+        "interval of the rays' importance weights; where a few rays set it "
+        "(flagged **set by ... rays**), sure bounds instead: below, Markov's "
+        "inequality on the unbiased mean of the weights (the truth is above "
+        "estimate - log10(40) with probability 97.5 %, whatever the tails); "
+        "above, only the volume of the capped ball the rays search, since no "
+        "finite number of rays bounds a volume from above. A flagged estimate "
+        "is a lower bound in practice: the true volume is usually above it "
+        "(see the effective sample size in `summary.json`)."
     )
     text = "\n\n".join(
         [where, _volume_table(result), _radius_table(result), _spearman_line(result)]
@@ -320,9 +327,11 @@ def format_summary(result, out):
         )
     if result.flatness:
         cutoffs = result.flatness[0].cutoffs
+        estimator = result.settings.get("volume_estimator", "preconditioned")
         lines += [
             "",
-            "log10 basin volume by training-loss cutoff, top Hessian eigenvalue",
+            "log10 basin volume by training-loss cutoff "
+            f"(VolumeEstimator(method={estimator!r})), top Hessian eigenvalue",
         ]
         head = f"{'network':<18}" + "".join(
             f"{'CE ' + format(c, 'g'):>12}" for c in cutoffs
