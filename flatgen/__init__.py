@@ -22,6 +22,7 @@ _EXPORTS = {
     "LearningCoefficientAnalyzer": "analyzers",
     "NormAnalyzer": "analyzers",
     "PACBayesAnalyzer": "analyzers",
+    "RelativeFlatnessAnalyzer": "analyzers",
     "SharpnessAnalyzer": "analyzers",
     "DecisionRegionsDisplay": "plotting",
     "LossSlice": "analyzers",

@@ -21,6 +21,7 @@ from flatgen import (
     PACBayesAnalyzer,
     PoisonedCNNClassifier,
     PoisonedMLPClassifier,
+    RelativeFlatnessAnalyzer,
     SharpnessAnalyzer,
     VolumeEstimator,
 )
@@ -66,6 +67,7 @@ def assert_unchanged(estimator, before):
         SharpnessAnalyzer("average", "filter_normalized", n_draws=8),
         PACBayesAnalyzer(n_draws=8, random_state=0),
         NormAnalyzer(),
+        RelativeFlatnessAnalyzer(),
     ],
 )
 def test_analyzers_leave_the_estimator_bit_identical(fitted, analyzer):
@@ -362,6 +364,7 @@ SCORERS = {
     "pac_bayes": PACBayesAnalyzer(random_state=0),
     "fisher_rao": NormAnalyzer(norm="fisher_rao"),
     "margin": MarginAnalyzer(random_state=0),
+    "relative_flatness": RelativeFlatnessAnalyzer(),
 }
 
 

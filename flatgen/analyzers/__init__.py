@@ -6,6 +6,7 @@ from ._llc import LearningCoefficientAnalyzer
 from ._margins import MarginAnalyzer, MarginPlotter
 from ._norms import NormAnalyzer
 from ._path import PerturbationPath
+from ._relative_flatness import RelativeFlatnessAnalyzer
 from ._sharpness import PACBayesAnalyzer, SharpnessAnalyzer
 from ._slices import LossSlice
 from ._volume import VolumeEstimator, log10_ball_volume
@@ -20,6 +21,7 @@ __all__ = [
     "NormAnalyzer",
     "PACBayesAnalyzer",
     "PerturbationPath",
+    "RelativeFlatnessAnalyzer",
     "SharpnessAnalyzer",
     "VolumeEstimator",
     "log10_ball_volume",

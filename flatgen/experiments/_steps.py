@@ -19,6 +19,7 @@ from ..analyzers import (
     NormAnalyzer,
     PACBayesAnalyzer,
     PerturbationPath,
+    RelativeFlatnessAnalyzer,
     SharpnessAnalyzer,
     VolumeEstimator,
 )
@@ -280,6 +281,8 @@ def measure_zoo(
             warnings.warn_explicit(
                 message.message, message.category, message.filename, message.lineno
             )
+    relative = RelativeFlatnessAnalyzer(random_state=seed).fit(estimator, X, y)
+    values["relative_flatness"] = relative.relative_flatness_
     norms = NormAnalyzer().fit(estimator, X, y)
     values["fisher_rao_norm"] = norms.fisher_rao_
     values["log10_path_norm"] = norms.log10_path_norm_

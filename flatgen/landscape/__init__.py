@@ -31,6 +31,7 @@ from ._parameters import (
     module_with_parameters,
 )
 from ._radius import BasinRadii, basin_radii
+from ._relative_flatness import layer_weight_name, relative_flatness
 from ._sharpness import (
     NetworkLoss,
     average_sharpness,
@@ -72,6 +73,7 @@ __all__ = [
     "worst_case_sharpness",
     "VolumeSaturationWarning",
     "basin_log10_volume",
+    "layer_weight_name",
     "log10_ball_volume",
     "log10_unit_ball_volume",
     "volume_from_radii",
@@ -87,4 +89,5 @@ __all__ = [
     "top_hessian_eigenpairs",
     "top_hessian_eigenvalue",
     "TrainingObjective",
+    "relative_flatness",
 ]

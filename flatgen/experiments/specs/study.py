@@ -118,8 +118,9 @@ SPEC = ExperimentSpec(
     help="which flatness measure predicts the generalization gap, over a grid",
     description="Train a grid of networks on the swiss roll (poison factor x "
     "width x depth x learning rate x seed), measure each minimum (curvature, "
-    "worst-case and average sharpness, PAC-Bayes flatness, Fisher-Rao and path "
-    "norms, norm products, input margin) and rank the measures by Kendall's tau "
+    "worst-case and average sharpness, PAC-Bayes flatness, relative flatness, "
+    "Fisher-Rao and path norms, norm products, input margin, basin radius) and "
+    "rank the measures by Kendall's tau "
     "with the generalization gap, overall and per grid axis, with bootstrap "
     "intervals.",
     full=FULL,
@@ -156,8 +157,9 @@ def run_study(
     depths x learning rates x seeds; 48 models by default: 4 x 2 x 1 x 2 x
     3), measures every minimum (top Hessian eigenvalue and trace, worst-case
     sharpness in raw and adaptive coordinates, adaptive average sharpness,
-    PAC-Bayes flatness, Fisher-Rao norm, path norm, products of spectral and
-    Frobenius norms, median input margin) and ranks the measures by Kendall's
+    PAC-Bayes flatness, relative flatness of the last layer, Fisher-Rao norm,
+    path norm, products of spectral and Frobenius norms, median input margin,
+    mean basin radius) and ranks the measures by Kendall's
     tau with the gap, over the models that fit their training set: overall
     with a bootstrap interval, and granulated along each axis (Jiang et al.,
     2020). Writes ``summary.json`` (every model's values, the ranking),
