@@ -511,6 +511,21 @@ def test_study_ranks_every_measure_over_the_fitted_models(tiny_study_run):
     assert "Which measure predicts the gap" in report and "pac_bayes_flatness" in report
     loaded = ExperimentResult.from_json(tmp_path / "summary.json")
     assert loaded.study["ranking"] == json.loads(json.dumps(ranking))
+    # The perturbation-based measures again at half their scale; x1 is the
+    # ranking's own tau.
+    sweep = {row["measure"]: row["taus"] for row in study["scale_sweep"]}
+    assert set(sweep) == {
+        "worst_case_sharpness",
+        "adaptive_worst_case_sharpness",
+        "adaptive_average_sharpness",
+        "pac_bayes_flatness",
+    }
+    by_measure = {r["measure"]: r["tau"] for r in ranking}
+    for measure, taus in sweep.items():
+        assert list(taus) == ["0.5", "1"]
+        assert taus["1"]["tau"] == by_measure[measure]
+    assert all(set(m["scale_sweep"]) == set(sweep) for m in study["models"])
+    assert "depends on its scale" in report
 
 
 @pytest.mark.slow

@@ -198,6 +198,7 @@ def _zoo_settings(s, seeds):
             "cutoff": s["basin_cutoff"],
             "max_radius": s["basin_max_radius"],
         },
+        "scale_factors": list(s.get("scale_factors", [])),
         "seed": seeds["directions"],
     }
 
@@ -214,6 +215,7 @@ def _zoo_report(result, model, record):
             "base_loss": record["base_loss"],
             "measures": record["values"],
             "flags": record["flags"],
+            "scale_sweep": record.get("scale_sweep", {}),
         }
     )
 
@@ -233,13 +235,46 @@ def _zoo_ranking(run):
         study["ranking"] = []
         return
     names = list(kept[0]["measures"])
+    gaps = np.array([r["generalization_gap"] for r in kept])
+    params = [r["params"] for r in kept]
+    options = {
+        "n_bootstrap": run.settings["n_bootstrap"],
+        "seed": run.seeds["bootstrap"],
+    }
     study["ranking"] = rank_measures(
         {m: np.array([r["measures"][m] for r in kept]) for m in names},
-        np.array([r["generalization_gap"] for r in kept]),
-        [r["params"] for r in kept],
-        n_bootstrap=run.settings["n_bootstrap"],
-        seed=run.seeds["bootstrap"],
+        gaps,
+        params,
+        **options,
     )
+    study["scale_sweep"] = _scale_sweep(kept, study["ranking"], gaps, params, options)
+
+
+def _scale_sweep(kept, ranking, gaps, params, options):
+    """Tau of each perturbation-based measure at every multiple of its scale."""
+    swept = kept[0].get("scale_sweep") or {}
+    if not swept:
+        return []
+    values = {
+        f"{measure}@{factor}": np.array(
+            [r["scale_sweep"][measure][factor] for r in kept]
+        )
+        for measure, factors in swept.items()
+        for factor in factors
+    }
+    rows = {r["measure"]: r for r in rank_measures(values, gaps, params, **options)}
+    by_measure = {r["measure"]: r for r in ranking}
+    sweep = []
+    for measure, factors in swept.items():
+        taus = {"1": _tau_entry(by_measure[measure])}
+        taus.update({f: _tau_entry(rows[f"{measure}@{f}"]) for f in factors})
+        order = sorted(taus, key=float)
+        sweep.append({"measure": measure, "taus": {f: taus[f] for f in order}})
+    return sweep
+
+
+def _tau_entry(row):
+    return {"tau": row["tau"], "tau_ci": row["tau_ci"]}
 
 
 MEASURES = {

@@ -149,7 +149,36 @@ def _study_text(result):
     text = lines + [table(headers + ["psi", "models"], rows)]
     if flagged:
         text += ["", "Bounds rather than values: " + "; ".join(flagged) + "."]
+    text += _scale_sweep_text(study.get("scale_sweep", []))
     return "\n".join(text)
+
+
+def _scale_sweep_text(sweep):
+    """Table of each perturbation-based measure's tau at several scales."""
+    if not sweep:
+        return []
+    factors = sorted({f for row in sweep for f in row["taus"]}, key=float)
+    rows = []
+    for row in sweep:
+        cells = [row["measure"]]
+        for f in factors:
+            entry = row["taus"].get(f)
+            if entry is None or entry["tau"] is None:
+                cells.append("–")
+            elif entry["tau_ci"][0] is None:
+                cells.append(_fmt(entry["tau"], ".2f"))
+            else:
+                low, high = entry["tau_ci"]
+                cells.append(f"{entry['tau']:.2f} [{low:.2f}, {high:.2f}]")
+        rows.append(cells)
+    return [
+        "",
+        "How each perturbation-based measure's tau depends on its scale: the "
+        "same measure at multiples of its preset radius, sigma or PAC-Bayes "
+        "bound (x1 is the ranking above), with 95 % intervals.",
+        "",
+        table(["measure"] + [f"x{f}" for f in factors], rows),
+    ]
 
 
 def _sections(result):

@@ -204,14 +204,22 @@ def _basin_radius_measure(estimator, X, y, basin, seed):
         # level, so no radius (left out of the ranking, said in the report).
         return float("nan"), f"missing: training loss above cutoff {basin['cutoff']}"
     capped = float(np.mean(analyzer.capped_))
-    flag = (
-        f"upper bound: {capped:.0%} of the rays reach max_radius" if capped else None
-    )
+    flag = f"upper bound: {capped:.0%} of the rays reach max_radius" if capped else None
     return -float(np.log10(analyzer.mean_radius_)), flag
 
 
 def measure_zoo(
-    estimator, X, y, *, curvature, sharpness, pac_bayes, margins, basin, seed
+    estimator,
+    X,
+    y,
+    *,
+    curvature,
+    sharpness,
+    pac_bayes,
+    margins,
+    basin,
+    seed,
+    scale_factors=(),
 ):
     """Every measure of the study for one fitted network, oriented alike.
 
@@ -238,49 +246,43 @@ def measure_zoo(
         the paper's basin radius enters as ``-log10`` of the mean radius.
     seed : int
         Seed of every random part.
+    scale_factors : sequence of float, default=()
+        Multiples of the perturbation scale (sharpness radii, average sigma,
+        PAC-Bayes bound) at which those measures are taken again.
 
     Returns
     -------
     record : dict
         ``values`` (measure name -> float) and ``flags`` (measure name ->
         why it is only a bound, or why it is missing: NaN values are left
-        out of the ranking), and ``base_loss``.
+        out of the ranking), ``base_loss``, and ``scale_sweep`` (measure
+        name -> {factor: value}; a PAC-Bayes value whose sigma reached its
+        cap is a bound, flagged as ``"<measure>@<factor>"``).
     """
     values, flags = {}, {}
     curv = CurvatureAnalyzer(**curvature, random_state=seed).fit(estimator, X, y)
     values["top_eigenvalue"] = curv.top_eigenvalue_
     values["hessian_trace"] = float(curv.trace_)
-    steps, samples = sharpness["n_steps"], sharpness["n_draws"]
-    for name, kind, scale, radius in (
-        ("worst_case_sharpness", "worst_case", "raw", sharpness["radius"]),
-        (
-            "adaptive_worst_case_sharpness",
-            "worst_case",
-            "adaptive",
-            sharpness["adaptive_radius"],
-        ),
-        ("adaptive_average_sharpness", "average", "adaptive", sharpness["sigma"]),
-    ):
-        analyzer = SharpnessAnalyzer(
-            kind,
-            scale,
-            radius,
-            n_steps=steps,
-            n_draws=samples,
-            random_state=seed,
-        )
-        values[name] = analyzer.fit(estimator, X, y).sharpness_
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        pac = PACBayesAnalyzer(**pac_bayes, random_state=seed).fit(estimator, X, y)
-    values["pac_bayes_flatness"] = pac.flatness_
-    if pac.capped_:
-        flags["pac_bayes_flatness"] = "upper bound: sigma capped"
-    for message in caught:
-        if not issubclass(message.category, ConvergenceWarning):
-            warnings.warn_explicit(
-                message.message, message.category, message.filename, message.lineno
-            )
+    sweep = {}
+    for factor in [1.0, *scale_factors]:
+        key = format(factor, "g")
+        for name, value in _scaled_sharpness(
+            estimator, X, y, sharpness, factor, seed
+        ).items():
+            if factor == 1.0:
+                values[name] = value
+            else:
+                sweep.setdefault(name, {})[key] = value
+        bound = {**pac_bayes, "bound": pac_bayes["bound"] * factor}
+        flatness, capped = _pac_bayes_flatness(estimator, X, y, bound, seed)
+        name = "pac_bayes_flatness"
+        if factor == 1.0:
+            values[name] = flatness
+        else:
+            sweep.setdefault(name, {})[key] = flatness
+        if capped:
+            label = name if factor == 1.0 else f"{name}@{key}"
+            flags[label] = "upper bound: sigma capped"
     relative = RelativeFlatnessAnalyzer(random_state=seed).fit(estimator, X, y)
     values["relative_flatness"] = relative.relative_flatness_
     norms = NormAnalyzer().fit(estimator, X, y)
@@ -299,4 +301,46 @@ def measure_zoo(
         "values": {k: float(v) for k, v in values.items()},
         "flags": flags,
         "base_loss": float(curv.base_loss_),
+        "scale_sweep": {
+            name: {k: float(v) for k, v in by_factor.items()}
+            for name, by_factor in sweep.items()
+        },
     }
+
+
+def _scaled_sharpness(estimator, X, y, sharpness, factor, seed):
+    """Return the three sharpness measures at ``factor`` times their scale."""
+    values = {}
+    for name, kind, scale, radius in (
+        ("worst_case_sharpness", "worst_case", "raw", sharpness["radius"]),
+        (
+            "adaptive_worst_case_sharpness",
+            "worst_case",
+            "adaptive",
+            sharpness["adaptive_radius"],
+        ),
+        ("adaptive_average_sharpness", "average", "adaptive", sharpness["sigma"]),
+    ):
+        analyzer = SharpnessAnalyzer(
+            kind,
+            scale,
+            radius * factor,
+            n_steps=sharpness["n_steps"],
+            n_draws=sharpness["n_draws"],
+            random_state=seed,
+        )
+        values[name] = analyzer.fit(estimator, X, y).sharpness_
+    return values
+
+
+def _pac_bayes_flatness(estimator, X, y, pac_bayes, seed):
+    """PAC-Bayes flatness and whether its sigma reached the cap (a bound)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        pac = PACBayesAnalyzer(**pac_bayes, random_state=seed).fit(estimator, X, y)
+    for message in caught:
+        if not issubclass(message.category, ConvergenceWarning):
+            warnings.warn_explicit(
+                message.message, message.category, message.filename, message.lineno
+            )
+    return pac.flatness_, bool(pac.capped_)

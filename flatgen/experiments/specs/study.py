@@ -35,6 +35,10 @@ FULL = {
     "sharpness_samples": 64,
     "pac_bayes_bound": 0.1,
     "pac_bayes_samples": 64,
+    # The perturbation-based measures are also taken at these multiples of
+    # their scale (sharpness radii, average sigma, PAC-Bayes bound): the
+    # report shows how each one's tau depends on it.
+    "scale_factors": [0.25, 4.0],
     "margin_directions": 32,
     "margin_refine": 20,
     # The paper's basin radius at an absolute cutoff (the same level for
@@ -62,6 +66,7 @@ QUICK = {
     "margin_refine": 4,
     "basin_directions": 50,
     "n_bootstrap": 200,
+    "scale_factors": [0.5],
 }
 
 
