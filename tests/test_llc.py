@@ -1,6 +1,7 @@
 """The local learning coefficient: SGLD estimate against closed forms."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -79,7 +80,12 @@ def test_a_maximum_is_said_to_be_no_minimum():
 
     with pytest.warns(ConvergenceWarning, match="not at a minimum"):
         local_learning_coefficient(
-            loss, 3, 100, n_steps=100, step_size=1e-4, localization=500.0,
+            loss,
+            3,
+            100,
+            n_steps=100,
+            step_size=1e-4,
+            localization=500.0,
             random_state=0,
         )
 
@@ -124,3 +130,47 @@ def test_analyzer_on_a_network_is_seeded_and_scores_its_negative():
     assert_allclose(analyzer.base_loss_, clf.net_.history[-1, "train_loss"], rtol=0.5)
     assert analyzer(clf, X, y) == -first  # same seed, fresh clone
     assert all(torch.equal(a, b) for a, b in zip(weights, clf.module_.parameters()))
+
+
+def _rotated_quadratic(n_dims=40, seed=0):
+    """A fully rotated quadratic whose curvatures span four decades."""
+    rng = np.random.RandomState(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((n_dims, n_dims)))
+    curvatures = 10 ** np.linspace(-2, 2, n_dims)
+    hessian = torch.as_tensor((q * curvatures) @ q.T)
+
+    def loss(z):
+        return 0.5 * ((z @ hessian) * z).sum(1)
+
+    return loss, hessian, curvatures
+
+
+def test_a_curvature_preconditioner_mixes_where_plain_steps_do_not():
+    from flatgen.landscape import LangevinPreconditioner
+
+    n_dims, n = 40, 1000
+    loss, hessian, curvatures = _rotated_quadratic(n_dims)
+    n_beta, gamma = n / math.log(n), 1.0
+    # The Gaussian posterior's closed form, from the curvatures alone.
+    exact = 0.5 * float((n_beta * curvatures / (n_beta * curvatures + gamma)).sum())
+    settings = {"n_chains": 4, "n_steps": 3000, "localization": gamma}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = local_learning_coefficient(loss, n_dims, n, random_state=0, **settings)
+    preconditioner = LangevinPreconditioner(
+        lambda v: v @ hessian, n_dims, n_beta, gamma, rank=n_dims, n_probes=16
+    )
+    found = local_learning_coefficient(
+        loss, n_dims, n, preconditioner=preconditioner, random_state=0, **settings
+    )
+    # Measured over 6 seeds: plain steps 36-47 % low (their chains agree
+    # with each other on some seeds: R-hat cannot see a shared start), the
+    # preconditioned ones within 2.8 % with R-hat at most 1.045.
+    assert abs(plain.llc - exact) / exact > 0.3
+    assert found.rhat < 1.1 and found.warnings == ()
+    assert abs(found.llc - exact) / exact < 0.05
+    # The same posterior: a diagonal preconditioner of ones is plain steps.
+    ones = local_learning_coefficient(
+        loss, n_dims, n, preconditioner=np.ones(n_dims), random_state=0, **settings
+    )
+    assert_allclose(ones.loss_trace, plain.loss_trace, rtol=1e-12)

@@ -4,7 +4,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import _fit_context
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..landscape import (
     TrainingObjective,
@@ -12,7 +12,7 @@ from ..landscape import (
     local_learning_coefficient,
     top_hessian_eigenvalue,
 )
-from ..landscape._llc import _STEP_FRACTION
+from ..landscape._llc import _STEP_FRACTION, LangevinPreconditioner
 from ._common import FlatnessAnalyzer
 from ._seeds import analysis_seeds
 
@@ -45,6 +45,13 @@ class LearningCoefficientAnalyzer(FlatnessAnalyzer):
         (Lanczos).
     localization : float, default=100.0
         ``gamma``: the pull back to the trained weights.
+    preconditioner : {'curvature', 'none'}, default='curvature'
+        ``'curvature'``: Langevin steps preconditioned by the minimum's
+        curvature model (:class:`~flatgen.landscape.LangevinPreconditioner`:
+        40 Lanczos products and 64 probes of the diagonal), so flat
+        directions move as fast as stiff ones; the step-size rule then reads
+        the preconditioned curvature (power iteration). ``'none'``: plain
+        steps sized by the raw Hessian's top eigenvalue (Lanczos).
     inverse_temperature : float or None, default=None
         ``beta``; ``1 / log n`` when None.
     random_state : int, RandomState instance or None, default=None
@@ -100,6 +107,7 @@ class LearningCoefficientAnalyzer(FlatnessAnalyzer):
         "n_burnin": [Interval(Integral, 0, None, closed="left"), None],
         "step_size": [Interval(Real, 0, None, closed="neither"), None],
         "localization": [Interval(Real, 0, None, closed="left")],
+        "preconditioner": [StrOptions({"curvature", "none"})],
         "inverse_temperature": [Interval(Real, 0, None, closed="neither"), None],
         "random_state": ["random_state"],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
@@ -113,6 +121,7 @@ class LearningCoefficientAnalyzer(FlatnessAnalyzer):
         n_burnin=None,
         step_size=None,
         localization=100.0,
+        preconditioner="curvature",
         inverse_temperature=None,
         random_state=None,
         n_threads=1,
@@ -122,6 +131,7 @@ class LearningCoefficientAnalyzer(FlatnessAnalyzer):
         self.n_burnin = n_burnin
         self.step_size = step_size
         self.localization = localization
+        self.preconditioner = preconditioner
         self.inverse_temperature = inverse_temperature
         self.random_state = random_state
         self.n_threads = n_threads
@@ -164,8 +174,19 @@ class LearningCoefficientAnalyzer(FlatnessAnalyzer):
                 return objective.losses_and_grads(theta0 + z.to(theta0.dtype))
 
             step_size = self.step_size
-            if step_size is None:
-                beta = self.inverse_temperature or 1.0 / np.log(n_samples)
+            beta = self.inverse_temperature or 1.0 / np.log(n_samples)
+            preconditioner = None
+            if self.preconditioner == "curvature":
+                preconditioner = LangevinPreconditioner(
+                    lambda v: objective.hessian.matmat(
+                        v.to(objective.hessian.dtype)
+                    ).double(),
+                    len(theta0),
+                    n_samples * beta,
+                    self.localization,
+                    seed=eig_seed,
+                )
+            elif step_size is None:
                 top = top_hessian_eigenvalue(
                     objective.module,
                     objective.X,
@@ -188,6 +209,7 @@ class LearningCoefficientAnalyzer(FlatnessAnalyzer):
                 localization=self.localization,
                 inverse_temperature=self.inverse_temperature,
                 value_and_grad=value_and_grad,
+                preconditioner=preconditioner,
                 random_state=chain_seed,
                 dtype=theta0.dtype,
                 device=theta0.device,

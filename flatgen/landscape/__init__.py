@@ -20,7 +20,12 @@ from ._curvature import (
 from ._data import BatchesEvaluator, DataBatches, batches_loss, is_batches
 from ._directions import filter_normalized_directions
 from ._evaluate import BatchedEvaluator
-from ._llc import LearningCoefficient, local_learning_coefficient, split_rhat
+from ._llc import (
+    LangevinPreconditioner,
+    LearningCoefficient,
+    local_learning_coefficient,
+    split_rhat,
+)
 from ._network_loss import NetworkBasinLoss
 from ._norms import fisher_rao_norm, log10_norm_products, log10_path_norm
 from ._objective import TrainingObjective
@@ -57,6 +62,7 @@ __all__ = [
     "HalfSquaredError",
     "CurvaturePreconditioner",
     "DataBatches",
+    "LangevinPreconditioner",
     "LearningCoefficient",
     "local_learning_coefficient",
     "split_rhat",

@@ -28,7 +28,12 @@ from sklearn.utils import check_random_state
 
 from ._volume import _check_int
 
-__all__ = ["LearningCoefficient", "local_learning_coefficient", "split_rhat"]
+__all__ = [
+    "LangevinPreconditioner",
+    "LearningCoefficient",
+    "local_learning_coefficient",
+    "split_rhat",
+]
 
 # Step-size rule: epsilon * (n beta lambda_max + gamma) = this fraction. The
 # Langevin discretization then inflates the stiffest direction's variance by
@@ -150,6 +155,130 @@ def _top_curvature(value_and_grad, n_dims, dtype, device, generator, n_iter=30):
     return abs(value)
 
 
+def _top_posterior_curvature(
+    value_and_grad, n_dims, n_beta, localization, scale, dtype, device, generator
+):
+    """Top eigenvalue of ``S^1/2 (n beta H + gamma) S^1/2`` (S the preconditioner)."""
+    if scale is None:
+        curvature = _top_curvature(value_and_grad, n_dims, dtype, device, generator)
+        return n_beta * curvature + localization
+    if isinstance(scale, torch.Tensor):
+        root = scale.sqrt()
+
+        def forward(z):
+            return z * root
+
+        def backward(g):
+            return g * root
+
+        largest = float(scale.max())
+    else:
+
+        def forward(z):
+            return scale.apply(z.double()).to(dtype)
+
+        def backward(g):
+            return scale.transpose_apply(g.double()).to(dtype)
+
+        # gamma A^T A: its top eigenvalue by power iteration on the map.
+        v = torch.randn(n_dims, generator=generator, dtype=torch.float64)[None]
+        for _ in range(30):
+            v = scale.transpose_apply(scale.apply(v))
+            largest = float(v.norm())
+            v = v / v.norm()
+
+    def scaled(z):
+        losses, grads = value_and_grad(forward(z))
+        return losses, backward(grads)
+
+    curvature = _top_curvature(scaled, n_dims, dtype, device, generator)
+    return n_beta * curvature + localization * largest
+
+
+class LangevinPreconditioner:
+    """A constant Langevin preconditioner ``P = A A^T`` from the curvature.
+
+    ``A = M^{-1/2}`` for ``M ~ n beta H + gamma``, with ``H`` modelled as in
+    the volume engine (converged top eigenpairs split off, the rest's
+    diagonal; see :class:`~flatgen.landscape.CurvaturePreconditioner`), its
+    curvatures floored at ``gamma / (n beta)``. A constant ``P`` leaves the
+    sampled posterior unchanged; it lets every direction move at the pace of
+    its own curvature, where plain steps, sized for the stiffest direction,
+    barely move the flat ones (on poisoned swiss-roll networks, a 100 to
+    1,000 times smaller step).
+
+    Parameters
+    ----------
+    hvp : callable
+        Hessian-vector products of the loss at the minimum, ``(B, n) -> (B,
+        n)``.
+    n_dims : int
+        Number of parameters.
+    n_beta : float
+        ``n beta``.
+    localization : float
+        ``gamma``.
+    rank : int, default=40
+        Lanczos products for the split-off eigenpairs.
+    n_probes : int, default=64
+        Probes of the diagonal.
+    seed : int, default=0
+        Seed of the Lanczos start and the probes.
+
+    Attributes
+    ----------
+    n_products : int
+        Hessian-vector products spent.
+    """
+
+    def __init__(
+        self, hvp, n_dims, n_beta, localization, *, rank=40, n_probes=64, seed=0
+    ):
+        from ._volume import CurvaturePreconditioner
+
+        floor = max(float(localization), 1e-6) / float(n_beta)
+        self._model = CurvaturePreconditioner.from_curvature(
+            hvp,
+            n_dims,
+            rank=min(rank, n_dims),
+            n_probes=n_probes,
+            floor=floor,
+            seed=seed,
+        )
+        self._scale = 1.0 / math.sqrt(n_beta)
+        self.n_products = self._model.n_products
+
+    def apply(self, vectors):
+        """Map rows ``u`` to ``A u`` (float64).
+
+        Parameters
+        ----------
+        vectors : torch.Tensor of shape (B, n)
+            Rows.
+
+        Returns
+        -------
+        mapped : torch.Tensor of shape (B, n)
+            ``A u`` for each row, float64.
+        """
+        return self._model.apply(vectors.double()) * self._scale
+
+    def transpose_apply(self, vectors):
+        """Map rows ``g`` to ``A^T g`` (float64).
+
+        Parameters
+        ----------
+        vectors : torch.Tensor of shape (B, n)
+            Rows.
+
+        Returns
+        -------
+        mapped : torch.Tensor of shape (B, n)
+            ``A^T g`` for each row, float64.
+        """
+        return self._model.transpose_apply(vectors.double()) * self._scale
+
+
 def _check_number(name, value, low):
     ok = isinstance(value, (int, float, np.integer, np.floating))
     if isinstance(value, bool) or not ok or not np.isfinite(value) or value < low:
@@ -171,6 +300,7 @@ def local_learning_coefficient(
     inverse_temperature=None,
     loss0=None,
     value_and_grad=None,
+    preconditioner=None,
     random_state=None,
     dtype=torch.float64,
     device=None,
@@ -210,6 +340,14 @@ def local_learning_coefficient(
     value_and_grad : callable, default=None
         Maps (B, n_dims) displacements to ``(losses (B,), gradients (B,
         n_dims))``; by autograd through ``loss_fn`` when None.
+    preconditioner : array-like of shape (n_dims,), LangevinPreconditioner or None
+        A constant preconditioner ``P`` of the Langevin steps
+        (``w -= eps/2 P grad U`` plus noise of covariance ``eps P``): the
+        posterior is the same, the pace of each direction its own. A vector
+        is a diagonal ``P``; an object with ``apply`` and ``transpose_apply``
+        is ``P = A A^T`` (see :class:`LangevinPreconditioner`). None: plain
+        steps. The step-size rule then reads the top eigenvalue of the
+        preconditioned posterior curvature.
     random_state : int, RandomState instance or None, default=None
         Seeds the chains' noise.
     dtype : torch.dtype, default=torch.float64
@@ -292,9 +430,28 @@ def local_learning_coefficient(
     origin = torch.zeros((1, n_dims), dtype=dtype, device=device)
     if loss0 is None:
         loss0 = float(value_and_grad(origin)[0][0])
+    scale = None
+    if preconditioner is not None and not hasattr(preconditioner, "apply"):
+        scale = torch.as_tensor(preconditioner, dtype=dtype).to(device).reshape(-1)
+        if scale.shape != (n_dims,) or not torch.all(
+            torch.isfinite(scale) & (scale > 0)
+        ):
+            raise ValueError(
+                f"preconditioner must hold {n_dims} positive finite numbers."
+            )
+    elif preconditioner is not None:
+        scale = preconditioner
     if step_size is None:
-        curvature = _top_curvature(value_and_grad, n_dims, dtype, device, generator)
-        step_size = _STEP_FRACTION / (n_beta * curvature + localization)
+        step_size = _STEP_FRACTION / _top_posterior_curvature(
+            value_and_grad,
+            n_dims,
+            n_beta,
+            localization,
+            scale,
+            dtype,
+            device,
+            generator,
+        )
     w = torch.zeros((n_chains, n_dims), dtype=dtype, device=device)
     trace = np.empty((n_chains, n_steps))
     noise_scale = math.sqrt(step_size)
@@ -310,11 +467,29 @@ def local_learning_coefficient(
             )
             break
         noise = torch.randn((n_chains, n_dims), generator=generator, dtype=dtype)
-        w = (
-            w
-            - 0.5 * step_size * (n_beta * grads + localization * w)
-            + noise_scale * noise.to(device)
-        )
+        if scale is None:
+            w = (
+                w
+                - 0.5 * step_size * (n_beta * grads + localization * w)
+                + noise_scale * noise.to(device)
+            )
+        elif isinstance(scale, torch.Tensor):
+            # Langevin with a constant preconditioner: the same posterior,
+            # every direction moving at the pace of its own curvature.
+            w = (
+                w
+                - 0.5 * step_size * scale * (n_beta * grads + localization * w)
+                + noise_scale * scale.sqrt() * noise.to(device)
+            )
+        else:
+            # A map A with P = A A^T: drift P grad, noise A xi.
+            force = (n_beta * grads + localization * w).double()
+            drift = scale.apply(scale.transpose_apply(force)).to(dtype)
+            w = (
+                w
+                - 0.5 * step_size * drift
+                + noise_scale * scale.apply(noise.double()).to(dtype).to(device)
+            )
     kept = trace[:, n_burnin:]
     chain_llc = n_beta * (kept.mean(axis=1) - loss0)
     llc = float(chain_llc.mean())
