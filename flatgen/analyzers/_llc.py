@@ -3,6 +3,7 @@
 from numbers import Integral, Real
 
 import numpy as np
+import torch
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
@@ -178,9 +179,7 @@ class LearningCoefficientAnalyzer(FlatnessAnalyzer):
             preconditioner = None
             if self.preconditioner == "curvature":
                 preconditioner = LangevinPreconditioner(
-                    lambda v: objective.hessian.matmat(
-                        v.to(objective.hessian.dtype)
-                    ).double(),
+                    lambda v: objective.hessian.matmat(v).to("cpu", torch.float64),
                     len(theta0),
                     n_samples * beta,
                     self.localization,

@@ -175,10 +175,10 @@ def _top_posterior_curvature(
     else:
 
         def forward(z):
-            return scale.apply(z.double()).to(dtype)
+            return scale.apply(z.to("cpu", torch.float64)).to(device, dtype)
 
         def backward(g):
-            return scale.transpose_apply(g.double()).to(dtype)
+            return scale.transpose_apply(g.to("cpu", torch.float64)).to(device, dtype)
 
         # gamma A^T A: its top eigenvalue by power iteration on the map.
         v = torch.randn(n_dims, generator=generator, dtype=torch.float64)[None]
@@ -483,12 +483,13 @@ def local_learning_coefficient(
             )
         else:
             # A map A with P = A A^T: drift P grad, noise A xi.
-            force = (n_beta * grads + localization * w).double()
-            drift = scale.apply(scale.transpose_apply(force)).to(dtype)
+            # The map's factors live on the CPU, in float64.
+            force = (n_beta * grads + localization * w).to("cpu", torch.float64)
+            drift = scale.apply(scale.transpose_apply(force)).to(device, dtype)
             w = (
                 w
                 - 0.5 * step_size * drift
-                + noise_scale * scale.apply(noise.double()).to(dtype).to(device)
+                + noise_scale * scale.apply(noise.double()).to(device, dtype)
             )
     kept = trace[:, n_burnin:]
     chain_llc = n_beta * (kept.mean(axis=1) - loss0)
