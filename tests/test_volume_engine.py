@@ -8,6 +8,7 @@ basin's volume is a 1-D integral evaluated by quadrature.
 
 import math
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -529,3 +530,24 @@ def test_volume_estimator_former_estimator_parameter_still_works(fitted):
     assert_array_equal(old.log10_volume_, new.log10_volume_)
     # The old name is a hidden alias: the new one holds the setting.
     assert new.get_params()["estimator"] == "deprecated"
+
+
+def test_the_share_of_the_volume_at_the_cap_is_the_capped_rays_weight():
+    from flatgen.landscape import volume_from_radii
+
+    rng = np.random.RandomState(0)
+    radii = rng.uniform(0.5, 1.0, 200)
+    capped = np.zeros(200, dtype=bool)
+    capped[:20] = True
+    radii[:20] = 1.0  # the cap
+    n_dims = 30
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = volume_from_radii(radii, capped, n_dims, 1.0)
+    weights = radii.astype(float) ** n_dims  # written out, no logs needed here
+    assert result.capped_fraction == pytest.approx(0.1)
+    assert result.capped_volume_share == pytest.approx(
+        weights[:20].sum() / weights.sum(), rel=1e-12
+    )
+    # The capped rays are the longest: they carry far more than their tenth.
+    assert result.capped_volume_share > 0.5

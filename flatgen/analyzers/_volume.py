@@ -113,6 +113,10 @@ class VolumeEstimator(FlatnessAnalyzer):
         Radii that hit ``max_radius`` (lower bounds).
     capped_fraction_ : ndarray of shape (n_cutoffs,)
         Share of capped rays.
+    capped_volume_share_ : ndarray of shape (n_cutoffs,)
+        Share of each estimate carried by the rays that reached the search
+        cap: near 1, the volume is mostly the cap's ball, whatever the basin
+        beyond it.
     saturated_ : ndarray of bool of shape (n_cutoffs,)
         ``capped_fraction_ > max_capped_fraction``: the volume there is a
         lower bound only.
@@ -296,6 +300,7 @@ class VolumeEstimator(FlatnessAnalyzer):
         self.radii_ = np.atleast_2d(result.radii)
         self.capped_ = np.atleast_2d(result.capped)
         self.capped_fraction_ = np.atleast_1d(result.capped_fraction)
+        self.capped_volume_share_ = np.atleast_1d(result.capped_volume_share)
         self.saturated_ = self.capped_fraction_ > self.max_capped_fraction
         self.log10_volume_ = np.atleast_1d(result.log10_volume)
         self.log10_volume_ci_ = np.reshape(result.log10_volume_ci, (-1, 2))

@@ -106,6 +106,12 @@ def _flatness_report(result, model, record):
             n_dims=record["n_dims"],
             effective_sample_size=_finite(record["effective_sample_size"]),
             capped_fraction=_finite(record["capped_fraction"]),
+            # Steps cached before this field existed have none.
+            capped_volume_share=(
+                _finite(record["capped_volume_share"])
+                if "capped_volume_share" in record
+                else None
+            ),
         )
     )
 

@@ -234,10 +234,34 @@ def _sections(result):
         "(see the effective sample size in `summary.json`)."
     )
     text = "\n\n".join(
-        [where, _volume_table(result), _radius_table(result), _spearman_line(result)]
+        [
+            where,
+            _volume_table(result),
+            _cap_share_line(result),
+            _radius_table(result),
+            _spearman_line(result),
+        ]
     )
     sections.append(("Log-volume vs generalization gap", ["volume_vs_gap"], text))
     return sections + _later_sections(result)
+
+
+def _cap_share_line(result):
+    """Where rays at the search cap carry a visible share of an estimate."""
+    shares = []
+    for f in result.flatness:
+        for cutoff, share in zip(f.cutoffs, f.capped_volume_share or []):
+            if share is not None and share >= 0.005:
+                shares.append(f"{f.name} at CE {cutoff:g}: {share:.0%}")
+    if not shares:
+        return (
+            "Rays that reached the search cap carry less than 0.5 % of every estimate."
+        )
+    return (
+        "Share of the estimate carried by rays that reached the search cap (the "
+        "basin is wider than the cap there, so the estimate is a lower bound "
+        "set partly by the cap): " + "; ".join(shares) + "."
+    )
 
 
 def _later_sections(result):

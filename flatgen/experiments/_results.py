@@ -85,6 +85,8 @@ class Flatness:
         the interval is optimistic.
     capped_fraction : list of float or None
         Share of rays that reached the search cap, per cutoff.
+    capped_volume_share : list of float or None
+        Share of each volume estimate carried by those rays.
     """
 
     name: str
@@ -100,6 +102,7 @@ class Flatness:
     n_dims: int | None
     effective_sample_size: list | None = None
     capped_fraction: list | None = None
+    capped_volume_share: list | None = None
 
 
 @dataclass

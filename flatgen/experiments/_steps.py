@@ -106,9 +106,9 @@ def measure_flatness(estimator, X, y, *, cutoffs, volume, curvature):
     record : dict
         Arrays of shape ``(n_cutoffs,)`` (``log10_volume``,
         ``mean_log_radius``, ``median_radius``, ``mean_radius``,
-        ``capped_fraction``), ``log10_volume_ci`` of shape ``(n_cutoffs, 2)``,
-        and ``base_loss``, ``n_dims``, ``log10_volume_tolerance``,
-        ``top_eigenvalue``, ``hessian_trace``.
+        ``capped_fraction``, ``capped_volume_share``), ``log10_volume_ci``
+        of shape ``(n_cutoffs, 2)``, and ``base_loss``, ``n_dims``,
+        ``log10_volume_tolerance``, ``top_eigenvalue``, ``hessian_trace``.
     """
     cutoffs = np.asarray(cutoffs, dtype=float)
     loss0 = training_loss(estimator, X, y)
@@ -122,6 +122,7 @@ def measure_flatness(estimator, X, y, *, cutoffs, volume, curvature):
         "median_radius": np.full(n, np.nan),
         "mean_radius": np.full(n, np.nan),
         "capped_fraction": np.full(n, np.nan),
+        "capped_volume_share": np.full(n, np.nan),
         "effective_sample_size": np.full(n, np.nan),
         "base_loss": loss0,
         "n_dims": None,
@@ -136,6 +137,7 @@ def measure_flatness(estimator, X, y, *, cutoffs, volume, curvature):
         record["median_radius"][valid] = est.radius_quantiles_[:, 2]
         record["mean_radius"][valid] = est.radii_.mean(axis=1)
         record["capped_fraction"][valid] = est.capped_fraction_
+        record["capped_volume_share"][valid] = est.capped_volume_share_
         record["effective_sample_size"][valid] = est.effective_sample_size_
         record["base_loss"] = float(est.base_loss_)
         record["n_dims"] = int(est.n_dims_)

@@ -636,6 +636,10 @@ class BasinVolume:
         Rays on which the loss stayed below the cutoff up to the cap.
     capped_fraction : float or ndarray of shape (n_cutoffs,)
         Share of capped rays.
+    capped_volume_share : float or ndarray of shape (n_cutoffs,)
+        Share of the volume estimate carried by the capped rays (their
+        weights over all weights): near 1, the estimate is mostly the search
+        cap's ball, whatever the basin beyond it.
     log10_weights : ndarray, same shape as ``radii``
         Each ray's volume estimate: ``log10_volume`` is ``log10`` of the
         mean of ``10 ** log10_weights``.
@@ -678,6 +682,7 @@ class BasinVolume:
     radii: np.ndarray
     capped: np.ndarray
     capped_fraction: object
+    capped_volume_share: object
     log10_weights: np.ndarray
     effective_sample_size: object
     convergence_n_directions: np.ndarray
@@ -1204,6 +1209,10 @@ def volume_from_radii(
         axis=1,
     )
     capped_fraction = capped.mean(axis=1)
+    # Weights relative to each cutoff's largest, so that none overflows.
+    with np.errstate(invalid="ignore"):
+        relative = np.exp(log_weights - log_weights.max(axis=1, keepdims=True))
+        capped_share = (relative * capped).sum(axis=1) / relative.sum(axis=1)
     messages = list(notes)
     for k, level in enumerate(cutoffs):
         if capped_fraction[k] > max_capped_fraction:
@@ -1243,6 +1252,7 @@ def volume_from_radii(
         radii=pick(radii),
         capped=pick(capped),
         capped_fraction=pick_float(capped_fraction),
+        capped_volume_share=pick_float(capped_share),
         log10_weights=pick(constant + log_weights / _LN10),
         effective_sample_size=pick_float(ess),
         convergence_n_directions=sizes,
