@@ -69,7 +69,7 @@ for name, (net, targets) in networks.items():
     basin = BasinAnalyzer(
         n_directions=100, cutoff=2.0, cutoff_type="relative", random_state=0
     )
-    radii[name] = basin.fit(objective, None, None).radii_[0]
+    radii[name] = basin.fit(objective, None, None).radii_
     top = eigsh(objective.as_linear_operator(), k=1, which="LA")[0][0]
     print(
         f"{name}: training MSE {objective.base_loss()[0]:.4f}, mean radius at "
@@ -79,15 +79,18 @@ for name, (net, targets) in networks.items():
 # %%
 # The loss along one filter-normalized direction through each minimum, and
 # the radii at which each loss doubles, along 100 such directions.
-fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+colors = dict(zip(networks, ["#0072B2", "#D55E00"]))  # Okabe-Ito
+fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
 for name, slice_ in slices.items():
-    LossSliceDisplay.from_analyzer(slice_, label=name).plot(ax=left)
-left.set_yscale("log")
+    LossSliceDisplay.from_analyzer(slice_, label=name).plot(ax=left, color=colors[name])
+left.set_ylabel("training MSE")
+left.legend(loc="lower right")
 left.set_title("Training MSE along a random direction")
-right.hist(list(radii.values()), bins=20, label=list(radii))
+right.hist(
+    list(radii.values()), bins=20, label=list(radii), color=list(colors.values())
+)
 right.set_xlabel("radius where the training MSE doubles")
 right.set_ylabel("directions")
 right.legend()
 right.set_title("Basin radii, 100 directions")
-fig.tight_layout()
 plt.show()
