@@ -420,9 +420,14 @@ def test_a_loss_flat_to_second_order_is_measured_and_said(estimator):
     assert np.ptp(estimates) <= tolerance
 
 
-def test_a_loss_without_autograd_is_measured_by_uniform_rays():
+@pytest.mark.parametrize(
+    "to_numpy",
+    [lambda z: z.detach().cpu().numpy(), lambda z: z.numpy()],
+    ids=["detached", "numpy-of-graph"],
+)
+def test_a_loss_without_autograd_is_measured_by_uniform_rays(to_numpy):
     def squares(z):  # numpy inside: no autograd graph
-        return torch.as_tensor((z.detach().cpu().numpy() ** 2).sum(1))
+        return torch.as_tensor((to_numpy(z) ** 2).sum(1))
 
     result = basin_log10_volume(squares, 10, 1.0, n_directions=50, estimator="naive")
     # The unit ball in 10 dimensions, exactly: every ray has radius 1.
@@ -431,14 +436,14 @@ def test_a_loss_without_autograd_is_measured_by_uniform_rays():
         basin_log10_volume(squares, 10, 1.0, n_directions=50)
 
 
-def test_a_linear_loss_has_zero_curvature_not_an_autograd_error():
-    with pytest.warns(ConvergenceWarning, match="flat to second order"):
-        with pytest.warns(VolumeSaturationWarning):
-            result = basin_log10_volume(
-                lambda z: z.sum(1), 10, 1.0, n_directions=40, max_radius=5.0
-            )
-    # Half the rays run downhill and reach the cap: the estimate is a bound.
-    assert 0.2 < result.capped_fraction < 0.8
+@pytest.mark.parametrize("estimator", ["preconditioned", "naive"])
+@pytest.mark.parametrize("max_radius", [None, 5.0])
+def test_a_linear_loss_is_refused_as_no_minimum(estimator, max_radius):
+    with pytest.raises(ValueError, match="falls from the origin .* not a minimum"):
+        basin_log10_volume(
+            lambda z: z.sum(1), 10, 1.0, n_directions=40, max_radius=max_radius,
+            estimator=estimator,
+        )
 
 
 @pytest.mark.parametrize("estimator", ["preconditioned", "naive"])

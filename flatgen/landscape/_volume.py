@@ -473,20 +473,72 @@ def _jensen_gap(preconditioner, trace, n_dims):
     return math.log(trace / n_dims) - 2.0 * preconditioner.log_det / n_dims
 
 
+_NO_AUTOGRAD = (
+    "loss_fn must be differentiable by torch autograd for "
+    "estimator='preconditioned' (pass hvp= or use estimator='naive')."
+)
+
+
+def _differentiable_losses(loss_fn, origin):
+    """``loss_fn(origin)`` with its graph; TypeError where autograd cannot follow.
+
+    A loss that leaves torch (``.numpy()`` on its input, say) fails inside
+    torch with a RuntimeError, or returns values without a graph: both mean
+    the same thing here, and callers that can do without curvature catch the
+    TypeError.
+    """
+    with torch.enable_grad():
+        try:
+            losses = loss_fn(origin)
+        except RuntimeError as error:
+            if "grad" not in str(error):
+                raise
+            raise TypeError(_NO_AUTOGRAD) from error
+    if not isinstance(losses, torch.Tensor) or not losses.requires_grad:
+        raise TypeError(_NO_AUTOGRAD)
+    return losses
+
+
+def _refuse_descent(loss_fn, n_dims, step, dtype, device):
+    """Refuse an origin the loss falls away from, where no curvature holds it.
+
+    Called where the loss is flat to second order: then only a zero
+    gradient makes the origin a minimum (a pure quartic), while a linear
+    loss falls without end along minus its gradient and its "basin" is a
+    half-space cut off by the search cap. A loss without autograd is let
+    through (its rays are searched as they are).
+    """
+    origin = torch.zeros((1, n_dims), dtype=dtype, device=device, requires_grad=True)
+    try:
+        losses = _differentiable_losses(loss_fn, origin)
+    except TypeError:
+        return
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(losses.sum(), origin)
+    norm = float(grad.norm())
+    if not norm > 0 or not math.isfinite(norm):
+        return
+    probe = (-step / norm) * grad.detach()
+    with torch.no_grad():
+        lower = float(_as_losses(loss_fn(probe), 1)[0])
+    if lower < float(losses.detach()[0]):
+        raise ValueError(
+            "loss_fn falls from the origin along minus its gradient (gradient "
+            f"norm {norm:.4g}; loss {lower:.6g} at distance {step:.4g}, "
+            f"{float(losses.detach()[0]):.6g} at the origin) and has no curvature "
+            "there: the origin is not a minimum, and the basin volume is defined "
+            "around one."
+        )
+
+
 def _autograd_hvp(loss_fn, dtype, device):
     """Hessian-vector products at 0 by double backprop through ``loss_fn``."""
 
     def hvp(vectors):
         vectors = vectors.to(device, dtype)
         origin = torch.zeros_like(vectors, requires_grad=True)
+        losses = _differentiable_losses(loss_fn, origin)
         with torch.enable_grad():
-            losses = loss_fn(origin)
-            if not isinstance(losses, torch.Tensor) or not losses.requires_grad:
-                raise TypeError(
-                    "loss_fn must be differentiable by torch autograd for "
-                    "estimator='preconditioned' (pass hvp= or use "
-                    "estimator='naive')."
-                )
             (grad,) = torch.autograd.grad(losses.sum(), origin, create_graph=True)
             if not grad.requires_grad:
                 # The gradient does not depend on the displacement (a linear
@@ -787,6 +839,7 @@ def _ray_model(
         # the cap (or unit steps) to the first crossing.
         preconditioner, n_hvp = identity, n_trace
         start_step = _FLAT_START if max_radius is None else float(max_radius)
+        _refuse_descent(loss_fn, n_dims, start_step, dtype, device)
         notes.append(_FLAT_NOTE)
     elif estimator == "preconditioned" and rank == "full":
         preconditioner = _full_hessian_preconditioner(hvp, n_dims, max(floor, 1e-300))
@@ -845,6 +898,7 @@ def _ray_model(
         )
         if flat:
             start_step = _FLAT_START if max_radius is None else float(max_radius)
+            _refuse_descent(loss_fn, n_dims, start_step, dtype, device)
             if diagonal is not None:
                 notes.append(_FLAT_NOTE)
         else:
