@@ -20,6 +20,7 @@ from ._curvature import (
 from ._data import BatchesEvaluator, DataBatches, batches_loss, is_batches
 from ._directions import filter_normalized_directions
 from ._evaluate import BatchedEvaluator
+from ._known_basins import KnownBasin, make_basin
 from ._llc import (
     LangevinPreconditioner,
     LearningCoefficient,
@@ -55,6 +56,8 @@ from ._volume import (
 )
 
 __all__ = [
+    "KnownBasin",
+    "make_basin",
     "BasinRadii",
     "BasinVolume",
     "BatchesEvaluator",

@@ -1,0 +1,116 @@
+"""The test bed's exact volumes, checked by means independent of each other."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import quad
+from scipy.special import gammaln
+
+from flatgen.landscape import basin_log10_volume, make_basin
+from flatgen.landscape._known_basins import (
+    BASIN_KINDS,
+    _bromwich,
+    _ellipsoid,
+    _power_body,
+    _quartic_laplace,
+)
+
+
+@pytest.mark.parametrize("n", [100, 1000])
+@pytest.mark.parametrize("cutoff", [0.5, 7.0])
+def test_bromwich_inversion_recovers_a_power_law_volume(n, cutoff):
+    # Z(t) = C t^-k has the inverse C c^k / k!: the quadrature must find it.
+    rng = np.random.RandomState(n)
+    log_a = rng.uniform(-3, 3, n)
+    degrees = np.where(rng.rand(n) < 0.3, 2.0, 4.0)
+    k = np.sum(1 / degrees)
+    log_c = np.sum(math.log(2) + gammaln(1 + 1 / degrees) - log_a / degrees)
+    inverted = _bromwich(lambda t: log_c - k * np.log(t), cutoff)
+    assert inverted == pytest.approx(_power_body(log_a, degrees, cutoff), abs=1e-9)
+
+
+def test_one_dimensional_laplace_integrals_match_quadrature():
+    for kappa in (0.0, 0.01, 3.0):
+        for t in (0.3, 5.0):
+            def integrand(u):
+                return math.exp(-t * (0.5 * u * u + kappa * u**4))
+
+            exact = quad(integrand, -50, 50)[0]
+            value = _quartic_laplace(kappa)(np.array([t]))[0]
+            assert value.real == pytest.approx(math.log(exact), abs=1e-8)
+
+
+def test_quartic_without_its_quartic_term_is_the_ellipsoid():
+    a = 10 ** np.random.RandomState(0).uniform(-1, 1, 300)
+    gaussian = _quartic_laplace(0.0)
+    inverted = _bromwich(lambda t: -0.5 * np.log(a).sum() + 300 * gaussian(t), 1.0)
+    assert inverted == pytest.approx(_ellipsoid(np.log(a), 1.0), abs=1e-8)
+
+
+def test_a_small_body_by_brute_force_sampling():
+    # Uniform points in a box around the basin, counted: the exact value of a
+    # 3-D degenerate body and of an L4 ball is within the count's error.
+    rng = np.random.RandomState(0)
+    for kind in ("degenerate", "lp_ball"):
+        basin = make_basin(kind, 3, random_state=1)
+        # The smallest box whose faces lie outside the body (rotated bodies
+        # are convex here, so the faces' outside means the box holds it).
+        for half in (0.5, 1.0, 2.0, 4.0, 8.0):
+            face = torch.as_tensor(rng.uniform(-half, half, (20_000, 3)))
+            signs = torch.as_tensor(rng.choice([-1.0, 1.0], 20_000))
+            face[np.arange(20_000), rng.randint(3, size=20_000)] = half * signs
+            if (basin.loss_fn(face) >= basin.cutoff).all():
+                break
+        points = torch.as_tensor(rng.uniform(-half, half, (400_000, 3)))
+        inside = (basin.loss_fn(points) < basin.cutoff).double().mean().item()
+        assert inside > 0.02
+        estimate = math.log10(inside * (2 * half) ** 3)
+        error = math.sqrt((1 - inside) / (inside * 400_000)) / math.log(10)
+        assert abs(estimate - basin.log10_volume) < 4 * error
+
+
+@pytest.mark.parametrize("kind", BASIN_KINDS)
+def test_every_basin_is_seeded_differentiable_and_zero_at_the_minimum(kind):
+    one = make_basin(kind, 60, random_state=3)
+    two = make_basin(kind, 60, random_state=3)
+    z = torch.randn(5, 60, dtype=torch.float64, requires_grad=True)
+    losses = one.loss_fn(z)
+    assert torch.equal(losses, two.loss_fn(z)) and one.log10_volume == two.log10_volume
+    assert one.loss_fn(torch.zeros(1, 60, dtype=torch.float64)).item() == 0
+    (grad,) = torch.autograd.grad(losses.sum(), z)
+    assert torch.isfinite(grad).all() and (losses > 0).all()
+
+
+@pytest.mark.parametrize("kind", ["rotated_ellipsoid", "power_law", "spiked"])
+def test_the_exact_quadratic_model_measures_quadratic_basins_exactly(kind):
+    basin = make_basin(kind, 300, random_state=0)
+    result = basin_log10_volume(
+        basin.loss_fn, 300, basin.cutoff, rank="full", n_directions=50, random_state=0
+    )
+    assert result.log10_volume == pytest.approx(basin.log10_volume, abs=1e-3)
+
+
+def test_the_hessian_at_the_minimum_is_the_quadratic_part():
+    # log cosh(y/s) a has curvature a / s^2 at 0; the degenerate body's quartic
+    # coordinates none: its Hessian has rank n / 10.
+    basin = make_basin("degenerate", 40, random_state=0)
+    hessian = torch.autograd.functional.hessian(
+        lambda z: basin.loss_fn(z[None])[0], torch.zeros(40, dtype=torch.float64)
+    )
+    assert torch.linalg.matrix_rank(hessian).item() == 4
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"kind": "cube"}, "kind must be one of"),
+        ({"kind": "quartic", "n_dims": 1}, "n_dims must be an integer >= 2"),
+        ({"kind": "quartic", "n_dims": 5000}, "too large for a rotated basin"),
+        ({"kind": "quartic", "cutoff": -1.0}, "cutoff must be a positive number"),
+    ],
+)
+def test_bad_requests_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_basin(**kwargs)
