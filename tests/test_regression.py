@@ -174,3 +174,20 @@ def test_skorch_regressor_is_measured_with_its_own_criterion():
         n_directions=4, cutoff=2.0, cutoff_type="relative", random_state=0
     ).fit(net, X, y)
     assert np.all(radii.radii_ > 0)
+
+
+def test_loss_slice_names_the_loss_it_evaluated_on_its_axis():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from flatgen.plotting import LossSliceDisplay
+
+    line, X, y = _least_squares_line()
+    objective = TrainingObjective(line, X, y[:, None], criterion=nn.MSELoss())
+    analyzer = LossSlice(grid_resolution=5, random_state=0).fit(objective, None, None)
+    assert analyzer.loss_name_ == "MSELoss"
+    display = LossSliceDisplay.from_analyzer(analyzer).plot()
+    assert display.ax_.get_ylabel() == "training MSELoss"
+    plane = LossSlice(n_dims=2, grid_resolution=5, random_state=0)
+    display = LossSliceDisplay.from_analyzer(plane.fit(objective, None, None)).plot()
+    assert display.colorbar_.ax.get_ylabel() == "training MSELoss"

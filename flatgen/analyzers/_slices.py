@@ -83,7 +83,10 @@ class LossSlice(BaseEstimator):
         tolerance (1e-4; a ConvergenceWarning also says so): the slice then
         runs along approximate eigenvectors. True for random directions.
     base_loss_ : float
-        Training cross-entropy at the minimum.
+        Training loss at the minimum.
+    loss_name_ : str
+        The training loss evaluated: ``'cross-entropy'`` for classifiers,
+        otherwise the criterion's class name (e.g. ``'MSELoss'``).
     base_accuracy_ : float
         Training accuracy at the minimum.
     n_perturbed_ : int
@@ -210,6 +213,7 @@ class LossSlice(BaseEstimator):
         self.losses_, self.accuracies_ = losses, accuracies
         self.directions_ = directions.cpu().numpy()
         self.n_perturbed_ = landscape.n_perturbed
+        self.loss_name_ = landscape.loss.name
         return self
 
     def _plane(self, evaluator, theta0, directions, steps):

@@ -30,7 +30,7 @@ class LossSliceDisplay:
     distances : ndarray of shape (resolution,)
         Grid values along each direction, in filter-normalized units.
     losses : ndarray of shape (resolution,) or (resolution, resolution)
-        Training cross-entropy; in 2-D, ``losses[i, j]`` is at
+        Training loss; in 2-D, ``losses[i, j]`` is at
         ``distances[i]`` along the first direction and ``distances[j]``
         along the second.
     accuracies : ndarray of the same shape as ``losses``, default=None
@@ -39,6 +39,9 @@ class LossSliceDisplay:
         Loss at the minimum.
     label : str, default=None
         Legend label (1-D) or title (2-D).
+    loss_name : str, default='cross-entropy'
+        The loss, named on the loss axis (or colour bar) as ``'training
+        <loss_name>'``.
 
     Attributes
     ----------
@@ -67,7 +70,16 @@ class LossSliceDisplay:
     'distance along direction (filter-normalized units)'
     """
 
-    def __init__(self, distances, losses, accuracies=None, base_loss=None, label=None):
+    def __init__(
+        self,
+        distances,
+        losses,
+        accuracies=None,
+        base_loss=None,
+        label=None,
+        loss_name="cross-entropy",
+    ):
+        self.loss_name = loss_name
         self.distances = np.asarray(distances, dtype=float)
         self.losses = np.asarray(losses, dtype=float)
         self.accuracies = None if accuracies is None else np.asarray(accuracies)
@@ -127,6 +139,8 @@ class LossSliceDisplay:
             analyzer.accuracies_,
             analyzer.base_loss_,
             label,
+            # Results saved before the loss was recorded were all cross-entropy.
+            getattr(analyzer, "loss_name_", "cross-entropy"),
         )
 
     def _check(self):
@@ -207,13 +221,13 @@ class LossSliceDisplay:
         color = OKABE_ITO[0] if color is None else color
         style = {"color": color, "linewidth": 1.5, **kwargs}
         (self.line_,) = ax.plot(
-            self.distances, self.losses, label=self.label or "cross-entropy", **style
+            self.distances, self.losses, label=self.label or self.loss_name, **style
         )
         if log_scale:
             _positive_range(self.losses)
             ax.set_yscale("log")
         ax.set_xlabel(f"distance along direction ({_UNITS})")
-        ax.set_ylabel("training cross-entropy")
+        ax.set_ylabel(f"training {self.loss_name}")
         handles = [self.line_]
         if show_accuracy and self.accuracies is not None:
             self.accuracy_ax_ = ax.twinx()
@@ -301,7 +315,7 @@ class LossSliceDisplay:
             ticks = MaxNLocator(6).tick_values(low, high)
         ticks = ticks[(ticks >= low) & (ticks <= high)]
         self.colorbar_.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
-        self.colorbar_.set_label("training cross-entropy")
+        self.colorbar_.set_label(f"training {self.loss_name}")
         ax.set_xlabel(f"direction 1 ({_UNITS})")
         ax.set_ylabel(f"direction 2 ({_UNITS})")
         ax.set_aspect("equal")
