@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 # Public name -> submodule that defines it.
 _EXPORTS = {
+    "AnnealedVolumeEstimator": "analyzers",
     "BatchedPoisonFitter": "estimators",
     "ArraySampler": "poison",
     "BasinAnalyzer": "analyzers",

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 import joblib
 import numpy as np
@@ -692,3 +693,38 @@ def test_volumes_set_by_a_few_rays_are_flagged_in_summary_and_report():
     report = render_report(result)
     assert report.count("**set by 1.0 of 1000 rays**") == 1
     assert "set by 400" not in report and "set by 250" not in report
+
+
+@pytest.mark.slow
+def test_annealed_volumes_of_the_extremes_reach_summary_report_and_console(tmp_path):
+    from flatgen.experiments import ExperimentResult, run_experiment
+    from flatgen.experiments._report import format_summary
+
+    annealed = {
+        "n_runs": 2,
+        "n_chains": 4,
+        "n_steps": 4,
+        "n_leapfrog": 3,
+        "stone_spread": 2.0,
+    }
+    base = _moons_spec(
+        measures=("flatness", "annealed_volume"), figures=("volume_vs_gap",)
+    )
+    spec = replace(
+        base, quick={**base.quick, "annealed_cutoffs": [0.5], "annealed": annealed}
+    )
+    kwargs = {"quick": True, "n_directions": 4, "max_iter": 100, "verbose": 0}
+    result = run_experiment(spec, tmp_path, random_state=3, **kwargs)
+    assert sorted(result.annealed_volumes) == ["net beta=0", "net beta=0.3"]
+    record = result.annealed_volumes["net beta=0"]
+    assert record["cutoffs"] == [0.5] and len(record["run_log10_volumes"][0]) == 2
+    low, high = record["log10_volume_ci"][0]
+    assert low <= record["log10_volume"][0] <= high
+    report = (tmp_path / "report.md").read_text()
+    assert "AnnealedVolumeEstimator" in report and "max hysteresis" in report
+    assert "log10 V by annealing" in format_summary(result, tmp_path)
+    loaded = ExperimentResult.from_json(tmp_path / "summary.json")
+    assert loaded.annealed_volumes == result.annealed_volumes
+    # The shipped presets leave the cutoffs empty: the step measures nothing.
+    plain = run_experiment(base, tmp_path / "plain", random_state=3, **kwargs)
+    assert plain.annealed_volumes == {}

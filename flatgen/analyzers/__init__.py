@@ -1,5 +1,6 @@
 """Analyzers that measure fitted networks: basins, curvature, sharpness, norms."""
 
+from ._annealed_volume import AnnealedVolumeEstimator
 from ._basin import BasinAnalyzer
 from ._curvature import CurvatureAnalyzer
 from ._llc import LearningCoefficientAnalyzer
@@ -12,6 +13,7 @@ from ._slices import LossSlice
 from ._volume import VolumeEstimator, log10_ball_volume
 
 __all__ = [
+    "AnnealedVolumeEstimator",
     "BasinAnalyzer",
     "CurvatureAnalyzer",
     "LearningCoefficientAnalyzer",

@@ -153,7 +153,15 @@ def basin_sections(out, sections, labels, name="basin_cross_sections.png"):
 
 
 def volume_gap(
-    out, gaps, volumes, cutoffs, ci, labels, title=None, name="volume_vs_gap.png"
+    out,
+    gaps,
+    volumes,
+    cutoffs,
+    ci,
+    labels,
+    title=None,
+    name="volume_vs_gap.png",
+    annealed=(),
 ):
     """log10 basin volume against generalization gap, one series per cutoff.
 
@@ -175,6 +183,9 @@ def volume_gap(
         Axes title.
     name : str, default='volume_vs_gap.png'
         File name.
+    annealed : list of tuple, default=()
+        ``(gap, cutoff, log10_volume, (low, high))`` of annealed estimates,
+        drawn as black diamonds with their intervals.
 
     Returns
     -------
@@ -188,6 +199,20 @@ def volume_gap(
         gaps, volumes, cutoffs, log10_volume_ci=ci, labels=labels
     )
     display.plot(ax=ax)
+    for i, (gap, cutoff, value, (low, high)) in enumerate(annealed):
+        ax.errorbar(
+            [gap],
+            [value],
+            yerr=[[value - low], [high - value]],
+            fmt="D",
+            color="black",
+            markersize=6,
+            capsize=4,
+            zorder=5,
+            label=f"annealed, CE {cutoff:g} (95 % CI)" if i == 0 else None,
+        )
+    if annealed:
+        ax.legend(fontsize="small")
     if title is not None:
         ax.set_title(title)
     return display, _save(fig, out, name)

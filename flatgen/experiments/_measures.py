@@ -13,6 +13,7 @@ import numpy as np
 from ._ranking import rank_measures
 from ._results import Flatness, Margins
 from ._steps import (
+    measure_annealed_volume,
     measure_basin,
     measure_flatness,
     measure_margins,
@@ -114,6 +115,42 @@ def _flatness_report(result, model, record):
             ),
         )
     )
+
+
+def _annealed_settings(s, seeds):
+    # Presets without annealed cutoffs (the quick run) measure nothing here.
+    return {
+        "cutoffs": s.get("annealed_cutoffs", []),
+        "annealed": {
+            **s.get("annealed", {}),
+            "random_state": seeds["directions"],
+        },
+    }
+
+
+def _annealed_report(result, model, record):
+    if record is not None:
+        result.annealed_volumes[model.name] = _plain_record(record)
+
+
+_FLOAT_LISTS = (
+    "log10_volume",
+    "log10_volume_ci",
+    "run_log10_volumes",
+    "hysteresis",
+    "rhat",
+    "star_shaped_share",
+    "cap_share",
+    "log10_model_volume",
+)
+
+
+def _plain_record(record):
+    """Return the record with NaN as None (as JSON stores it)."""
+    return {
+        key: _finite(value) if key in _FLOAT_LISTS else value
+        for key, value in record.items()
+    }
 
 
 def _basin_settings(s, seeds):
@@ -293,6 +330,14 @@ MEASURES = {
             NETWORKS,
             _flatness_settings,
             _flatness_report,
+        ),
+        # Basin log-volume by annealing, for the clean and most poisoned nets.
+        Measure(
+            "annealed_volume",
+            measure_annealed_volume,
+            EXTREMES,
+            _annealed_settings,
+            _annealed_report,
         ),
         # Loss along random directions at one cutoff (cross-section figure).
         Measure("basin", measure_basin, EXTREMES, _basin_settings, _basin_report),

@@ -56,6 +56,19 @@ def _volume_vs_gap(run):
     nets = run.networks()
     records = [run.record("flatness", model) for model in nets]
     cutoffs = run.settings["cutoffs"]
+    annealed = []
+    for m in nets:
+        record = run.result.annealed_volumes.get(m.name)
+        for i, cutoff in enumerate(record["cutoffs"] if record else []):
+            if record["log10_volume"][i] is not None:
+                annealed.append(
+                    (
+                        run.result.model(m.name).generalization_gap,
+                        cutoff,
+                        record["log10_volume"][i],
+                        record["log10_volume_ci"][i],
+                    )
+                )
     display, name = figures.volume_gap(
         run.out,
         [run.result.model(m.name).generalization_gap for m in nets],
@@ -64,6 +77,7 @@ def _volume_vs_gap(run):
         np.array([r["log10_volume_ci"] for r in records]),
         [f"beta={m.poison_factor:g}" for m in nets],
         title=run.title(run.spec.volume_title),
+        annealed=annealed,
     )
     run.result.spearman = {
         f"{c:g}": (None if not np.isfinite(r) else float(r))

@@ -150,6 +150,12 @@ class ExperimentResult:
         Input-space margins (2-D data only).
     basin_radii : dict
         Mean basin radius at the cross-section cutoff, per network drawn.
+    annealed_volumes : dict
+        Per network measured by :class:`~flatgen.AnnealedVolumeEstimator`
+        (the clean and the most poisoned in a full run): its cutoffs,
+        log-volumes, intervals, each run's estimate and hysteresis, R-hat,
+        whether the diagnostics passed, the share of star-shaped samples and
+        of proposals refused at the cap, the cost and the warnings.
     spearman : dict
         Spearman rank correlation of log10 volume and generalization gap
         over the networks, per cutoff (None for fewer than 3 networks).
@@ -178,6 +184,7 @@ class ExperimentResult:
     flatness: list = field(default_factory=list)
     margins: list = field(default_factory=list)
     basin_radii: dict = field(default_factory=dict)
+    annealed_volumes: dict = field(default_factory=dict)
     spearman: dict = field(default_factory=dict)
     perturbation: dict = field(default_factory=dict)
     study: dict = field(default_factory=dict)
@@ -186,7 +193,7 @@ class ExperimentResult:
     timings: dict = field(default_factory=dict)
 
     _ROWS = {"models": ModelScore, "flatness": Flatness, "margins": Margins}
-    _ADDED = frozenset({"study"})
+    _ADDED = frozenset({"study", "annealed_volumes"})
 
     def model(self, name):
         """Return the :class:`ModelScore` called ``name``.

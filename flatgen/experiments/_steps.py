@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from ..analyzers import (
+    AnnealedVolumeEstimator,
     BasinAnalyzer,
     CurvatureAnalyzer,
     MarginAnalyzer,
@@ -146,6 +147,57 @@ def measure_flatness(estimator, X, y, *, cutoffs, volume, curvature):
     record["top_eigenvalue"] = float(curv.top_eigenvalue_)
     record["hessian_trace"] = float(curv.trace_)
     return record
+
+
+def measure_annealed_volume(estimator, X, y, *, cutoffs, annealed):
+    """Basin log-volume by annealing (thermodynamic integration) at some cutoffs.
+
+    Parameters
+    ----------
+    estimator : fitted flatgen classifier
+    X, y : ndarray
+        Training data.
+    cutoffs : list of float
+        Absolute cross-entropy cutoffs (empty: nothing is measured; cutoffs
+        at or below the minimum's loss are left out).
+    annealed : dict
+        Parameters of :class:`~flatgen.AnnealedVolumeEstimator`.
+
+    Returns
+    -------
+    record : dict or None
+        Per measured cutoff (lists): ``cutoffs``, ``log10_volume``,
+        ``log10_volume_ci``, ``run_log10_volumes``, ``hysteresis``,
+        ``rhat``, ``reliable``, ``star_shaped_share``, ``cap_share``,
+        ``log10_model_volume``; and ``n_gradients``, ``seconds``,
+        ``warnings``. None when no cutoff is measured.
+    """
+    cutoffs = np.asarray(cutoffs, dtype=float)
+    if len(cutoffs) == 0:
+        return None
+    loss0 = training_loss(estimator, X, y)
+    cutoffs = cutoffs[cutoffs > _CUTOFF_CLEARANCE * loss0]
+    if len(cutoffs) == 0:
+        return None
+    est = AnnealedVolumeEstimator(cutoff=cutoffs.tolist(), **annealed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # kept in warnings_
+        est.fit(estimator, X, y)
+    return {
+        "cutoffs": cutoffs.tolist(),
+        "log10_volume": est.log10_volume_.tolist(),
+        "log10_volume_ci": est.log10_volume_ci_.tolist(),
+        "run_log10_volumes": est.run_log10_volumes_.tolist(),
+        "hysteresis": est.hysteresis_.tolist(),
+        "rhat": est.rhat_.tolist(),
+        "reliable": est.reliable_.tolist(),
+        "star_shaped_share": est.star_shaped_share_.tolist(),
+        "cap_share": est.cap_share_.tolist(),
+        "log10_model_volume": est.log10_model_volume_.tolist(),
+        "n_gradients": int(est.n_gradients_),
+        "seconds": float(est.seconds_),
+        "warnings": list(est.warnings_),
+    }
 
 
 def measure_basin(estimator, X, y, *, cutoff, basin):

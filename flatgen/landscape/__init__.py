@@ -10,6 +10,7 @@ modifies the module it is given: every function works on flat copies of the
 parameters or on a deep copy of the module.
 """
 
+from ._annealed import AnnealedVolume, annealed_log10_volume
 from ._criterion import CriterionEvaluator, HalfSquaredError
 from ._curvature import (
     LossHessian,
@@ -56,6 +57,8 @@ from ._volume import (
 )
 
 __all__ = [
+    "AnnealedVolume",
+    "annealed_log10_volume",
     "KnownBasin",
     "make_basin",
     "BasinRadii",

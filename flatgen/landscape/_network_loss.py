@@ -154,6 +154,29 @@ class NetworkBasinLoss:
         thetas = theta0 + self._embed(displacements, theta0.dtype, evaluator.device)
         return torch.as_tensor(evaluator.loss(thetas), dtype=torch.float64)
 
+    def losses_and_grads(self, displacements):
+        """Training loss and its gradient at each displacement.
+
+        Parameters
+        ----------
+        displacements : torch.Tensor of shape (B, n_dims)
+            Displacements from the minimum, in this object's space.
+
+        Returns
+        -------
+        losses : torch.Tensor of shape (B,), dtype float64
+            Mean training loss at each displaced weight vector.
+        grads : torch.Tensor of shape (B, n_dims), dtype float64
+            Their gradients with respect to the displacements.
+        """
+        theta0 = self._theta0.to(self.objective.theta0.device)
+        displacements = torch.as_tensor(displacements)
+        thetas = theta0 + self._embed(displacements, theta0.dtype, theta0.device)
+        losses, grads = self.objective.losses_and_grads(thetas)
+        index = self._index.to(grads.device)
+        grads = grads[:, index].detach().to("cpu", torch.float64) * self.scale
+        return losses.detach().to("cpu", torch.float64), grads
+
     def hvp(self, vectors):
         """Hessian-vector products of the training loss in this space.
 

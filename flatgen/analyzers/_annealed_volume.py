@@ -1,0 +1,268 @@
+"""AnnealedVolumeEstimator: a network's basin volume measured by annealing."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ..landscape import annealed_log10_volume
+from ._common import FlatnessAnalyzer
+
+
+class AnnealedVolumeEstimator(FlatnessAnalyzer):
+    """Log-volume of a network's loss basin by thermodynamic integration.
+
+    Where :class:`VolumeEstimator` averages over rays (exact on near-quadratic
+    basins, hundreds of orders low where higher-order terms shape the
+    basin), this analyzer anneals: it integrates the Gibbs measure of the
+    training loss from the basin's calibrated quadratic model to the loss
+    itself, with Hamiltonian Monte Carlo chains, and inverts the Laplace
+    transform at its saddle point
+    (:func:`flatgen.landscape.annealed_log10_volume`). The interval comes
+    from independent runs and each run's forward/backward hysteresis; the
+    diagnostics say when it may be too narrow.
+
+    Parameters
+    ----------
+    cutoff : float or list of float, default=0.5
+        One or several loss cutoffs (each measured by its own runs).
+    cutoff_type : {'absolute', 'relative'}, default='absolute'
+        How ``cutoff`` is read.
+    max_radius : float, default=1.0
+        Radius of the ball the basin is measured in, as a multiple of the
+        length of the paper's filter-normalized direction (as for
+        :class:`VolumeEstimator`).
+    space : {'filter_normalized', 'raw'}, default='filter_normalized'
+        Coordinates of the volume.
+    n_runs : int, default=4
+        Independent runs per cutoff.
+    n_chains : int, default=16
+        HMC chains per run.
+    stone_spread : float, default=0.5
+        Spacing of the path: the spread (nats) of each stepping stone's
+        log-weights; smaller is slower and less biased.
+    max_temperatures : int, default=2000
+        Most points on each leg of the path.
+    n_steps : int, default=20
+        HMC transitions per point.
+    n_leapfrog : int, default=10
+        Leapfrog steps per transition.
+    include_bias : bool, default=False
+        Perturb biases too.
+    confidence_level : float, default=0.95
+        Nominal coverage of ``log10_volume_ci_``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds every run.
+    n_jobs : int, default=None
+        joblib workers over runs.
+    n_threads : int, default=1
+        torch threads per worker.
+    verbose : int, default=0
+        Progress bar over runs when positive.
+
+    Attributes
+    ----------
+    cutoffs_ : ndarray of shape (n_cutoffs,)
+        Absolute loss cutoffs.
+    log10_volume_ : ndarray of shape (n_cutoffs,)
+        Estimated ``log10`` of the basin volume in ``space``.
+    log10_volume_ci_ : ndarray of shape (n_cutoffs, 2)
+        Interval over runs, widened by half the hysteresis.
+    log10_volume_raw_ : ndarray of shape (n_cutoffs,)
+        The volume in raw weight space.
+    run_log10_volumes_ : ndarray of shape (n_cutoffs, n_runs)
+        Each run's estimate.
+    hysteresis_ : ndarray of shape (n_cutoffs, n_runs)
+        Forward minus backward estimate of each run.
+    n_temperatures_ : ndarray of shape (n_cutoffs, n_runs)
+        Points on each run's path.
+    rhat_ : ndarray of shape (n_cutoffs,)
+        Split R-hat of the scaled loss over all chains.
+    acceptance_ : ndarray of shape (n_cutoffs,)
+        Mean HMC acceptance rate.
+    log10_model_volume_ : ndarray of shape (n_cutoffs,)
+        Volume of the calibrated quadratic model's basin.
+    star_shaped_share_ : ndarray of shape (n_cutoffs,)
+        Share of final samples reached from the minimum by a straight
+        segment inside the basin (1: the set measured is the star-shaped
+        basin of :class:`VolumeEstimator`).
+    cap_share_ : ndarray of shape (n_cutoffs,)
+        Share of HMC proposals refused at the cap ball: well above 0, the
+        basin reaches ``max_radius``.
+    reliable_ : ndarray of bool of shape (n_cutoffs,)
+        False where a diagnostic warned.
+    n_dims_ : int
+        Number of perturbed parameters.
+    log10_scale_det_ : float
+        Offset between filter-normalized and raw volumes.
+    base_loss_, base_accuracy_ : float
+        Training loss and accuracy at the minimum.
+    score_ : float
+        ``log10_volume_[0]``, or NaN when it is not reliable (larger is
+        flatter).
+    n_gradients_ : int
+        Loss-and-gradient evaluations.
+    n_evaluations_ : int
+        Loss evaluations of the radius searches.
+    n_hvp_ : int
+        Hessian-vector products.
+    seconds_ : float
+        Wall time of the measurement.
+    warnings_ : list of str
+        Every warning raised by the fit, in words.
+
+    See Also
+    --------
+    VolumeEstimator : Ray estimators of the same basin.
+    flatgen.landscape.annealed_log10_volume : The engine, for any torch loss.
+
+    Examples
+    --------
+    >>> from flatgen import (AnnealedVolumeEstimator, PoisonedMLPClassifier,
+    ...                      make_spirals)
+    >>> X, y = make_spirals(100, random_state=0)
+    >>> clf = PoisonedMLPClassifier(hidden_layer_sizes=(8,), max_iter=500,
+    ...                             random_state=0).fit(X, y)
+    >>> volume = AnnealedVolumeEstimator(cutoff=2.0, cutoff_type="relative",
+    ...     n_runs=2, n_chains=4, n_steps=4, random_state=0)
+    >>> volume.fit(clf, X, y).log10_volume_.shape
+    (1,)
+    """
+
+    _parameter_constraints = {
+        **FlatnessAnalyzer._parameter_constraints,
+        "cutoff": [Interval(Real, 0, None, closed="neither"), "array-like"],
+        "space": [StrOptions({"filter_normalized", "raw"})],
+        "n_runs": [Interval(Integral, 2, 1000, closed="both")],
+        "n_chains": [Interval(Integral, 2, 100_000, closed="both")],
+        "stone_spread": [Interval(Real, 0, None, closed="neither")],
+        "max_temperatures": [Interval(Integral, 2, 100_000, closed="both")],
+        "n_steps": [Interval(Integral, 2, 100_000, closed="both")],
+        "n_leapfrog": [Interval(Integral, 1, 10_000, closed="both")],
+        "confidence_level": [Interval(Real, 0, 1, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        cutoff=0.5,
+        cutoff_type="absolute",
+        max_radius=1.0,
+        *,
+        space="filter_normalized",
+        n_runs=4,
+        n_chains=16,
+        stone_spread=0.5,
+        max_temperatures=2000,
+        n_steps=20,
+        n_leapfrog=10,
+        include_bias=False,
+        confidence_level=0.95,
+        random_state=None,
+        n_jobs=None,
+        n_threads=1,
+        verbose=0,
+    ):
+        self.cutoff = cutoff
+        self.cutoff_type = cutoff_type
+        self.max_radius = max_radius
+        self.space = space
+        self.n_runs = n_runs
+        self.n_chains = n_chains
+        self.stone_spread = stone_spread
+        self.max_temperatures = max_temperatures
+        self.n_steps = n_steps
+        self.n_leapfrog = n_leapfrog
+        self.include_bias = include_bias
+        self.confidence_level = confidence_level
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.n_threads = n_threads
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, estimator, X, y):
+        """Measure the basin volume of ``estimator``'s training loss on ``X, y``.
+
+        Parameters
+        ----------
+        estimator : fitted network model
+            A flatgen classifier, a skorch net, an sklearn ``MLPClassifier``, a
+            ``torch.nn.Module`` returning logits, or a Pipeline ending in one
+            (see :ref:`any-model`).
+            It is not modified.
+        X : array-like of shape (n_samples, ...)
+            Training inputs.
+        y : array-like of shape (n_samples,)
+            Training labels.
+
+        Returns
+        -------
+        self : AnnealedVolumeEstimator
+            The analyzer, with results in its ``*_`` attributes.
+
+        Warns
+        -----
+        sklearn.exceptions.ConvergenceWarning
+            When a run's paths lag, the runs disagree, HMC barely accepts, or
+            the set sampled is not star-shaped.
+        """
+        landscape = self._prepare(estimator, X, y, self.cutoff)
+        loss = landscape.basin_loss(self.space)
+        self.n_dims_ = loss.n_dims
+        self.log10_scale_det_ = loss.log10_filter_norm_det
+        results = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with landscape.threads():
+                for cutoff in self.cutoffs_:
+                    results.append(
+                        annealed_log10_volume(
+                            loss,
+                            loss.n_dims,
+                            float(cutoff),
+                            n_runs=self.n_runs,
+                            n_chains=self.n_chains,
+                            stone_spread=float(self.stone_spread),
+                            max_temperatures=self.max_temperatures,
+                            n_steps=self.n_steps,
+                            n_leapfrog=self.n_leapfrog,
+                            max_radius=float(self.max_radius) * loss.paper_scale(),
+                            confidence_level=float(self.confidence_level),
+                            random_state=self.random_state,
+                            hvp=loss.hvp,
+                            value_and_grad=loss.losses_and_grads,
+                            loss0=self.base_loss_,
+                            n_jobs=self.n_jobs,
+                            n_threads=self.n_threads,
+                            verbose=self.verbose,
+                        )
+                    )
+        for record in caught:
+            warnings.warn(record.message, stacklevel=2)
+        self.warnings_ = [str(record.message) for record in caught]
+
+        def stack(name):
+            return np.array([getattr(r, name) for r in results])
+
+        self.log10_volume_ = stack("log10_volume")
+        self.log10_volume_ci_ = stack("log10_volume_ci").reshape(-1, 2)
+        self.log10_volume_raw_ = self.log10_volume_ + loss.log10_scale_det
+        self.run_log10_volumes_ = stack("run_log10_volumes")
+        self.hysteresis_ = stack("hysteresis")
+        self.n_temperatures_ = stack("n_temperatures")
+        self.rhat_ = stack("rhat")
+        self.acceptance_ = stack("acceptance")
+        self.log10_model_volume_ = stack("log10_model_volume")
+        self.star_shaped_share_ = stack("star_shaped_share")
+        self.cap_share_ = stack("cap_share")
+        self.reliable_ = stack("reliable").astype(bool)
+        self.n_gradients_ = int(stack("n_gradients").sum())
+        self.n_evaluations_ = int(stack("n_evaluations").sum())
+        self.n_hvp_ = int(stack("n_hvp").sum())
+        self.seconds_ = float(stack("seconds").sum())
+        self.score_ = (
+            float(self.log10_volume_[0]) if self.reliable_[0] else float("nan")
+        )
+        return self

@@ -1,0 +1,912 @@
+"""Annealed basin volume: thermodynamic integration of the Gibbs measure.
+
+Importance sampling along rays cannot measure the volume of a basin shaped
+by more than its quadratic model in high dimension: a 1 % spread of the log
+radius across rays is a spread of ``n`` % in the weights. This estimator
+anneals instead, each step easy, with chains that move by Hamiltonian Monte
+Carlo (gradients guide them, so they mix in thousands of dimensions).
+
+With ``l(z) = loss(z) - loss(0)`` and the cap ball ``|z| <= R``, the
+partition function ``Z(t) = int_ball exp(-t l(z)) dz`` is the Laplace
+transform of the volume ``V(d)`` of the sublevel set ``{l < d}`` in the ball:
+``Z(t) = t int_0^inf exp(-t d) V(d) dd``. So
+
+1. **Model.** The exact quadratic model ``H = W diag(lam) W^T`` (the whole
+   Hessian, eigendecomposed), recalibrated by the basin's measured radius
+   along each of its eigenvectors (``kappa_i = 2 d / (r_i+ r_i-)``), which
+   accounts for higher-order terms along them and for flat directions. In
+   the whitened coordinates ``z = P u``, ``P = W diag(kappa)^-1/2``, the
+   model is ``q(u) = |u|^2 / 2`` with ``Z_q(t) = (2 pi / t)^(n/2) |det P|``.
+2. **Model to loss** at ``t0 = (n/2 + 1) / d`` (the model's saddle point):
+   ``log Z(t0) - log Z_q(t0) = -t0 int_0^1 E_lambda[l - q] dlambda`` along
+   ``l_lambda = (1 - lambda) q + lambda l`` (zero for a quadratic basin).
+3. **Temperature** from ``t0`` to the saddle point ``t*`` of the loss
+   (``E_t[l] + 1/t = d``): ``d log Z / d log t = -t E_t[l]``.
+4. **Inversion.** ``V(d) = (1 / 2 pi i) int Z(t) exp(t d) / t dt`` by the
+   saddle point: ``log V = phi(t*) - log sqrt(2 pi phi''(t*))`` with
+   ``phi(t) = log Z(t) + t d - log t`` and ``phi'' = Var_t[l] + 1/t^2``
+   (relative error ``O(1/n)`` in ``V``: below 0.01 in ``log10 V`` here),
+   taken one Newton step from the last temperature sampled.
+
+Each run goes the path forward, then back: the two integrals differ by the
+chains' lag behind the path (hysteresis), which widens the interval and is
+warned about. Several runs with independent seeds give the spread; their
+split R-hat on the loss says whether their chains agree.
+
+The set measured is the sublevel set ``{l < d}`` inside the cap ball, as far
+as chains started at the minimum reach it: where the loss rises along every
+ray from the minimum (quadratic basins, the bodies of :func:`make_basin`)
+it is the star-shaped basin the ray estimators measure. The share of final
+samples that the straight segment from the minimum reaches without leaving
+the basin is reported (``star_shaped_share``); below 1 the two differ.
+"""
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from numbers import Integral
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from scipy.special import gammaln
+from scipy.stats import t as student_t
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from tqdm.auto import tqdm
+
+from .._torch_utils import torch_threads
+from ._radius import first_crossings
+from ._volume import (
+    _MAX_FULL_DIMS,
+    _as_losses,
+    _autograd_hvp,
+    _differentiable_losses,
+    _stream,
+    log10_unit_ball_volume,
+)
+
+__all__ = ["AnnealedVolume", "annealed_log10_volume"]
+
+_LN10 = math.log(10.0)
+# Warn when the forward and backward paths differ by more than this (log10),
+# when runs disagree by split R-hat above _RHAT_MAX, or accept too rarely.
+_HYSTERESIS_MAX = 1.0
+_RHAT_MAX = 1.1
+_ACCEPTANCE_MIN = 0.3
+# The smallest local exponent k = t E_t[l] taken as a basin's.
+_MIN_EXPONENT = 0.5
+# Below this acceptance a block's chains are taken as stuck.
+_ACCEPTANCE_STUCK = 0.05
+# HMC step sizes adapt between temperatures towards this acceptance band.
+_ACCEPT_LOW, _ACCEPT_HIGH = 0.6, 0.85
+# Radius searches: the scan doubles (by sqrt 2) from an eighth of the guess.
+_SCAN_STEPS = 140
+# Rays along random directions that rescale the calibrated model.
+_RESCALE_RAYS, _RESCALE_SEED = 64, 20261205
+# The model's Gibbs measure at t0 keeps at least this share in the cap ball.
+_MODEL_INSIDE = 0.9
+_INSIDE_DRAWS = 1024
+_RTOL = 1e-9
+
+
+@dataclass
+class AnnealedVolume:
+    """Result of :func:`annealed_log10_volume`.
+
+    Attributes
+    ----------
+    log10_volume : float
+        The mean of the runs' estimates.
+    log10_volume_ci : ndarray of shape (2,)
+        Interval: Student's t over the runs at ``confidence_level``,
+        widened on each side by half the mean hysteresis.
+    run_log10_volumes : ndarray of shape (n_runs,)
+        Each run's estimate (the mean of its forward and backward paths).
+    hysteresis : ndarray of shape (n_runs,)
+        Forward minus backward estimate of each run (log10): the chains'
+        lag behind the path.
+    rhat : float
+        Split R-hat of the loss over all chains at the last temperature.
+    acceptance : float
+        Mean HMC acceptance rate.
+    log10_model_volume : float
+        ``log10`` volume of the calibrated quadratic model's basin.
+    saddle_temperature : float
+        The inverse temperature ``t*`` the volume was inverted at.
+    n_temperatures : ndarray of shape (n_runs,)
+        Points on each run's path (both legs).
+    star_shaped_share : float
+        Share of the final samples reached by the straight segment from the
+        minimum without leaving the basin.
+    cap_share : float
+        Share of HMC proposals refused for leaving the cap ball.
+    reliable : bool
+        False when a diagnostic warned (the interval may then be too
+        narrow).
+    n_gradients : int
+        Loss-and-gradient evaluations of the chains.
+    n_evaluations : int
+        Loss evaluations of the radius searches (model calibration and
+        star-shape check).
+    n_hvp : int
+        Hessian-vector products of the quadratic model.
+    seconds : float
+        Wall time.
+    n_dims, cutoff, loss0, max_radius, confidence_level : scalars
+        The settings measured with.
+    warnings : list of str
+        What was warned about.
+    """
+
+    log10_volume: float
+    log10_volume_ci: np.ndarray
+    run_log10_volumes: np.ndarray
+    hysteresis: np.ndarray
+    rhat: float
+    acceptance: float
+    log10_model_volume: float
+    saddle_temperature: float
+    n_temperatures: np.ndarray
+    star_shaped_share: float
+    cap_share: float
+    reliable: bool
+    n_gradients: int
+    n_evaluations: int
+    n_hvp: int
+    seconds: float
+    n_dims: int
+    cutoff: float
+    loss0: float
+    max_radius: float
+    confidence_level: float
+    warnings: list = field(default_factory=list)
+
+
+def _check_int(name, value, low, high=None):
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}. Got {value!r} instead.")
+    if high is not None and value > high:
+        raise ValueError(
+            f"{name}={value} is more than the {high:,} allowed (each costs "
+            "loss evaluations; the cost grows without a bound otherwise)."
+        )
+
+
+def _split_rhat(draws):
+    """Split R-hat of ``draws`` of shape (n_draws, n_chains)."""
+    half = draws.shape[0] // 2
+    if half < 2:
+        return float("nan")
+    chains = np.concatenate([draws[:half], draws[half : 2 * half]], axis=1)
+    n = chains.shape[0]
+    within = chains.var(axis=0, ddof=1).mean()
+    between = n * chains.mean(axis=0).var(ddof=1)
+    if within <= 0:
+        return float("nan") if between <= 0 else float("inf")
+    return float(math.sqrt(((n - 1) / n * within + between / n) / within))
+
+
+class _Landscape:
+    """The loss in whitened coordinates ``u`` (``z = P u``), batched, counted."""
+
+    def __init__(
+        self, loss_fn, grad_fn, basis, scale, loss0, max_radius, dtype, device, batch
+    ):
+        self.loss_fn, self.loss0, self.max_radius = loss_fn, loss0, max_radius
+        self.grad_fn = grad_fn
+        self.basis, self.scale = basis, scale  # P = basis diag(scale)
+        self.dtype, self.device, self.batch = dtype, device, batch
+        self.n_gradients = 0
+        self.n_evaluations = 0
+
+    def norms(self, u):
+        """``|P u|`` without the rotation (its basis is orthonormal)."""
+        return (u * self.scale).norm(dim=1)
+
+    def to_z(self, u):
+        if self.basis is None:  # the identity, without an n x n matrix
+            return u * self.scale
+        return (u * self.scale) @ self.basis.T
+
+    def value_and_grad(self, u):
+        """Return ``l(Pu)`` and its gradient in ``u`` (float64, CPU)."""
+        values, grads = [], []
+        for start in range(0, len(u), self.batch):
+            z = self.to_z(u[start : start + self.batch])
+            z = z.to(self.device, self.dtype)
+            if self.grad_fn is not None:
+                losses, grad = self.grad_fn(z)
+            else:
+                z.requires_grad_(True)
+                with torch.enable_grad():
+                    losses = self.loss_fn(z)
+                    (grad,) = torch.autograd.grad(losses.sum(), z)
+            # A chain's proposal may reach where the loss overflows: such
+            # points get an infinite loss and are refused, not raised on.
+            losses = torch.as_tensor(losses).detach().to("cpu", torch.float64)
+            losses = torch.nan_to_num(losses.reshape(-1), nan=math.inf)
+            values.append(losses.numpy() - self.loss0)
+            grad = torch.as_tensor(grad).detach().to("cpu", torch.float64)
+            grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+            if self.basis is not None:
+                grad = grad @ self.basis
+            grads.append(grad * self.scale)
+        self.n_gradients += len(u)
+        return torch.as_tensor(np.concatenate(values)), torch.cat(grads)
+
+    def losses(self, z):
+        self.n_evaluations += len(z)
+        out = []
+        for start in range(0, len(z), self.batch):
+            part = z[start : start + self.batch].to(self.device, self.dtype)
+            with torch.no_grad():
+                values = torch.as_tensor(self.loss_fn(part)).to("cpu", torch.float64)
+            # Where the loss overflows to NaN the point is outside the basin.
+            out.append(torch.nan_to_num(values.reshape(-1), nan=math.inf).numpy())
+        return np.concatenate(out) - self.loss0
+
+    def radii(self, directions, delta, guess):
+        """First crossing of ``delta`` along rows of ``directions`` (z-space)."""
+        lengths = directions.norm(dim=1).numpy()
+        cap = self.max_radius / lengths
+
+        def losses_at(rows, steps):
+            steps = torch.as_tensor(steps, dtype=torch.float64)
+            return self.losses(steps[:, None] * directions[torch.as_tensor(rows)])
+
+        radii, capped = first_crossings(
+            losses_at,
+            lambda j, rows: np.minimum(guess[rows] * 2.0 ** (0.5 * j - 3), cap[rows]),
+            _SCAN_STEPS,
+            cap,
+            np.array([delta]),
+            rtol=_RTOL,
+            max_iter=200,
+            loss0=0.0,
+        )
+        return radii[0], capped[0]
+
+
+def _calibrated_model(landscape, hvp, n_dims, delta):
+    """Eigenvectors of the Hessian and curvatures from the radii along them."""
+    rows = []
+    for start in range(0, n_dims, 256):
+        stop = min(start + 256, n_dims)
+        units = torch.zeros((stop - start, n_dims), dtype=torch.float64)
+        units[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+        rows.append(hvp(units).to("cpu", torch.float64))
+    hessian = torch.cat(rows)
+    values, vectors = torch.linalg.eigh(0.5 * (hessian + hessian.T))
+    guess = np.sqrt(2 * delta / np.maximum(values.numpy(), 1e-300))
+    guess = np.minimum(guess, landscape.max_radius)
+    both = torch.cat([vectors.T, -vectors.T])
+    radii, _ = landscape.radii(both, delta, np.concatenate([guess, guess]))
+    curvatures = torch.as_tensor(2 * delta / (radii[:n_dims] * radii[n_dims:]))
+    # Radii along eigenvectors can misjudge the body's size in the typical
+    # direction (rotated higher-order terms, flat subspaces): one common
+    # factor, from rays along random directions of the whitened model, makes
+    # its radius there right on average (the log-mean), so the path from
+    # the model to the loss starts at the right size.
+    generator = torch.Generator().manual_seed(_RESCALE_SEED)
+    unit = torch.randn(
+        (_RESCALE_RAYS, n_dims), generator=generator, dtype=torch.float64
+    )
+    unit = unit / unit.norm(dim=1, keepdim=True)
+    directions = (unit * curvatures.rsqrt()) @ vectors.T
+    lengths = directions.norm(dim=1)
+    guess = np.full(_RESCALE_RAYS, math.sqrt(2 * delta))
+    rho, _ = landscape.radii(
+        directions / lengths[:, None], delta, guess * lengths.numpy()
+    )
+    ratio = rho / (lengths.numpy() * math.sqrt(2 * delta))
+    curvatures = curvatures * math.exp(-2 * float(np.mean(np.log(ratio))))
+    return vectors, curvatures
+
+
+def _model_in_ball(curvatures, t0, max_radius, seed):
+    """Floor the curvatures so that the model at ``t0`` lies in the cap ball.
+
+    The path starts from the model's Gibbs measure, a Gaussian of precision
+    ``t0 kappa``; the loss's measure lives in the cap ball, so the model's
+    must too, or the chains' first moves are refused (directions the
+    calibration found flat up to the cap give it a width beyond the ball).
+    The smallest curvatures are raised to the floor that keeps at least
+    ``_MODEL_INSIDE`` of the model's mass inside, and the share inside (by
+    exact sampling of the Gaussian, 1,024 draws) enters the reference.
+
+    Returns the floored curvatures and ``log P(|z| <= R)`` under the model.
+    """
+    if not math.isfinite(max_radius):
+        return curvatures, 0.0
+    n = len(curvatures)
+    generator = torch.Generator().manual_seed(seed)
+    squares = torch.randn((_INSIDE_DRAWS, n), generator=generator, dtype=torch.float64)
+    squares = squares.square()
+
+    def share_inside(floor):
+        variances = 1.0 / (t0 * torch.clamp(curvatures, min=floor))
+        return float(((squares @ variances) <= max_radius**2).double().mean())
+
+    floor = 0.0
+    if share_inside(0.0) < _MODEL_INSIDE:
+        # At high the model's mean square radius is a quarter of the cap's.
+        low, high = (
+            math.log(float(curvatures.min()) + 1e-300),
+            math.log(4 * n / (t0 * max_radius**2)),
+        )
+        for _ in range(60):
+            middle = 0.5 * (low + high)
+            if share_inside(math.exp(middle)) >= _MODEL_INSIDE:
+                high = middle
+            else:
+                low = middle
+        floor = math.exp(high)
+    floored = torch.clamp(curvatures, min=floor)
+    return floored, math.log(share_inside(floor))
+
+
+def _scale_moves(landscape, state, lam, t, generator, n_moves=2):
+    """Metropolis moves of every chain's scale, ``u -> a u``.
+
+    HMC changes the energy only through fresh momenta, by about one nat per
+    transition, while the energy of a Gibbs measure in ``n`` dimensions
+    spreads over ``sqrt(n)`` nats: the loss level mixes slowly and the path
+    lags. Rescaling a chain moves straight along that level: with
+    ``log a ~ N(0, 2 / n)`` a proposal shifts the energy by about its
+    spread (exactly so on a homogeneous basin), at one gradient evaluation.
+    The density of ``a`` carries the Jacobian ``a^n``.
+    """
+    u, loss, grad = state
+    n = u.shape[1]
+    for _ in range(n_moves):
+        log_a = torch.randn(len(u), generator=generator, dtype=torch.float64)
+        log_a = log_a * math.sqrt(2.0 / n)
+        u_new = u * log_a.exp()[:, None]
+        loss_new, grad_new = landscape.value_and_grad(u_new)
+        q, q_new = 0.5 * (u * u).sum(1), 0.5 * (u_new * u_new).sum(1)
+        energy = t * ((1 - lam) * q + lam * loss)
+        energy_new = t * ((1 - lam) * q_new + lam * loss_new)
+        log_accept = n * log_a - (energy_new - energy)
+        inside = landscape.norms(u_new) <= landscape.max_radius
+        log_accept = torch.where(
+            inside & torch.isfinite(log_accept), log_accept, -math.inf
+        )
+        uniform = torch.rand(len(u), generator=generator, dtype=torch.float64)
+        take = uniform.log() < log_accept
+        u = torch.where(take[:, None], u_new, u)
+        loss = torch.where(take, loss_new, loss)
+        grad = torch.where(take[:, None], grad_new, grad)
+    return u, loss, grad
+
+
+def _hmc(landscape, state, lam, t, n_steps, step, n_leapfrog, generator):
+    """``n_steps`` HMC transitions of every chain on ``exp(-t l_lambda)``.
+
+    The mass is ``t I``, the model's precision in whitened units, so a step
+    size near 1 suits every temperature. Proposals leaving the cap ball or
+    reaching a non-finite loss are refused.
+    """
+    u, loss, grad = state
+    root = math.sqrt(t)
+
+    def energy(u_, loss_, grad_):
+        q = 0.5 * (u_ * u_).sum(1)
+        return t * ((1 - lam) * q + lam * loss_), t * ((1 - lam) * u_ + lam * grad_)
+
+    losses, quads, accepted, refused = [], [], [], 0
+    proposals = n_steps * len(u)
+    for _ in range(n_steps):
+        size = step * (0.8 + 0.4 * float(torch.rand((), generator=generator)))
+        momentum = torch.randn(u.shape, generator=generator, dtype=torch.float64)
+        potential, force = energy(u, loss, grad)
+        start = potential + 0.5 * (momentum * momentum).sum(1)
+        u_new = u.clone()
+        p = momentum - 0.5 * size * force / root
+        for leap in range(n_leapfrog):
+            u_new = u_new + size * p / root
+            loss_new, grad_new = landscape.value_and_grad(u_new)
+            potential_new, force_new = energy(u_new, loss_new, grad_new)
+            if leap < n_leapfrog - 1:
+                p = p - size * force_new / root
+        p = p - 0.5 * size * force_new / root
+        end = potential_new + 0.5 * (p * p).sum(1)
+        norms = landscape.norms(u_new)
+        inside = norms <= landscape.max_radius
+        log_accept = torch.clamp(start - end, max=0.0)
+        # Refused for the cap alone: proposals the chain would have taken.
+        refused += int((~inside & (log_accept > -10.0)).sum())
+        log_accept = torch.where(
+            inside & torch.isfinite(log_accept), log_accept, -math.inf
+        )
+        accept_prob = log_accept.exp()
+        take = (
+            torch.rand(len(u), generator=generator, dtype=torch.float64) < accept_prob
+        )
+        u = torch.where(take[:, None], u_new, u)
+        loss = torch.where(take, loss_new, loss)
+        grad = torch.where(take[:, None], grad_new, grad)
+        u, loss, grad = _scale_moves(landscape, (u, loss, grad), lam, t, generator)
+        losses.append(loss.clone())
+        quads.append(0.5 * (u * u).sum(1))
+        accepted.append(float(accept_prob.mean()))
+    acceptance = float(np.mean(accepted))
+    if acceptance > _ACCEPT_HIGH:
+        step *= 1.2
+    elif acceptance < _ACCEPT_LOW:
+        step /= 1.3
+    kept = slice(n_steps // 2, None)  # the first half follows the path's move
+    record = (torch.stack(losses)[kept].numpy(), torch.stack(quads)[kept].numpy())
+    return (u, loss, grad), step, acceptance, (refused, proposals), record
+
+
+def _log_mean_exp(values):
+    values = np.asarray(values, dtype=float).ravel()
+    top = values.max()
+    return float(top + np.log(np.mean(np.exp(values - top))))
+
+
+def _path(landscape, state, delta, t0, settings, generator, step):
+    """One run's path forward (model to loss, then to ``t*``) and back.
+
+    Each step of the path is a stepping stone: ``log Z_next / Z_here =
+    log E_here[exp(-(energy_next - energy_here))]`` from the chains' samples
+    at the current point, exact in expectation whatever the spacing (no
+    quadrature error, where the trapezoid rule on ``E[l - q]`` was biased by
+    a few tenths of an order at 40 points). The backward path's estimate is
+    biased the other way by its finite samples, so the mean of the two
+    cancels that bias to first order and their difference shows the lag.
+
+    Returns the forward and backward ``log Z(t*) - log Z_q(t0)``, the saddle
+    point and the loss there, the acceptance, refusals and the final state
+    of the forward path.
+    """
+    S, L = settings["n_steps"], settings["n_leapfrog"]
+    spread, budget = settings["stone_spread"], settings["max_temperatures"]
+    acceptances, refused = [], np.zeros(2, dtype=int)
+    grids, forced = {}, [False]
+
+    def next_point(here, end, exponent, acceptance, used):
+        # The step whose stepping stone has log-weights of the target spread.
+        # Chains that did not move say nothing about the spread: then a
+        # short step (a budget's share of the leg), never a jump to the end.
+        sd = float(np.std(exponent))
+        if acceptance < _ACCEPTANCE_STUCK or not math.isfinite(sd):
+            return here + (end - here) / max(budget - used, 2)
+        if sd * abs(end - here) <= spread:
+            return end
+        return here + math.copysign(spread / sd, end - here)
+
+    def leg(state, key, start, end, step, forward):
+        """Walk from ``start`` to ``end`` (forward: choosing the points)."""
+        nonlocal refused
+        lam_leg = key == "lambda"
+        grid = [start] if forward else grids[key][::-1]
+        total, losses, i = 0.0, None, 0
+        while True:
+            here = grid[i]
+            lam, t = (here, t0) if lam_leg else (1.0, here)
+            state, step, acc, out, (losses, quads) = _hmc(
+                landscape, state, lam, t, S, step, L, generator
+            )
+            acceptances.append(acc)
+            refused += out
+            energy = t0 * (losses - quads) if lam_leg else losses
+            if forward and here != end:
+                nxt = next_point(here, end, energy, acc, len(grid))
+                if len(grid) >= budget and nxt != end:
+                    nxt, forced[0] = end, True
+                grid.append(nxt)
+            if i + 1 == len(grid):
+                break
+            nxt = grid[i + 1]
+            total += _log_mean_exp(-(nxt - here) * energy)
+            if not lam_leg:
+                # Scale the chains to the next temperature (exact where the
+                # volume is a power of the cutoff) unless that leaves the
+                # ball: a cap-bound basin is not a power law.
+                u = state[0] * math.sqrt(here / nxt)
+                if bool((landscape.norms(u) <= landscape.max_radius).all()):
+                    state = (u, *landscape.value_and_grad(u))
+            i += 1
+        if forward:
+            grids[key] = grid
+        return state, step, total, losses
+
+    state, step, forward, _ = leg(state, "lambda", 0.0, 1.0, step, True)
+    # The saddle point of the loss: E_t[l] ~ k / t locally, t* = (k + 1) / d.
+    state, step, _, losses = leg(state, "probe", t0, t0, step, True)
+    # A local exponent below 1/2 is no basin's (chains below the minimum's
+    # loss make it negative); it is floored there and warned about later.
+    t1 = (max(t0 * float(np.mean(losses)), _MIN_EXPONENT) + 1.0) / delta
+    state, step, integral, losses = leg(state, "t", t0, t1, step, True)
+    forward += integral
+    # A longer block at t*: the loss level there and the chains' agreement.
+    state, step, acc, out, (losses, _) = _hmc(
+        landscape, state, 1.0, t1, 4 * S, step, L, generator
+    )
+    acceptances.append(acc)
+    refused += out
+    moments = (t1, float(np.mean(losses)), losses, state)
+    # Back: the same temperatures and lambdas in reverse.
+    state, step, integral, _ = leg(state, "t", t1, t0, step, False)
+    backward = -integral
+    state, step, integral, _ = leg(state, "lambda", 1.0, 0.0, step, False)
+    backward -= integral
+    n_points = len(grids["lambda"]) + len(grids["t"])
+    return (
+        forward,
+        backward,
+        moments,
+        float(np.mean(acceptances)),
+        refused,
+        (
+            n_points,
+            forced[0],
+        ),
+    )
+
+
+def _run_task(landscape, settings, run):
+    """One independent run: its own seed, chains drawn exactly from the model."""
+    with torch_threads(settings["n_threads"]):
+        generator = _stream(settings["seed"], 3, run)
+        # Counts as differences: one landscape serves every run in a process.
+        gradients, evaluations = landscape.n_gradients, landscape.n_evaluations
+        n, delta = settings["n_dims"], settings["delta"]
+        t0 = (n / 2 + 1) / delta
+        # Exact draws of the model restricted to the cap ball (most land in).
+        u = torch.empty((0, n), dtype=torch.float64)
+        while len(u) < settings["n_chains"]:
+            draws = torch.randn(
+                (settings["n_chains"], n), generator=generator, dtype=torch.float64
+            ) / math.sqrt(t0)
+            inside = landscape.norms(draws) <= landscape.max_radius
+            u = torch.cat([u, draws[inside]])
+        u = u[: settings["n_chains"]]
+        state = (u, *landscape.value_and_grad(u))
+        forward, backward, moments, acceptance, refused, (n_points, forced) = _path(
+            landscape, state, delta, t0, settings, generator, n**-0.25
+        )
+        t1, mean_loss, losses, end = moments
+        log_model = (
+            0.5 * n * math.log(2 * math.pi / t0)
+            + settings["log_det"]
+            + settings["log_inside"]
+        )
+        # The inversion with the local exponent k = t E_t[l]: where the
+        # volume is a power of the cutoff, V(d) = C d^k and Z(t) = C k! t^-k,
+        # so log V = log Z + k log(t d) - log k! exactly, at any t; near the
+        # saddle point (t = k / d) an error in k cancels to first order, and
+        # elsewhere this is the saddle-point inversion with the exact Gamma.
+        k = max(t1 * mean_loss, _MIN_EXPONENT)
+        estimates = [
+            (log_z + k * math.log(t1 * delta) - gammaln(k + 1)) / _LN10
+            for log_z in (log_model + forward, log_model + backward)
+        ]
+        # The final samples inside the basin: does the segment from 0 reach them?
+        z = landscape.to_z(end[0])
+        inside = end[1].numpy() < delta
+        reached = 0
+        if inside.any():
+            z_in = z[torch.as_tensor(inside)]
+            lengths = z_in.norm(dim=1)
+            radii, _ = landscape.radii(
+                z_in / lengths[:, None], delta, lengths.numpy().copy()
+            )
+            reached = int(np.sum(radii >= lengths.numpy() * (1 - 1e-6)))
+        return {
+            "forward": estimates[0],
+            "backward": estimates[1],
+            "t1": t1,
+            "losses": losses,
+            "acceptance": acceptance,
+            "refused": refused,
+            "inside": int(inside.sum()),
+            "exponent": t1 * mean_loss,
+            "n_points": n_points,
+            "forced": forced,
+            "reached": reached,
+            "n_gradients": landscape.n_gradients - gradients,
+            "n_evaluations": landscape.n_evaluations - evaluations,
+        }
+
+
+def annealed_log10_volume(
+    loss_fn,
+    n_dims,
+    cutoff,
+    *,
+    n_runs=4,
+    n_chains=16,
+    stone_spread=0.5,
+    max_temperatures=2000,
+    n_steps=20,
+    n_leapfrog=10,
+    max_radius=None,
+    confidence_level=0.95,
+    random_state=None,
+    hvp=None,
+    value_and_grad=None,
+    loss0=None,
+    dtype=torch.float64,
+    device=None,
+    batch_size=1024,
+    n_jobs=None,
+    n_threads=None,
+    verbose=0,
+):
+    """Measure the log-volume of a basin by annealing, with an interval.
+
+    Thermodynamic integration of the Gibbs measure ``exp(-t l)`` from the
+    basin's calibrated quadratic model to the loss, chains moved by
+    Hamiltonian Monte Carlo, and the saddle-point inversion of the Laplace
+    transform; see the module notes. Exact on quadratic basins (the path's
+    integrand is zero); on others its error comes from the chains, and the
+    interval from independent runs and each run's hysteresis.
+
+    Parameters
+    ----------
+    loss_fn : callable
+        Maps a (B, n_dims) float tensor of displacements to B losses,
+        differentiable by torch autograd. The minimum is at ``z = 0``.
+    n_dims : int
+        Dimension ``n`` (at most 20,000: the model is the whole Hessian).
+    cutoff : float
+        Loss level that ends the basin, above ``loss_fn(0)``.
+    n_runs : int, default=4
+        Independent runs (at least 2: their spread is the interval).
+    n_chains : int, default=16
+        HMC chains per run.
+    stone_spread : float, default=0.5
+        Spacing of the path: each step is chosen so that its stepping
+        stone's log-weights have this standard deviation (in nats) over the
+        chains' samples. Smaller means more, easier steps: less bias and
+        hysteresis, more cost. A quadratic basin needs one step.
+    max_temperatures : int, default=2000
+        Most points on each leg of the path; a leg that would need more
+        takes one long last step and is warned about.
+    n_steps : int, default=20
+        HMC transitions per point (the second half is averaged).
+    n_leapfrog : int, default=10
+        Leapfrog steps per transition.
+    max_radius : float, default=None
+        Radius of the ball the basin is measured in; None: no cap beyond the
+        radius searches' own (2^60 times the model's radius).
+    confidence_level : float, default=0.95
+        Nominal coverage of the interval.
+    random_state : int, RandomState instance or None, default=None
+        Seeds every run (run ``k`` has its own stream: results do not
+        depend on ``n_jobs``).
+    hvp : callable, default=None
+        Hessian-vector products of ``loss_fn`` at 0 (rows to rows); default
+        double backprop.
+    value_and_grad : callable, default=None
+        Maps a (B, n_dims) tensor to the losses and their (B, n_dims)
+        gradients; default autograd through ``loss_fn`` (then it must be
+        differentiable).
+    loss0 : float, default=None
+        ``loss_fn(0)`` if known.
+    dtype : torch.dtype, default=torch.float64
+        Dtype of the displacements passed to ``loss_fn``.
+    device : torch.device, default=None
+        Device of the displacements (CPU when None).
+    batch_size : int, default=1024
+        Most displacements per call of ``loss_fn``.
+    n_jobs : int, default=None
+        joblib workers over runs.
+    n_threads : int, default=None
+        torch threads per run; None leaves torch's setting.
+    verbose : int, default=0
+        Progress bar over runs when positive.
+
+    Returns
+    -------
+    result : AnnealedVolume
+        Estimate, interval, diagnostics and cost.
+
+    Raises
+    ------
+    ValueError
+        Before any work: bad options, a loss at the minimum not below the
+        cutoff, ``n_dims`` above 20,000.
+    TypeError
+        If ``loss_fn`` is not callable or not differentiable by autograd.
+
+    Warns
+    -----
+    sklearn.exceptions.ConvergenceWarning
+        When the runs' paths lag (hysteresis above one order of magnitude),
+        their chains disagree (split R-hat above 1.1), HMC accepts under
+        30 % of proposals, or the sampled basin is not star-shaped.
+
+    Examples
+    --------
+    >>> from flatgen.landscape import annealed_log10_volume, make_basin
+    >>> basin = make_basin("degenerate", 100, random_state=0)
+    >>> result = annealed_log10_volume(
+    ...     basin.loss_fn, 100, basin.cutoff, random_state=0)
+    >>> low, high = result.log10_volume_ci
+    >>> bool(low - 1 < basin.log10_volume < high + 1)
+    True
+    """
+    start_time = time.perf_counter()
+    _check_int("n_dims", n_dims, 1, _MAX_FULL_DIMS)
+    _check_int("n_runs", n_runs, 2, 1000)
+    _check_int("n_chains", n_chains, 2, 100_000)
+    _check_int("max_temperatures", max_temperatures, 2, 100_000)
+    if not (isinstance(stone_spread, (int, float)) and 0 < stone_spread < math.inf):
+        raise ValueError(
+            f"stone_spread must be a positive number. Got {stone_spread!r} instead."
+        )
+    _check_int("n_steps", n_steps, 2, 100_000)
+    _check_int("n_leapfrog", n_leapfrog, 1, 10_000)
+    _check_int("batch_size", batch_size, 1)
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable. Got {type(loss_fn).__name__}.")
+    try:
+        delta_cutoff = float(cutoff)
+    except (TypeError, ValueError):
+        delta_cutoff = math.nan
+    if not math.isfinite(delta_cutoff):
+        raise ValueError(f"cutoff must be a finite number. Got {cutoff!r} instead.")
+    if max_radius is not None and not (
+        isinstance(max_radius, (int, float)) and 0 < max_radius < math.inf
+    ):
+        raise ValueError(
+            f"max_radius must be a positive finite number or None. Got {max_radius!r}."
+        )
+    if not 0 < confidence_level < 1:
+        raise ValueError(
+            f"confidence_level must be in (0, 1). Got {confidence_level!r} instead."
+        )
+    device = torch.device("cpu") if device is None else torch.device(device)
+    seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    notes = []
+    with torch_threads(n_threads):
+        if loss0 is None:
+            with torch.no_grad():
+                origin = torch.zeros((1, n_dims), dtype=dtype, device=device)
+                loss0 = float(_as_losses(loss_fn(origin), 1)[0])
+        if not math.isfinite(loss0) or not loss0 < delta_cutoff:
+            raise ValueError(
+                f"The loss at the minimum ({loss0:.6g}) must be finite and below the "
+                f"cutoff ({delta_cutoff:.6g}); choose a larger cutoff."
+            )
+        delta = delta_cutoff - loss0
+        origin = torch.zeros((1, n_dims), dtype=dtype, device=device)
+        origin.requires_grad_(True)
+        if value_and_grad is None:
+            _differentiable_losses(loss_fn, origin)  # TypeError before any work
+        if hvp is None:
+            hvp = _autograd_hvp(loss_fn, dtype, device)
+        identity = (None, torch.ones(n_dims, dtype=torch.float64))
+        # Searches need a finite cap: 2^60 model radii when none is given.
+        cap = math.inf if max_radius is None else float(max_radius)
+        landscape = _Landscape(
+            loss_fn, value_and_grad, *identity, loss0, cap, dtype, device, batch_size
+        )
+        if max_radius is None:
+            landscape.max_radius = math.sqrt(2 * delta) * 2.0**60
+        basis, curvatures = _calibrated_model(landscape, hvp, n_dims, delta)
+        n_calibration = landscape.n_evaluations
+    t0 = (n_dims / 2 + 1) / delta
+    curvatures, log_inside = _model_in_ball(
+        curvatures, t0, landscape.max_radius, _stream(seed, 4, 0).initial_seed()
+    )
+    scale = curvatures.rsqrt()
+    log_det = float(torch.log(scale).sum())
+    landscape = _Landscape(
+        loss_fn,
+        value_and_grad,
+        basis,
+        scale,
+        loss0,
+        landscape.max_radius,
+        dtype,
+        device,
+        batch_size,
+    )
+    settings = {
+        "seed": seed,
+        "n_dims": n_dims,
+        "delta": delta,
+        "log_det": log_det,
+        "log_inside": log_inside,
+        "n_chains": n_chains,
+        "stone_spread": float(stone_spread),
+        "max_temperatures": max_temperatures,
+        "n_steps": n_steps,
+        "n_leapfrog": n_leapfrog,
+        "n_threads": n_threads,
+    }
+    tasks = (delayed(_run_task)(landscape, settings, run) for run in range(n_runs))
+    runs = list(
+        tqdm(
+            Parallel(n_jobs=n_jobs, return_as="generator")(tasks),
+            total=n_runs,
+            desc="annealing runs",
+            disable=not verbose,
+        )
+    )
+    forward = np.array([r["forward"] for r in runs])
+    backward = np.array([r["backward"] for r in runs])
+    estimates = 0.5 * (forward + backward)
+    hysteresis = forward - backward
+    mean = float(estimates.mean())
+    spread = float(estimates.std(ddof=1)) / math.sqrt(n_runs)
+    quantile = float(student_t.ppf(0.5 + confidence_level / 2, n_runs - 1))
+    half = quantile * spread + 0.5 * float(np.mean(np.abs(hysteresis)))
+    # Runs end at their own estimate of t*: compare t l, whose law does not
+    # depend on t where the volume is a power of the cutoff.
+    scaled = np.concatenate([r["t1"] * r["losses"] for r in runs], axis=1)
+    rhat = _split_rhat(scaled)
+    acceptance = float(np.mean([r["acceptance"] for r in runs]))
+    inside = sum(r["inside"] for r in runs)
+    star_share = sum(r["reached"] for r in runs) / inside if inside else float("nan")
+    refused = np.sum([r["refused"] for r in runs], axis=0)
+    cap_share = refused[0] / refused[1]
+    log10_model = (
+        log10_unit_ball_volume(n_dims)
+        + (0.5 * n_dims * math.log(2 * delta) + log_det) / _LN10
+    )
+    if np.max(np.abs(hysteresis)) > _HYSTERESIS_MAX:
+        notes.append(
+            f"The annealing paths lag: forward and backward differ by up to "
+            f"{np.max(np.abs(hysteresis)):.2f} orders of magnitude; raise n_steps or "
+            "lower stone_spread (the interval is widened by half of it)."
+        )
+    if not rhat <= _RHAT_MAX:
+        notes.append(
+            f"The runs' chains disagree at the last temperature (split R-hat "
+            f"{rhat:.3f} > {_RHAT_MAX}); raise n_steps or lower stone_spread."
+        )
+    if min(r["exponent"] for r in runs) < _MIN_EXPONENT:
+        notes.append(
+            "The chains sit at losses at or below the minimum's (local exponent "
+            f"{min(r['exponent'] for r in runs):.3g}): the origin is not a minimum "
+            "at this resolution, or the cutoff is too close to its loss."
+        )
+    if any(r["forced"] for r in runs):
+        notes.append(
+            f"A leg of the path needed more than max_temperatures={max_temperatures} "
+            "points and took a long last step; raise max_temperatures."
+        )
+    if acceptance < _ACCEPTANCE_MIN:
+        notes.append(
+            f"HMC accepted {acceptance:.0%} of its proposals; the chains barely "
+            "move (raise n_leapfrog or check that the loss is smooth)."
+        )
+    if star_share < 0.99:
+        notes.append(
+            f"Only {star_share:.0%} of the final samples are reached from the minimum "
+            "by a straight segment inside the basin: the sublevel set measured here "
+            "is larger than the star-shaped basin the ray estimators measure."
+        )
+    for note in notes:
+        warnings.warn(note, ConvergenceWarning, stacklevel=2)
+    return AnnealedVolume(
+        log10_volume=mean,
+        log10_volume_ci=np.array([mean - half, mean + half]),
+        run_log10_volumes=estimates,
+        hysteresis=hysteresis,
+        rhat=rhat,
+        acceptance=acceptance,
+        log10_model_volume=float(log10_model),
+        saddle_temperature=float(np.mean([r["t1"] for r in runs])),
+        n_temperatures=np.array([r["n_points"] for r in runs]),
+        star_shaped_share=float(star_share),
+        cap_share=float(cap_share),
+        reliable=not notes,
+        n_gradients=int(sum(r["n_gradients"] for r in runs)),
+        n_evaluations=int(n_calibration + sum(r["n_evaluations"] for r in runs)),
+        n_hvp=int(n_dims),
+        seconds=time.perf_counter() - start_time,
+        n_dims=int(n_dims),
+        cutoff=delta_cutoff,
+        loss0=float(loss0),
+        max_radius=float(landscape.max_radius),
+        confidence_level=float(confidence_level),
+        warnings=notes,
+    )

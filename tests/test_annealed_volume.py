@@ -1,0 +1,140 @@
+"""The annealed volume estimator against basins of exactly known volume."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from flatgen import AnnealedVolumeEstimator, PoisonedMLPClassifier, make_spirals
+from flatgen.landscape import annealed_log10_volume, make_basin
+
+SMALL = {
+    "n_runs": 3,
+    "n_chains": 8,
+    "n_steps": 8,
+    "n_leapfrog": 6,
+    "stone_spread": 1.0,
+}
+
+
+def _measure(basin, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return annealed_log10_volume(
+            basin.loss_fn, basin.n_dims, basin.cutoff, **{**SMALL, **kwargs}
+        )
+
+
+def test_a_quadratic_basin_is_exact_along_the_path():
+    # The model is the loss: the path's integrand is zero, what is left is
+    # the temperature leg and the saddle point (O(1/n)).
+    basin = make_basin("rotated_ellipsoid", 40, random_state=0)
+    result = _measure(basin, random_state=0)
+    assert result.log10_model_volume == pytest.approx(basin.log10_volume, abs=1e-6)
+    assert result.log10_volume == pytest.approx(basin.log10_volume, abs=0.05)
+    low, high = result.log10_volume_ci
+    assert low <= basin.log10_volume <= high
+
+
+@pytest.mark.parametrize("kind", ["degenerate", "quartic", "lp_ball"])
+def test_bodies_beyond_their_quadratic_model_are_measured(kind):
+    basin = make_basin(kind, 40, random_state=1)
+    result = _measure(basin, random_state=0)
+    assert abs(result.log10_volume - basin.log10_volume) < 1.0
+    low, high = result.log10_volume_ci
+    assert low <= basin.log10_volume <= high and high - low < 4
+    assert result.star_shaped_share == 1.0 and result.cap_share == 0.0
+    assert result.n_gradients > 0 and result.seconds > 0
+
+
+def test_same_seed_same_numbers_whatever_n_jobs():
+    basin = make_basin("degenerate", 20, random_state=0)
+    one = _measure(basin, random_state=3, n_runs=2)
+    again = _measure(basin, random_state=3, n_runs=2)
+    two = _measure(basin, random_state=3, n_runs=2, n_jobs=2)
+    assert one.log10_volume == again.log10_volume == two.log10_volume
+    np.testing.assert_array_equal(one.hysteresis, two.hysteresis)
+    other = _measure(basin, random_state=4, n_runs=2)
+    assert other.log10_volume != one.log10_volume
+
+
+def test_paths_that_lag_are_warned_about_and_widen_the_interval():
+    # Two points on the path and two transitions each: the chains cannot
+    # follow, the forward and backward paths disagree, and it is said.
+    basin = make_basin("degenerate", 200, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="lag|disagree"):
+        result = annealed_log10_volume(
+            basin.loss_fn,
+            200,
+            basin.cutoff,
+            n_runs=2,
+            n_chains=4,
+            max_temperatures=2,
+            n_steps=2,
+            n_leapfrog=2,
+            random_state=0,
+        )
+    assert not result.reliable
+    low, high = result.log10_volume_ci
+    assert high - low >= np.mean(np.abs(result.hysteresis))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"n_runs": 1}, ValueError, "n_runs must be an integer >= 2"),
+        ({"n_steps": 10**6}, ValueError, "n_steps=1000000 is more than"),
+        ({"n_dims": 20_001}, ValueError, "n_dims=20001 is more than"),
+        ({"cutoff": -1.0}, ValueError, "must be finite and below the cutoff"),
+        ({"cutoff": "high"}, ValueError, "cutoff must be a finite number"),
+        ({"max_radius": 0.0}, ValueError, "max_radius must be a positive"),
+        ({"loss_fn": 3}, TypeError, "loss_fn must be callable"),
+        (
+            {"loss_fn": lambda z: torch.as_tensor(z.numpy().sum(1) ** 2)},
+            TypeError,
+            "differentiable by torch autograd",
+        ),
+    ],
+)
+def test_bad_inputs_are_refused_before_any_work(kwargs, error, match):
+    calls = []
+
+    def loss(z):
+        calls.append(len(z))
+        return (z**2).sum(1)
+
+    arguments = {"loss_fn": loss, "n_dims": 5, "cutoff": 1.0, **kwargs}
+    with pytest.raises(error, match=match):
+        annealed_log10_volume(
+            arguments.pop("loss_fn"),
+            arguments.pop("n_dims"),
+            arguments.pop("cutoff"),
+            **arguments,
+        )
+    assert sum(calls) <= 1  # at most the loss at the minimum
+
+
+def test_analyzer_measures_a_network_and_agrees_with_the_ray_estimator():
+    from flatgen import VolumeEstimator
+
+    X, y = make_spirals(60, random_state=0)
+    clf = PoisonedMLPClassifier(
+        hidden_layer_sizes=(6,), max_iter=300, random_state=0
+    ).fit(X, y)
+    settings = {"cutoff": 2.0, "cutoff_type": "relative", "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        annealed = AnnealedVolumeEstimator(**settings, **SMALL).fit(clf, X, y)
+        rays = VolumeEstimator(n_directions=400, rank="full", **settings).fit(clf, X, y)
+    assert annealed.log10_volume_.shape == (1,) and annealed.n_dims_ == rays.n_dims_
+    # A few dozen weights near a minimum: both measure the same star-shaped
+    # basin, the rays' estimate is good there, and the two agree.
+    low, high = annealed.log10_volume_ci_[0]
+    assert low - 0.5 <= rays.log10_volume_[0] <= high + 0.5
+    assert annealed.log10_volume_raw_[0] == pytest.approx(
+        annealed.log10_volume_[0] + rays.log10_volume_raw_[0] - rays.log10_volume_[0]
+    )
+    assert math.isnan(annealed.score_) or annealed.score_ == annealed.log10_volume_[0]
