@@ -57,6 +57,7 @@ from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
 from .._torch_utils import torch_threads
+from ._llc import split_rhat
 from ._radius import first_crossings
 from ._volume import (
     _MAX_FULL_DIMS,
@@ -172,20 +173,6 @@ def _check_int(name, value, low, high=None):
             f"{name}={value} is more than the {high:,} allowed (each costs "
             "loss evaluations; the cost grows without a bound otherwise)."
         )
-
-
-def _split_rhat(draws):
-    """Split R-hat of ``draws`` of shape (n_draws, n_chains)."""
-    half = draws.shape[0] // 2
-    if half < 2:
-        return float("nan")
-    chains = np.concatenate([draws[:half], draws[half : 2 * half]], axis=1)
-    n = chains.shape[0]
-    within = chains.var(axis=0, ddof=1).mean()
-    between = n * chains.mean(axis=0).var(ddof=1)
-    if within <= 0:
-        return float("nan") if between <= 0 else float("inf")
-    return float(math.sqrt(((n - 1) / n * within + between / n) / within))
 
 
 class _Landscape:
@@ -841,7 +828,7 @@ def annealed_log10_volume(
     # Runs end at their own estimate of t*: compare t l, whose law does not
     # depend on t where the volume is a power of the cutoff.
     scaled = np.concatenate([r["t1"] * r["losses"] for r in runs], axis=1)
-    rhat = _split_rhat(scaled)
+    rhat = split_rhat(scaled.T)
     acceptance = float(np.mean([r["acceptance"] for r in runs]))
     inside = sum(r["inside"] for r in runs)
     star_share = sum(r["reached"] for r in runs) / inside if inside else float("nan")
