@@ -217,6 +217,8 @@ def _measure_steps(run, fits):
     for name in run.spec.measures:
         measure = MEASURES[name]
         kwargs = measure.settings(run.settings, run.seeds)
+        if kwargs is None:  # the preset asks nothing of this measure
+            continue
         for model in run.select(measure.applies_to):
             fit = StepKey("fit", model.name)
             data = {
@@ -391,6 +393,8 @@ def run_experiment(
     run.records = runner.run(_measure_steps(run, fits), "measuring")
     for name in spec.measures:
         measure = MEASURES[name]
+        if measure.settings(settings, seeds) is None:
+            continue
         for model in run.select(measure.applies_to):
             measure.report(result, model, run.record(name, model))
         if measure.summarize is not None:

@@ -40,7 +40,8 @@ class Measure:
         Which models it measures.
     settings : callable
         ``settings(run_settings, seeds) -> dict``: the keyword arguments of
-        ``func`` beyond the data, and the step's cache key.
+        ``func`` beyond the data, and the step's cache key; None when the
+        preset asks nothing of this measure (no step is taken).
     report : callable
         ``report(result, model, record)``: writes its rows to the result.
     needs_test : bool, default=False
@@ -118,7 +119,9 @@ def _flatness_report(result, model, record):
 
 
 def _annealed_settings(s, seeds):
-    # Presets without annealed cutoffs (the quick run) measure nothing here.
+    # Presets without annealed cutoffs take no step at all.
+    if not s.get("annealed_cutoffs"):
+        return None
     return {
         "cutoffs": s.get("annealed_cutoffs", []),
         "annealed": {
