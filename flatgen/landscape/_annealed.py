@@ -45,7 +45,6 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from numbers import Integral
 
 import numpy as np
 import torch
@@ -63,6 +62,7 @@ from ._volume import (
     _MAX_FULL_DIMS,
     _as_losses,
     _autograd_hvp,
+    _check_int,
     _differentiable_losses,
     _stream,
     log10_unit_ball_volume,
@@ -163,16 +163,6 @@ class AnnealedVolume:
     max_radius: float
     confidence_level: float
     warnings: list = field(default_factory=list)
-
-
-def _check_int(name, value, low, high=None):
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}. Got {value!r} instead.")
-    if high is not None and value > high:
-        raise ValueError(
-            f"{name}={value} is more than the {high:,} allowed (each costs "
-            "loss evaluations; the cost grows without a bound otherwise)."
-        )
 
 
 class _Landscape:

@@ -752,9 +752,14 @@ class BasinVolume:
     warnings: tuple = field(default=())
 
 
-def _check_int(name, value, low):
+def _check_int(name, value, low, high=None):
     if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}. Got {value!r} instead.")
+    if high is not None and value > high:
+        raise ValueError(
+            f"{name}={value} is more than the {high:,} allowed (each costs "
+            "loss evaluations; the cost grows without a bound otherwise)."
+        )
 
 
 def _check_options(
