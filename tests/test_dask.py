@@ -201,3 +201,36 @@ def test_study_on_a_dask_cluster_equals_the_local_run(client, tmp_path):
     # The batched fit and every measurement ran as tasks of the cluster.
     assert len(remote.steps["computed"]) == 5 and len(stream.data) >= 5
     assert numbers(read(tmp_path / "dask")) == numbers(read(tmp_path / "local"))
+
+
+def test_annealed_volume_on_a_dask_cluster_equals_n_jobs_1(client):
+    import warnings
+
+    from flatgen import AnnealedVolumeEstimator
+
+    client.wait_for_workers(2, timeout=120)
+    X, y = make_spirals(60, random_state=0)
+    clf = PoisonedMLPClassifier(hidden_layer_sizes=(6,), max_iter=300, random_state=0)
+    clf.fit(X, y)
+    params = {
+        "cutoff": 2.0,
+        "cutoff_type": "relative",
+        "n_runs": 2,
+        "n_chains": 4,
+        "n_steps": 4,
+        "n_leapfrog": 4,
+        "stone_spread": 2.0,
+        "random_state": 0,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        local = AnnealedVolumeEstimator(**params, n_jobs=1).fit(clf, X, y)
+        with (
+            distributed.get_task_stream(client) as stream,
+            parallel_config(backend="dask"),
+        ):
+            remote = AnnealedVolumeEstimator(**params, n_jobs=-1).fit(clf, X, y)
+    # Each run (its own seed stream) was a task of the cluster.
+    assert len(stream.data) >= 2
+    assert_array_equal(remote.log10_volume_, local.log10_volume_)
+    assert_array_equal(remote.log10_volume_ci_, local.log10_volume_ci_)
