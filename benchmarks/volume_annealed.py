@@ -2,7 +2,8 @@
 
 Shapes: the test bed of :func:`flatgen.landscape.make_basin` (rotated
 four-decade and power-law spectra, spikes, quadratic-plus-quartic,
-log-cosh, degenerate, L4 balls) and the 10-D pure quartic. Estimators:
+log-cosh, degenerate, L4 balls, a basin bounded by the cap ball) and the
+10-D pure quartic. Estimators:
 uniform rays ('naive'), rays from the low-rank curvature model
 ('preconditioned'), rays from the exact quadratic model ('full'), and the
 annealed estimator (thermodynamic integration with HMC).
@@ -31,15 +32,17 @@ from flatgen.landscape._known_basins import BASIN_KINDS
 
 def quartic10():
     exact = (10 * math.log(2 * math.gamma(1.25)) - gammaln(1 + 10 / 4)) / math.log(10)
-    return (lambda z: (z**4).sum(1)), 10, 1.0, exact
+    return (lambda z: (z**4).sum(1)), 10, 1.0, exact, None
 
 
-def run(estimator, loss, n, cutoff, seed):
+def run(estimator, loss, n, cutoff, seed, max_radius=None):
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if estimator == "annealed":
-            r = annealed_log10_volume(loss, n, cutoff, random_state=seed)
+            r = annealed_log10_volume(
+                loss, n, cutoff, max_radius=max_radius, random_state=seed
+            )
         else:
             options = {"naive": {"estimator": "naive"}, "full": {"rank": "full"}}
             r = basin_log10_volume(
@@ -47,6 +50,7 @@ def run(estimator, loss, n, cutoff, seed):
                 n,
                 cutoff,
                 n_directions=1000,
+                max_radius=max_radius,
                 random_state=seed,
                 **options.get(estimator, {}),
             )
@@ -68,6 +72,7 @@ def main():
             basin.n_dims,
             basin.cutoff,
             basin.log10_volume,
+            basin.max_radius if math.isfinite(basin.max_radius) else None,
         )
     shapes["quartic z^4 n=10"] = quartic10()
     estimators = ["naive", "preconditioned", "full", "annealed"]
@@ -76,9 +81,9 @@ def main():
         f"{'shape':<26}{'estimator':<16}{'error':>10}{'CI width':>10}"
         f"{'covers':>8}{'warned':>8}{'time':>9}"
     )
-    for name, (loss, n, cutoff, exact) in shapes.items():
+    for name, (loss, n, cutoff, exact, cap) in shapes.items():
         for estimator in estimators:
-            r, seconds, warned = run(estimator, loss, n, cutoff, 0)
+            r, seconds, warned = run(estimator, loss, n, cutoff, 0, cap)
             low, high = r.log10_volume_ci
             print(
                 f"{name:<26}{estimator:<16}{r.log10_volume - exact:>+10.2f}"
@@ -88,10 +93,10 @@ def main():
             )
     print()
     print(f"annealed: coverage of the 95 % interval over {args.seeds} seeds")
-    for name, (loss, n, cutoff, exact) in shapes.items():
+    for name, (loss, n, cutoff, exact, cap) in shapes.items():
         hits, errors, widths, warned = 0, [], [], 0
         for seed in range(args.seeds):
-            r, _, flagged = run("annealed", loss, n, cutoff, seed)
+            r, _, flagged = run("annealed", loss, n, cutoff, seed, cap)
             low, high = r.log10_volume_ci
             hits += low <= exact <= high
             errors.append(r.log10_volume - exact)

@@ -34,6 +34,7 @@ def test_bromwich_inversion_recovers_a_power_law_volume(n, cutoff):
 def test_one_dimensional_laplace_integrals_match_quadrature():
     for kappa in (0.0, 0.01, 3.0):
         for t in (0.3, 5.0):
+
             def integrand(u):
                 return math.exp(-t * (0.5 * u * u + kappa * u**4))
 
@@ -69,6 +70,28 @@ def test_a_small_body_by_brute_force_sampling():
         estimate = math.log10(inside * (2 * half) ** 3)
         error = math.sqrt((1 - inside) / (inside * 400_000)) / math.log(10)
         assert abs(estimate - basin.log10_volume) < 4 * error
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_a_cap_bound_basin_by_uniform_points_of_the_ball(n):
+    # Uniform points of the unit ball (Gaussian direction, radius U^(1/n)),
+    # counted inside the basin, times the ball's volume.
+    basin = make_basin("cap_bound", n, cutoff=0.3, random_state=2)
+    assert basin.max_radius == 1.0
+    rng = np.random.RandomState(n)
+    g = rng.standard_normal((400_000, n))
+    points = g / np.linalg.norm(g, axis=1, keepdims=True)
+    points *= rng.uniform(size=(400_000, 1)) ** (1.0 / n)
+    share = (basin.loss_fn(torch.as_tensor(points)) < 0.3).double().mean().item()
+    log10_ball = (0.5 * n * math.log(math.pi) - math.lgamma(0.5 * n + 1)) / math.log(10)
+    error = math.sqrt((1 - share) / (share * 400_000)) / math.log(10)
+    assert abs(math.log10(share) + log10_ball - basin.log10_volume) < 4 * error
+    # The loss is a quadratic of rank n // 2: flat (to every order) in the
+    # other directions, which only the cap bounds.
+    hessian = torch.autograd.functional.hessian(
+        lambda z: basin.loss_fn(z[None])[0], torch.zeros(n, dtype=torch.float64)
+    )
+    assert torch.linalg.matrix_rank(hessian).item() == n // 2
 
 
 @pytest.mark.parametrize("kind", BASIN_KINDS)

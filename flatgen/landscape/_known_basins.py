@@ -24,6 +24,14 @@ exact value independent of any estimator:
 Every body is star-shaped about the origin (each ``f_i`` grows with
 ``|y_i|``), so the star-shaped basin the estimators measure is the sublevel
 set itself.
+
+One shape is bounded by the cap ball rather than by the loss
+(``'cap_bound'``, as the flat directions of trained networks are): half of
+the rotated coordinates are quadratic, the other half exactly flat, and the
+basin is measured inside the ball ``|z| <= max_radius``. Its volume is a
+one-dimensional integral over the radius ``rho`` of the quadratic half,
+``m k w_m w_k int_0^r rho^(m-1) (R^2 - rho^2)^(k/2) d rho`` (``w_j`` the unit
+``j``-ball's volume), by quadrature.
 """
 
 import math
@@ -32,6 +40,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from scipy.integrate import quad
 from scipy.optimize import minimize_scalar
 from scipy.special import gammaln, loggamma
 from sklearn.utils import check_random_state
@@ -50,6 +59,7 @@ BASIN_KINDS = (
     "log_cosh",
     "degenerate",
     "lp_ball",
+    "cap_bound",
 )
 
 
@@ -72,6 +82,9 @@ class KnownBasin:
     loss_fn : callable
         Maps a (B, n_dims) float64 tensor of displacements to B losses;
         differentiable by torch autograd.
+    max_radius : float
+        The cap ball the volume is measured in (``inf``: the basin is
+        bounded without it); pass it to the estimators.
     """
 
     kind: str
@@ -80,6 +93,7 @@ class KnownBasin:
     log10_volume: float
     description: str
     loss_fn: object = field(repr=False)
+    max_radius: float = math.inf
 
 
 def _rotation(n, rng):
@@ -164,6 +178,34 @@ def _quartic_laplace(kappa, grid=4001):
     return log_integral
 
 
+def _cap_bound(m, k, reach, radius):
+    """Return ln volume of ``{|y_A| < reach} & {|y| <= radius}``, ``y_A`` in R^m.
+
+    ``int_{|y_A| < reach} w_k (R^2 - |y_A|^2)^(k/2) dy_A``, in the radius of
+    ``y_A``; the integrand's log is increasing up to ``R sqrt((m-1)/(m+k-1))``,
+    and is scaled by its largest value on the interval before quadrature.
+    """
+
+    def log_ball(j):
+        return 0.5 * j * math.log(math.pi) - gammaln(0.5 * j + 1)
+
+    def log_integrand(rho):
+        return (m - 1) * math.log(rho) + 0.5 * k * math.log(radius**2 - rho**2)
+
+    peak = min(reach, radius * math.sqrt((m - 1) / (m + k - 1)))
+    top = log_integrand(peak) if peak > 0 else log_integrand(reach)
+    value, _ = quad(
+        lambda rho: math.exp(log_integrand(rho) - top) if rho > 0 else 0.0,
+        0.0,
+        reach,
+        points=[peak] if 0 < peak < reach else None,
+        limit=200,
+        epsabs=0.0,
+        epsrel=1e-11,
+    )
+    return math.log(m) + log_ball(m) + log_ball(k) + top + math.log(value)
+
+
 def _check(n_dims, cutoff, random_state, kind):
     if kind not in BASIN_KINDS:
         raise ValueError(f"kind must be one of {BASIN_KINDS}. Got {kind!r} instead.")
@@ -211,6 +253,9 @@ def make_basin(kind, n_dims=1000, *, cutoff=1.0, random_state=None):
           decades (most Hessian eigenvalues zero).
         - ``'lp_ball'``: ``sum |y_i / s_i|^4``, rotated, flat to second
           order in every direction.
+        - ``'cap_bound'``: half of the rotated coordinates quadratic (their
+          basin reaching half of ``max_radius = 1``), the other half exactly
+          flat: the cap ball bounds the basin in those directions.
     n_dims : int, default=1000
         Dimension (at most 4,000 for the rotated kinds).
     cutoff : float, default=1.0
@@ -325,6 +370,25 @@ def make_basin(kind, n_dims=1000, *, cutoff=1.0, random_state=None):
 
         log_volume = _bromwich(log_laplace, c)
         text = "a log cosh(y / s) per rotated coordinate (linear growth)"
+    elif kind == "cap_bound":
+        m, radius = n // 2, 1.0
+        reach = 0.5 * radius
+        weight, basis = c / reach**2, rotation[:, :m]
+
+        def loss_fn(z):
+            return weight * (z @ basis.to(z)).square().sum(1)
+
+        log_volume = _cap_bound(m, n - m, reach, radius)
+        text = f"{m} rotated coordinates quadratic (reaching 0.5), {n - m} flat"
+        return KnownBasin(
+            kind=kind,
+            n_dims=n,
+            cutoff=c,
+            log10_volume=float(log_volume) / _LN10,
+            description=text + ", inside the unit ball",
+            loss_fn=loss_fn,
+            max_radius=radius,
+        )
     else:
         if kind == "degenerate":
             n_quad = max(1, n // 10)
