@@ -89,8 +89,8 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
         segment inside the basin (1: the set measured is the star-shaped
         basin of :class:`VolumeEstimator`).
     cap_share_ : ndarray of shape (n_cutoffs,)
-        Share of HMC proposals refused at the cap ball: well above 0, the
-        basin reaches ``max_radius``.
+        Share of HMC trajectories that reflected off the cap ball: well
+        above 0, the basin reaches ``max_radius``.
     reliable_ : ndarray of bool of shape (n_cutoffs,)
         False where a diagnostic warned.
     n_dims_ : int

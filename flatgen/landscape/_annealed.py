@@ -88,6 +88,8 @@ _SCAN_STEPS = 140
 _RESCALE_RAYS, _RESCALE_SEED = 64, 20261205
 # The model's Gibbs measure at t0 keeps at least this share in the cap ball.
 _MODEL_INSIDE = 0.9
+# Reflections off the cap within one leapfrog drift before a proposal is refused.
+_MAX_BOUNCES = 100
 _INSIDE_DRAWS = 1024
 _RTOL = 1e-9
 
@@ -122,7 +124,8 @@ class AnnealedVolume:
         Share of the final samples reached by the straight segment from the
         minimum without leaving the basin.
     cap_share : float
-        Share of HMC proposals refused for leaving the cap ball.
+        Share of HMC trajectories that reflected off the cap ball: near 0
+        the basin's measure lies inside the cap, near 1 the cap bounds it.
     reliable : bool
         False when a diagnostic warned (the interval may then be too
         narrow).
@@ -186,6 +189,48 @@ class _Landscape:
         if self.basis is None:  # the identity, without an n x n matrix
             return u * self.scale
         return (u * self.scale) @ self.basis.T
+
+    def drift(self, u, p, length):
+        """Move every chain by ``length * p``, reflecting off the cap.
+
+        The cap ``|P u| <= R`` is an ellipsoid in ``u``; a chain that would
+        cross it goes to the crossing point, its momentum is mirrored in the
+        surface's normal (``scale^2 u`` there) and it drifts on for the rest
+        of the length: a billiard, which keeps the leapfrog step reversible
+        and volume-preserving. Chains whose Gibbs measure fills the cap ball
+        (flat directions reaching the cap) mix along its surface this way,
+        where refusing such proposals shrank the step to nothing.
+
+        Returns the new positions and momenta and which chains bounced;
+        a chain still bouncing after ``_MAX_BOUNCES`` gets NaN positions
+        (its proposal is refused).
+        """
+        if not math.isfinite(self.max_radius):
+            return u + length * p, p, torch.zeros(len(u), dtype=torch.bool)
+        radius2, squares = self.max_radius**2, self.scale * self.scale
+        left = torch.ones(len(u), dtype=torch.float64)
+        bounced = torch.zeros(len(u), dtype=torch.bool)
+        for _ in range(_MAX_BOUNCES):
+            step = (left * length)[:, None] * p
+            end = u + step
+            outside = ((end * self.scale) ** 2).sum(1) > radius2
+            if not bool(outside.any()):
+                return end, p, bounced
+            su, sd = u * self.scale, step * self.scale
+            a, b = (sd * sd).sum(1), (su * sd).sum(1)
+            c = (su * su).sum(1) - radius2
+            root = torch.sqrt(torch.clamp(b * b - a * c, min=0.0))
+            share = torch.clamp((root - b) / torch.where(a > 0, a, 1.0), 0.0, 1.0)
+            cross = u + share[:, None] * step
+            normal = squares * cross
+            normal = normal / normal.norm(dim=1, keepdim=True)
+            mirrored = p - 2.0 * (p * normal).sum(1, keepdim=True) * normal
+            u = torch.where(outside[:, None], cross, end)
+            p = torch.where(outside[:, None], mirrored, p)
+            left = torch.where(outside, left * (1.0 - share), torch.zeros_like(left))
+            bounced |= outside
+        stuck = left > 0
+        return torch.where(stuck[:, None], math.nan, u), p, bounced
 
     def value_and_grad(self, u):
         """Return ``l(Pu)`` and its gradient in ``u`` (float64, CPU)."""
@@ -362,8 +407,9 @@ def _hmc(landscape, state, lam, t, n_steps, step, n_leapfrog, generator):
     """``n_steps`` HMC transitions of every chain on ``exp(-t l_lambda)``.
 
     The mass is ``t I``, the model's precision in whitened units, so a step
-    size near 1 suits every temperature. Proposals leaving the cap ball or
-    reaching a non-finite loss are refused.
+    size near 1 suits every temperature. Trajectories reflect off the cap
+    (:meth:`_Landscape.drift`); proposals reaching a non-finite loss are
+    refused.
     """
     u, loss, grad = state
     root = math.sqrt(t)
@@ -372,31 +418,26 @@ def _hmc(landscape, state, lam, t, n_steps, step, n_leapfrog, generator):
         q = 0.5 * (u_ * u_).sum(1)
         return t * ((1 - lam) * q + lam * loss_), t * ((1 - lam) * u_ + lam * grad_)
 
-    losses, quads, accepted, refused = [], [], [], 0
+    losses, quads, accepted, touched_cap = [], [], [], 0
     proposals = n_steps * len(u)
     for _ in range(n_steps):
         size = step * (0.8 + 0.4 * float(torch.rand((), generator=generator)))
         momentum = torch.randn(u.shape, generator=generator, dtype=torch.float64)
         potential, force = energy(u, loss, grad)
         start = potential + 0.5 * (momentum * momentum).sum(1)
-        u_new = u.clone()
+        u_new, touched = u.clone(), torch.zeros(len(u), dtype=torch.bool)
         p = momentum - 0.5 * size * force / root
         for leap in range(n_leapfrog):
-            u_new = u_new + size * p / root
+            u_new, p, bounced = landscape.drift(u_new, p, size / root)
+            touched |= bounced
             loss_new, grad_new = landscape.value_and_grad(u_new)
             potential_new, force_new = energy(u_new, loss_new, grad_new)
             if leap < n_leapfrog - 1:
                 p = p - size * force_new / root
         p = p - 0.5 * size * force_new / root
         end = potential_new + 0.5 * (p * p).sum(1)
-        norms = landscape.norms(u_new)
-        inside = norms <= landscape.max_radius
         log_accept = torch.clamp(start - end, max=0.0)
-        # Refused for the cap alone: proposals the chain would have taken.
-        refused += int((~inside & (log_accept > -10.0)).sum())
-        log_accept = torch.where(
-            inside & torch.isfinite(log_accept), log_accept, -math.inf
-        )
+        log_accept = torch.where(torch.isfinite(log_accept), log_accept, -math.inf)
         accept_prob = log_accept.exp()
         take = (
             torch.rand(len(u), generator=generator, dtype=torch.float64) < accept_prob
@@ -404,6 +445,7 @@ def _hmc(landscape, state, lam, t, n_steps, step, n_leapfrog, generator):
         u = torch.where(take[:, None], u_new, u)
         loss = torch.where(take, loss_new, loss)
         grad = torch.where(take[:, None], grad_new, grad)
+        touched_cap += int(touched.sum())
         u, loss, grad = _scale_moves(landscape, (u, loss, grad), lam, t, generator)
         losses.append(loss.clone())
         quads.append(0.5 * (u * u).sum(1))
@@ -415,7 +457,7 @@ def _hmc(landscape, state, lam, t, n_steps, step, n_leapfrog, generator):
         step /= 1.3
     kept = slice(n_steps // 2, None)  # the first half follows the path's move
     record = (torch.stack(losses)[kept].numpy(), torch.stack(quads)[kept].numpy())
-    return (u, loss, grad), step, acceptance, (refused, proposals), record
+    return (u, loss, grad), step, acceptance, (touched_cap, proposals), record
 
 
 def _log_mean_exp(values):
@@ -441,7 +483,7 @@ def _path(landscape, state, delta, t0, settings, generator, step):
     """
     S, L = settings["n_steps"], settings["n_leapfrog"]
     spread, budget = settings["stone_spread"], settings["max_temperatures"]
-    acceptances, refused = [], np.zeros(2, dtype=int)
+    acceptances, touched_cap = [], np.zeros(2, dtype=int)
     grids, forced = {}, [False]
 
     def next_point(here, end, exponent, acceptance, used):
@@ -457,7 +499,7 @@ def _path(landscape, state, delta, t0, settings, generator, step):
 
     def leg(state, key, start, end, step, forward):
         """Walk from ``start`` to ``end`` (forward: choosing the points)."""
-        nonlocal refused
+        nonlocal touched_cap
         lam_leg = key == "lambda"
         grid = [start] if forward else grids[key][::-1]
         total, losses, i = 0.0, None, 0
@@ -468,7 +510,7 @@ def _path(landscape, state, delta, t0, settings, generator, step):
                 landscape, state, lam, t, S, step, L, generator
             )
             acceptances.append(acc)
-            refused += out
+            touched_cap += out
             energy = t0 * (losses - quads) if lam_leg else losses
             if forward and here != end:
                 nxt = next_point(here, end, energy, acc, len(grid))
@@ -504,7 +546,7 @@ def _path(landscape, state, delta, t0, settings, generator, step):
         landscape, state, 1.0, t1, 4 * S, step, L, generator
     )
     acceptances.append(acc)
-    refused += out
+    touched_cap += out
     moments = (t1, float(np.mean(losses)), losses, state)
     # Back: the same temperatures and lambdas in reverse.
     state, step, integral, _ = leg(state, "t", t1, t0, step, False)
@@ -517,7 +559,7 @@ def _path(landscape, state, delta, t0, settings, generator, step):
         backward,
         moments,
         float(np.mean(acceptances)),
-        refused,
+        touched_cap,
         (
             n_points,
             forced[0],
@@ -543,7 +585,7 @@ def _run_task(landscape, settings, run):
             u = torch.cat([u, draws[inside]])
         u = u[: settings["n_chains"]]
         state = (u, *landscape.value_and_grad(u))
-        forward, backward, moments, acceptance, refused, (n_points, forced) = _path(
+        forward, backward, moments, acceptance, touched_cap, (n_points, forced) = _path(
             landscape, state, delta, t0, settings, generator, n**-0.25
         )
         t1, mean_loss, losses, end = moments
@@ -579,7 +621,7 @@ def _run_task(landscape, settings, run):
             "t1": t1,
             "losses": losses,
             "acceptance": acceptance,
-            "refused": refused,
+            "touched_cap": touched_cap,
             "inside": int(inside.sum()),
             "exponent": t1 * mean_loss,
             "n_points": n_points,
@@ -822,8 +864,8 @@ def annealed_log10_volume(
     acceptance = float(np.mean([r["acceptance"] for r in runs]))
     inside = sum(r["inside"] for r in runs)
     star_share = sum(r["reached"] for r in runs) / inside if inside else float("nan")
-    refused = np.sum([r["refused"] for r in runs], axis=0)
-    cap_share = refused[0] / refused[1]
+    touched = np.sum([r["touched_cap"] for r in runs], axis=0)
+    cap_share = touched[0] / touched[1]
     log10_model = (
         log10_unit_ball_volume(n_dims)
         + (0.5 * n_dims * math.log(2 * delta) + log_det) / _LN10
