@@ -90,6 +90,37 @@ def test_reflections_keep_chains_inside_and_the_step_reversible():
     torch.testing.assert_close(back, -p)
 
 
+def test_the_inversion_matches_the_loss_moments_against_exact_transforms():
+    from scipy.special import gammaln, hyp1f1
+
+    from flatgen.landscape._annealed import _gamma_inversion, _log_unit_integral
+
+    # The unit integral is Kummer's function: int_0^1 s^(k-1) e^(-xs) ds.
+    for k, x in [(0.7, -5.0), (5.0, 3.0), (300.0, 100.0), (300.0, 0.0)]:
+        exact = math.log(hyp1f1(k, k + 1, -x) / k)
+        assert _log_unit_integral(k, x) == pytest.approx(exact, abs=1e-10)
+    rng = np.random.default_rng(0)
+    # A power law V = d^k: the loss at t is Gamma(k, t) and log V - log Z
+    # is k log(t d) - log k! (samples: to 0.02 orders at the saddle point).
+    k, t = 200.0, 201.0
+    losses = rng.gamma(k, 1.0 / t, size=200_000)
+    exact = k * math.log(t) - gammaln(k + 1)
+    assert abs(_gamma_inversion(losses, t, 1.0) - exact) < 0.02 * math.log(10)
+    # V'(l) = l^(k-1) e^(-b l) (an exponent falling with the cutoff): the
+    # loss is Gamma(k, t + b), Z = Gamma(k) / (t + b)^k, and
+    # V(1) = int_0^1 l^(k-1) e^(-b l) dl, a Kummer function.
+    k, b, t = 150.0, 60.0, 90.0
+    losses = rng.gamma(k, 1.0 / (t + b), size=200_000)
+    log_z = gammaln(k) - k * math.log(t + b)
+    log_v = math.log(hyp1f1(k, k + 1, -b) / k)
+    error = _gamma_inversion(losses, t, 1.0) - (log_v - log_z)
+    assert abs(error) < 0.02 * math.log(10)
+    # The power law alone (k = t E) is off there by 0.11 orders.
+    k_power = t * losses.mean()
+    power = k_power * math.log(t) - gammaln(k_power + 1)
+    assert abs(power - (log_v - log_z)) > max(0.08 * math.log(10), 5 * abs(error))
+
+
 def test_same_seed_same_numbers_whatever_n_jobs():
     basin = make_basin("degenerate", 20, random_state=0)
     one = _measure(basin, random_state=3, n_runs=2)
