@@ -22,11 +22,11 @@ transform of the volume ``V(d)`` of the sublevel set ``{l < d}`` in the ball:
    ``l_lambda = (1 - lambda) q + lambda l`` (zero for a quadratic basin).
 3. **Temperature** from ``t0`` to the saddle point ``t*`` of the loss
    (``E_t[l] + 1/t = d``): ``d log Z / d log t = -t E_t[l]``.
-4. **Inversion.** ``V(d) = (1 / 2 pi i) int Z(t) exp(t d) / t dt`` by the
-   saddle point: ``log V = phi(t*) - log sqrt(2 pi phi''(t*))`` with
-   ``phi(t) = log Z(t) + t d - log t`` and ``phi'' = Var_t[l] + 1/t^2``
-   (relative error ``O(1/n)`` in ``V``: below 0.01 in ``log10 V`` here),
-   taken one Newton step from the last temperature sampled.
+4. **Inversion** from the loss's first two moments at ``t*``: the loss is
+   taken Gamma distributed there (``V'(l) ~ l^(k-1) exp(-b l)``, shape
+   ``k = E^2 / Var``, rate ``t + b = E / Var``), which is exact where the
+   volume is a power of the cutoff and follows an exponent that changes
+   with it (see :func:`_gamma_inversion`).
 
 Each run goes the path forward, then back: the two integrals differ by the
 chains' lag behind the path (hysteresis), which widens the interval and is
