@@ -170,26 +170,73 @@ class AnnealedVolume:
 
 
 class _Landscape:
-    """The loss in whitened coordinates ``u`` (``z = P u``), batched, counted."""
+    """The loss in whitened coordinates ``u`` (``z = P u``), batched, counted.
+
+    ``P = basis diag(scale)`` (``basis`` orthonormal, None for the identity),
+    or, with ``floor_scale``, the symmetric ``P = f I + V diag(scale - f) V^T``
+    (``V = basis``, ``n x r`` orthonormal columns): the same Gaussian model
+    when every curvature outside ``V`` equals the floor, at ``O(n r)`` per
+    chain instead of ``O(n^2)``.
+    """
 
     def __init__(
-        self, loss_fn, grad_fn, basis, scale, loss0, max_radius, dtype, device, batch
+        self,
+        loss_fn,
+        grad_fn,
+        basis,
+        scale,
+        loss0,
+        max_radius,
+        dtype,
+        device,
+        batch,
+        floor_scale=None,
     ):
         self.loss_fn, self.loss0, self.max_radius = loss_fn, loss0, max_radius
         self.grad_fn = grad_fn
-        self.basis, self.scale = basis, scale  # P = basis diag(scale)
+        self.basis, self.scale, self.floor_scale = basis, scale, floor_scale
         self.dtype, self.device, self.batch = dtype, device, batch
         self.n_gradients = 0
         self.n_evaluations = 0
 
+    def _low_rank(self, x, power):
+        """``f^p x + V diag(scale^p - f^p) V^T x`` for rows ``x``."""
+        f = self.floor_scale**power
+        return f * x + ((x @ self.basis) * (self.scale**power - f)) @ self.basis.T
+
+    def inner(self, x, y):
+        """Rowwise ``<P x, P y>``."""
+        if self.floor_scale is None:
+            s2 = self.scale * self.scale
+            return (x * s2 * y).sum(1)
+        f2 = self.floor_scale**2
+        cx, cy = x @ self.basis, y @ self.basis
+        return f2 * (x * y).sum(1) + (cx * (self.scale**2 - f2) * cy).sum(1)
+
+    def gram(self, x):
+        """``P^T P x`` for rows ``x`` (the cap's normal direction at ``x``)."""
+        if self.floor_scale is None:
+            return self.scale * self.scale * x
+        return self._low_rank(x, 2)
+
     def norms(self, u):
-        """``|P u|`` without the rotation (its basis is orthonormal)."""
-        return (u * self.scale).norm(dim=1)
+        """``|P u|``."""
+        return self.inner(u, u).clamp(min=0.0).sqrt()
 
     def to_z(self, u):
+        if self.floor_scale is not None:
+            return self._low_rank(u, 1)
         if self.basis is None:  # the identity, without an n x n matrix
             return u * self.scale
         return (u * self.scale) @ self.basis.T
+
+    def pull_back(self, grad):
+        """``P^T g``: a gradient in ``z`` as one in ``u``."""
+        if self.floor_scale is not None:
+            return self._low_rank(grad, 1)
+        if self.basis is not None:
+            grad = grad @ self.basis
+        return grad * self.scale
 
     def drift(self, u, p, length):
         """Move every chain by ``length * p``, reflecting off the cap.
@@ -208,22 +255,21 @@ class _Landscape:
         """
         if not math.isfinite(self.max_radius):
             return u + length * p, p, torch.zeros(len(u), dtype=torch.bool)
-        radius2, squares = self.max_radius**2, self.scale * self.scale
+        radius2 = self.max_radius**2
         left = torch.ones(len(u), dtype=torch.float64)
         bounced = torch.zeros(len(u), dtype=torch.bool)
         for _ in range(_MAX_BOUNCES):
             step = (left * length)[:, None] * p
             end = u + step
-            outside = ((end * self.scale) ** 2).sum(1) > radius2
+            outside = self.inner(end, end) > radius2
             if not bool(outside.any()):
                 return end, p, bounced
-            su, sd = u * self.scale, step * self.scale
-            a, b = (sd * sd).sum(1), (su * sd).sum(1)
-            c = (su * su).sum(1) - radius2
+            a, b = self.inner(step, step), self.inner(u, step)
+            c = self.inner(u, u) - radius2
             root = torch.sqrt(torch.clamp(b * b - a * c, min=0.0))
             share = torch.clamp((root - b) / torch.where(a > 0, a, 1.0), 0.0, 1.0)
             cross = u + share[:, None] * step
-            normal = squares * cross
+            normal = self.gram(cross)
             normal = normal / normal.norm(dim=1, keepdim=True)
             mirrored = p - 2.0 * (p * normal).sum(1, keepdim=True) * normal
             u = torch.where(outside[:, None], cross, end)
@@ -253,9 +299,7 @@ class _Landscape:
             values.append(losses.numpy() - self.loss0)
             grad = torch.as_tensor(grad).detach().to("cpu", torch.float64)
             grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
-            if self.basis is not None:
-                grad = grad @ self.basis
-            grads.append(grad * self.scale)
+            grads.append(self.pull_back(grad))
         self.n_gradients += len(u)
         return torch.as_tensor(np.concatenate(values)), torch.cat(grads)
 
@@ -856,11 +900,19 @@ def annealed_log10_volume(
         basis, curvatures = _calibrated_model(landscape, hvp, n_dims, delta)
         n_calibration = landscape.n_evaluations
     t0 = (n_dims / 2 + 1) / delta
+    calibrated = curvatures
     curvatures, log_inside = _model_in_ball(
         curvatures, t0, landscape.max_radius, _stream(seed, 4, 0).initial_seed()
     )
     scale = curvatures.rsqrt()
     log_det = float(torch.log(scale).sum())
+    raised = curvatures > calibrated
+    floor_scale = None
+    if int(raised.sum()) >= n_dims // 2:
+        # Most directions at the floor (flat up to the cap): the same model
+        # as the floor plus a low-rank update, at O(n r) per chain.
+        floor_scale = float(scale[raised][0])
+        basis, scale = basis[:, ~raised].contiguous(), scale[~raised]
     landscape = _Landscape(
         loss_fn,
         value_and_grad,
@@ -871,6 +923,7 @@ def annealed_log10_volume(
         dtype,
         device,
         batch_size,
+        floor_scale=floor_scale,
     )
     settings = {
         "seed": seed,
