@@ -234,6 +234,9 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
                             hvp=loss.hvp,
                             value_and_grad=loss.losses_and_grads,
                             loss0=self.base_loss_,
+                            # The network's precision: the whitening basis
+                            # is kept in it (half the memory traffic).
+                            dtype=loss.objective.theta0.dtype,
                             n_jobs=self.n_jobs,
                             n_threads=self.n_threads,
                             verbose=self.verbose,

@@ -169,6 +169,16 @@ class AnnealedVolume:
     warnings: list = field(default_factory=list)
 
 
+def _mm(x, matrix):
+    """``x @ matrix`` in the matrix's precision, returned in float64.
+
+    The basis is kept in the loss's precision: for a float32 network the
+    product is what the network sees anyway, and reading the n x n basis
+    (memory-bound: a few chains per product) costs half the time.
+    """
+    return (x.to(matrix.dtype) @ matrix).to(torch.float64)
+
+
 class _Landscape:
     """The loss in whitened coordinates ``u`` (``z = P u``), batched, counted.
 
@@ -202,7 +212,7 @@ class _Landscape:
     def _low_rank(self, x, power):
         """``f^p x + V diag(scale^p - f^p) V^T x`` for rows ``x``."""
         f = self.floor_scale**power
-        return f * x + ((x @ self.basis) * (self.scale**power - f)) @ self.basis.T
+        return f * x + _mm(_mm(x, self.basis) * (self.scale**power - f), self.basis.T)
 
     def inner(self, x, y):
         """Rowwise ``<P x, P y>``."""
@@ -210,7 +220,7 @@ class _Landscape:
             s2 = self.scale * self.scale
             return (x * s2 * y).sum(1)
         f2 = self.floor_scale**2
-        cx, cy = x @ self.basis, y @ self.basis
+        cx, cy = _mm(x, self.basis), _mm(y, self.basis)
         return f2 * (x * y).sum(1) + (cx * (self.scale**2 - f2) * cy).sum(1)
 
     def gram(self, x):
@@ -228,14 +238,14 @@ class _Landscape:
             return self._low_rank(u, 1)
         if self.basis is None:  # the identity, without an n x n matrix
             return u * self.scale
-        return (u * self.scale) @ self.basis.T
+        return _mm(u * self.scale, self.basis.T)
 
     def pull_back(self, grad):
         """``P^T g``: a gradient in ``z`` as one in ``u``."""
         if self.floor_scale is not None:
             return self._low_rank(grad, 1)
         if self.basis is not None:
-            grad = grad @ self.basis
+            grad = _mm(grad, self.basis)
         return grad * self.scale
 
     def drift(self, u, p, length):
@@ -913,6 +923,8 @@ def annealed_log10_volume(
         # as the floor plus a low-rank update, at O(n r) per chain.
         floor_scale = float(scale[raised][0])
         basis, scale = basis[:, ~raised].contiguous(), scale[~raised]
+    if dtype in (torch.float32, torch.float16, torch.bfloat16):
+        basis = basis.to(torch.float32)
     landscape = _Landscape(
         loss_fn,
         value_and_grad,
