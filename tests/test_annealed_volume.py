@@ -34,6 +34,7 @@ def test_a_quadratic_basin_is_exact_along_the_path():
     basin = make_basin("rotated_ellipsoid", 40, random_state=0)
     result = _measure(basin, random_state=0)
     assert result.log10_model_volume == pytest.approx(basin.log10_volume, abs=1e-6)
+    assert result.start == "model"
     assert result.log10_volume == pytest.approx(basin.log10_volume, abs=0.05)
     low, high = result.log10_volume_ci
     assert low <= basin.log10_volume <= high
@@ -72,6 +73,8 @@ def test_a_basin_bounded_by_the_cap_is_measured_along_its_surface():
     # benchmarks/volume_annealed.py (six seeds: all covered); here it may
     # miss by a little on one seed, never by much.
     assert low - 0.2 <= basin.log10_volume <= high + 0.2 and high - low < 2
+    # The model reaches the cap: the path starts from the cap ball itself.
+    assert result.start == "cap ball"
     assert result.cap_share > 0.5 and result.rhat < 1.3
 
 

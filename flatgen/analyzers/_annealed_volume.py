@@ -91,6 +91,9 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
     cap_share_ : ndarray of shape (n_cutoffs,)
         Share of HMC trajectories that reflected off the cap ball: well
         above 0, the basin reaches ``max_radius``.
+    start_ : ndarray of str of shape (n_cutoffs,)
+        Where the paths started: ``'model'`` (the calibrated quadratic
+        model) or ``'cap ball'`` (where the model reaches the cap).
     reliable_ : ndarray of bool of shape (n_cutoffs,)
         False where a diagnostic warned.
     n_dims_ : int
@@ -260,6 +263,7 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
         self.log10_model_volume_ = stack("log10_model_volume")
         self.star_shaped_share_ = stack("star_shaped_share")
         self.cap_share_ = stack("cap_share")
+        self.start_ = stack("start")
         self.reliable_ = stack("reliable").astype(bool)
         self.n_gradients_ = int(stack("n_gradients").sum())
         self.n_evaluations_ = int(stack("n_evaluations").sum())

@@ -91,6 +91,11 @@ _RESCALE_RAYS, _RESCALE_SEED = 64, 20261205
 _MODEL_INSIDE = 0.9
 # Reflections off the cap within one leapfrog drift before a proposal is refused.
 _MAX_BOUNCES = 100
+# Uniform draws of the cap ball for the first stone of a path from the ball.
+_BALL_DRAWS = 256
+# Paths start from the cap ball when the model's median draw at t0 reaches
+# this share of the cap radius.
+_BALL_REACH = 0.9
 _INSIDE_DRAWS = 1024
 _RTOL = 1e-9
 
@@ -143,6 +148,12 @@ class AnnealedVolume:
         The settings measured with.
     warnings : list of str
         What was warned about.
+    start : {'model', 'cap ball'}
+        Where each path started: the calibrated quadratic model (then from
+        the model to the loss, and in ``t`` to the saddle point), or, where
+        the model had to be floored to fit the cap ball (the cap bounds
+        the basin), the cap ball itself (uniform, ``t = 0``, its volume
+        known), and in ``t`` alone to the saddle point.
     """
 
     log10_volume: float
@@ -167,6 +178,7 @@ class AnnealedVolume:
     max_radius: float
     confidence_level: float
     warnings: list = field(default_factory=list)
+    start: str = "model"
 
 
 def _mm(x, matrix):
@@ -239,6 +251,14 @@ class _Landscape:
         if self.basis is None:  # the identity, without an n x n matrix
             return u * self.scale
         return _mm(u * self.scale, self.basis.T)
+
+    def from_z(self, z):
+        """``P^-1 z``: a displacement in whitened coordinates."""
+        if self.floor_scale is not None:
+            return self._low_rank(z, -1)
+        if self.basis is None:
+            return z / self.scale
+        return _mm(z, self.basis) / self.scale
 
     def pull_back(self, grad):
         """``P^T g``: a gradient in ``z`` as one in ``u``."""
@@ -393,10 +413,11 @@ def _model_in_ball(curvatures, t0, max_radius, seed):
     ``_MODEL_INSIDE`` of the model's mass inside, and the share inside (by
     exact sampling of the Gaussian, 1,024 draws) enters the reference.
 
-    Returns the floored curvatures and ``log P(|z| <= R)`` under the model.
+    Returns the floored curvatures, ``log P(|z| <= R)`` under the model and
+    the median radius of its draws as a share of ``R``.
     """
     if not math.isfinite(max_radius):
-        return curvatures, 0.0
+        return curvatures, 0.0, 0.0
     n = len(curvatures)
     generator = torch.Generator().manual_seed(seed)
     squares = torch.randn((_INSIDE_DRAWS, n), generator=generator, dtype=torch.float64)
@@ -421,7 +442,9 @@ def _model_in_ball(curvatures, t0, max_radius, seed):
                 low = middle
         floor = math.exp(high)
     floored = torch.clamp(curvatures, min=floor)
-    return floored, math.log(share_inside(floor))
+    radii = (squares @ (1.0 / (t0 * floored))).sqrt()
+    reach = float(radii.median()) / max_radius
+    return floored, math.log(share_inside(floor)), reach
 
 
 def _scale_moves(landscape, state, lam, t, generator, n_moves=2):
@@ -458,7 +481,7 @@ def _scale_moves(landscape, state, lam, t, generator, n_moves=2):
     return u, loss, grad
 
 
-def _hmc(landscape, state, lam, t, n_steps, step, n_leapfrog, generator):
+def _hmc(landscape, state, lam, t, n_steps, step, n_leapfrog, generator, mass=None):
     """``n_steps`` HMC transitions of every chain on ``exp(-t l_lambda)``.
 
     The mass is ``t I``, the model's precision in whitened units, so a step
@@ -467,7 +490,10 @@ def _hmc(landscape, state, lam, t, n_steps, step, n_leapfrog, generator):
     refused.
     """
     u, loss, grad = state
-    root = math.sqrt(t)
+    # The mass: t (the model's precision at t), or as given (below t0 a
+    # path from the cap ball is held by the ball, whose extent in whitened
+    # units is the model's at t0).
+    root = math.sqrt(t if mass is None else mass)
 
     def energy(u_, loss_, grad_):
         q = 0.5 * (u_ * u_).sum(1)
@@ -521,8 +547,12 @@ def _log_mean_exp(values):
     return float(top + np.log(np.mean(np.exp(values - top))))
 
 
-def _path(landscape, state, delta, t0, settings, generator, step):
+def _path(landscape, state, delta, t0, settings, generator, step, ball=None):
     """One run's path forward (model to loss, then to ``t*``) and back.
+
+    With ``ball`` (the losses of exact uniform draws of the cap ball, whose
+    first ``n_chains`` are the chains' start) the path starts at ``t = 0``,
+    the cap ball itself, and goes in ``t`` alone.
 
     Each step of the path is a stepping stone: ``log Z_next / Z_here =
     log E_here[exp(-(energy_next - energy_here))]`` from the chains' samples
@@ -552,8 +582,18 @@ def _path(landscape, state, delta, t0, settings, generator, step):
             return end
         return here + math.copysign(spread / sd, end - here)
 
+    def saddle(t, losses):
+        # E_t[l] ~ k / t locally: the saddle point t* = (k + 1) / d. A local
+        # exponent below 1/2 is no basin's (chains below the minimum's loss
+        # make it negative); it is floored there and warned about later.
+        return (max(t * float(np.mean(losses)), _MIN_EXPONENT) + 1.0) / delta
+
     def leg(state, key, start, end, step, forward):
-        """Walk from ``start`` to ``end`` (forward: choosing the points)."""
+        """Walk from ``start`` to ``end`` (forward: choosing the points).
+
+        ``end=None`` walks in ``t`` up to the saddle point, re-estimated
+        after every block.
+        """
         nonlocal touched_cap
         lam_leg = key == "lambda"
         grid = [start] if forward else grids[key][::-1]
@@ -561,25 +601,28 @@ def _path(landscape, state, delta, t0, settings, generator, step):
         while True:
             here = grid[i]
             lam, t = (here, t0) if lam_leg else (1.0, here)
+            mass = max(t, t0) if ball is not None else None
             state, step, acc, out, (losses, quads) = _hmc(
-                landscape, state, lam, t, S, step, L, generator
+                landscape, state, lam, t, S, step, L, generator, mass
             )
             acceptances.append(acc)
             touched_cap += out
             energy = t0 * (losses - quads) if lam_leg else losses
-            if forward and here != end:
-                nxt = next_point(here, end, energy, acc, len(grid))
-                if len(grid) >= budget and nxt != end:
-                    nxt, forced[0] = end, True
+            goal = end if end is not None else max(saddle(here, losses), here)
+            if forward and here != goal:
+                nxt = next_point(here, goal, energy, acc, len(grid))
+                if len(grid) >= budget and nxt != goal:
+                    nxt, forced[0] = goal, True
                 grid.append(nxt)
             if i + 1 == len(grid):
                 break
             nxt = grid[i + 1]
             total += _log_mean_exp(-(nxt - here) * energy)
-            if not lam_leg:
+            if not lam_leg and ball is None:
                 # Scale the chains to the next temperature (exact where the
                 # volume is a power of the cutoff) unless that leaves the
-                # ball: a cap-bound basin is not a power law.
+                # ball: a cap-bound basin is not a power law (nor, from the
+                # ball, one whose chains sit at the cap).
                 u = state[0] * math.sqrt(here / nxt)
                 if bool((landscape.norms(u) <= landscape.max_radius).all()):
                     state = (u, *landscape.value_and_grad(u))
@@ -588,27 +631,48 @@ def _path(landscape, state, delta, t0, settings, generator, step):
             grids[key] = grid
         return state, step, total, losses
 
-    state, step, forward, _ = leg(state, "lambda", 0.0, 1.0, step, True)
-    # The saddle point of the loss: E_t[l] ~ k / t locally, t* = (k + 1) / d.
-    state, step, _, losses = leg(state, "probe", t0, t0, step, True)
-    # A local exponent below 1/2 is no basin's (chains below the minimum's
-    # loss make it negative); it is floored there and warned about later.
-    t1 = (max(t0 * float(np.mean(losses)), _MIN_EXPONENT) + 1.0) / delta
-    state, step, integral, losses = leg(state, "t", t0, t1, step, True)
-    forward += integral
+    if ball is not None:
+        # From the cap ball (t = 0, exact uniform draws): the first stone
+        # from those draws, then in t up to the saddle point.
+        draws = ball
+        sd = float(np.std(draws))
+        t_first = spread / sd if sd > 0 else 1.0 / delta
+        forward = _log_mean_exp(-t_first * draws)
+        state, step, integral, losses = leg(state, "t", t_first, None, step, True)
+        forward += integral
+        t1 = grids["t"][-1]
+    else:
+        state, step, forward, _ = leg(state, "lambda", 0.0, 1.0, step, True)
+        state, step, _, losses = leg(state, "probe", t0, t0, step, True)
+        t1 = saddle(t0, losses)
+        state, step, integral, losses = leg(state, "t", t0, t1, step, True)
+        forward += integral
     # A longer block at t*: the loss level there and the chains' agreement.
     state, step, acc, out, (losses, _) = _hmc(
-        landscape, state, 1.0, t1, 4 * S, step, L, generator
+        landscape,
+        state,
+        1.0,
+        t1,
+        4 * S,
+        step,
+        L,
+        generator,
+        max(t1, t0) if ball is not None else None,
     )
     acceptances.append(acc)
     touched_cap += out
     moments = (t1, float(np.mean(losses)), losses, state)
     # Back: the same temperatures and lambdas in reverse.
-    state, step, integral, _ = leg(state, "t", t1, t0, step, False)
+    state, step, integral, losses = leg(state, "t", t1, grids["t"][0], step, False)
     backward = -integral
-    state, step, integral, _ = leg(state, "lambda", 1.0, 0.0, step, False)
-    backward -= integral
-    n_points = len(grids["lambda"]) + len(grids["t"])
+    if ball is not None:
+        # The last stone, back to the ball: log Z(0) / Z(t) = log E_t[e^(t l)].
+        backward -= _log_mean_exp(t_first * losses)
+        n_points = len(grids["t"]) + 1
+    else:
+        state, step, integral, _ = leg(state, "lambda", 1.0, 0.0, step, False)
+        backward -= integral
+        n_points = len(grids["lambda"]) + len(grids["t"])
     return (
         forward,
         backward,
@@ -679,25 +743,44 @@ def _run_task(landscape, settings, run):
         gradients, evaluations = landscape.n_gradients, landscape.n_evaluations
         n, delta = settings["n_dims"], settings["delta"]
         t0 = (n / 2 + 1) / delta
-        # Exact draws of the model restricted to the cap ball (most land in).
-        u = torch.empty((0, n), dtype=torch.float64)
-        while len(u) < settings["n_chains"]:
-            draws = torch.randn(
-                (settings["n_chains"], n), generator=generator, dtype=torch.float64
-            ) / math.sqrt(t0)
-            inside = landscape.norms(draws) <= landscape.max_radius
-            u = torch.cat([u, draws[inside]])
-        u = u[: settings["n_chains"]]
+        ball = None
+        if settings["from_ball"]:
+            # Exact uniform draws of the cap ball: a Gaussian direction and
+            # the radius R U^(1/n); more than the chains for the first stone.
+            g = torch.randn(
+                (max(settings["n_chains"], _BALL_DRAWS), n),
+                generator=generator,
+                dtype=torch.float64,
+            )
+            radius = landscape.max_radius * torch.rand(
+                len(g), generator=generator, dtype=torch.float64
+            ) ** (1.0 / n)
+            z = g * (radius / g.norm(dim=1))[:, None]
+            ball = landscape.losses(z)
+            u = landscape.from_z(z[: settings["n_chains"]])
+            log_model = log10_unit_ball_volume(n) * _LN10 + n * math.log(
+                landscape.max_radius
+            )
+        else:
+            # Exact draws of the model restricted to the cap ball (most land in).
+            u = torch.empty((0, n), dtype=torch.float64)
+            while len(u) < settings["n_chains"]:
+                draws = torch.randn(
+                    (settings["n_chains"], n), generator=generator, dtype=torch.float64
+                ) / math.sqrt(t0)
+                inside = landscape.norms(draws) <= landscape.max_radius
+                u = torch.cat([u, draws[inside]])
+            u = u[: settings["n_chains"]]
+            log_model = (
+                0.5 * n * math.log(2 * math.pi / t0)
+                + settings["log_det"]
+                + settings["log_inside"]
+            )
         state = (u, *landscape.value_and_grad(u))
         forward, backward, moments, acceptance, touched_cap, (n_points, forced) = _path(
-            landscape, state, delta, t0, settings, generator, n**-0.25
+            landscape, state, delta, t0, settings, generator, n**-0.25, ball
         )
         t1, mean_loss, losses, end = moments
-        log_model = (
-            0.5 * n * math.log(2 * math.pi / t0)
-            + settings["log_det"]
-            + settings["log_inside"]
-        )
         log_volume = _gamma_inversion(losses, t1, delta)
         estimates = [
             (log_z + log_volume) / _LN10
@@ -911,12 +994,18 @@ def annealed_log10_volume(
         n_calibration = landscape.n_evaluations
     t0 = (n_dims / 2 + 1) / delta
     calibrated = curvatures
-    curvatures, log_inside = _model_in_ball(
+    curvatures, log_inside, reach = _model_in_ball(
         curvatures, t0, landscape.max_radius, _stream(seed, 4, 0).initial_seed()
     )
     scale = curvatures.rsqrt()
     log_det = float(torch.log(scale).sum())
     raised = curvatures > calibrated
+    # A model floored to fit the cap ball, or whose draws reach near the
+    # cap: the cap bounds the basin in some directions (the Gibbs measure
+    # lives at the cap's surface), and the path starts from the cap ball
+    # itself, whose volume is known (on the clean swiss-roll network the
+    # model's path needed thousands of stepping stones, this one about 40).
+    from_ball = max_radius is not None and (bool(raised.any()) or reach >= _BALL_REACH)
     floor_scale = None
     if int(raised.sum()) >= n_dims // 2:
         # Most directions at the floor (flat up to the cap): the same model
@@ -943,6 +1032,7 @@ def annealed_log10_volume(
         "delta": delta,
         "log_det": log_det,
         "log_inside": log_inside,
+        "from_ball": from_ball,
         "n_chains": n_chains,
         "stone_spread": float(stone_spread),
         "max_temperatures": max_temperatures,
@@ -967,10 +1057,11 @@ def annealed_log10_volume(
     spread = float(estimates.std(ddof=1)) / math.sqrt(n_runs)
     quantile = float(student_t.ppf(0.5 + confidence_level / 2, n_runs - 1))
     half = quantile * spread + 0.5 * float(np.mean(np.abs(hysteresis)))
-    # Runs end at their own estimate of t*: compare t l, whose law does not
-    # depend on t where the volume is a power of the cutoff.
-    scaled = np.concatenate([r["t1"] * r["losses"] for r in runs], axis=1)
-    rhat = split_rhat(scaled.T)
+    # Each run's chains at its own t* (runs end at their own estimate of it,
+    # so their loss levels differ where the volume is no power of the
+    # cutoff): the largest split R-hat over runs. Disagreement between
+    # runs shows in their spread, which sets the interval.
+    rhat = max(float(split_rhat(r["losses"].T)) for r in runs)
     acceptance = float(np.mean([r["acceptance"] for r in runs]))
     inside = sum(r["inside"] for r in runs)
     star_share = sum(r["reached"] for r in runs) / inside if inside else float("nan")
@@ -1038,4 +1129,5 @@ def annealed_log10_volume(
         max_radius=float(landscape.max_radius),
         confidence_level=float(confidence_level),
         warnings=notes,
+        start="cap ball" if from_ball else "model",
     )
