@@ -488,7 +488,7 @@ def tiny_study_run(tmp_path_factory):
     from flatgen.experiments import run_experiment
 
     out = tmp_path_factory.mktemp("study")
-    return out, run_experiment(tiny_study(), out, quick=True, verbose=0)
+    return out, run_experiment(tiny_study(), out, quick=True, verbose=0, family="mlp")
 
 
 @pytest.mark.slow
@@ -534,13 +534,140 @@ def test_study_without_fitted_models_says_so(tmp_path):
     from flatgen.experiments import run_experiment
 
     spec = tiny_study(min_train_accuracy=1.01, widths=[4], max_iter=20)
-    result = run_experiment(spec, tmp_path, quick=True, verbose=0)
+    result = run_experiment(spec, tmp_path, quick=True, verbose=0, family="mlp")
     assert result.study["ranking"] == [] and len(result.study["excluded"]) == 4
     assert (
         "Fewer than 3 models fit their training set"
         in (tmp_path / "report.md").read_text()
     )
     assert "measure_ranking" not in result.figures
+
+
+# A toy CNN family on the digits beside the toy MLPs: 4 CNNs that fit.
+TINY_CNNS = {
+    "cnn_n_train": 60,
+    "cnn_n_test": 60,
+    "cnn_channels": [[4, 8]],
+    "cnn_hidden": 8,
+    "cnn_n_seeds": 2,
+    "cnn_max_iter": 150,
+}
+
+
+@pytest.fixture(scope="module")
+def two_family_run(tmp_path_factory):
+    from flatgen.experiments import run_experiment
+
+    out = tmp_path_factory.mktemp("families")
+    return out, run_experiment(tiny_study(**TINY_CNNS), out, quick=True, verbose=0)
+
+
+@pytest.mark.slow
+def test_study_ranks_per_family_and_pooled(two_family_run):
+    from flatgen.experiments._ranking import rank_measures
+
+    out, result = two_family_run
+    study = result.study
+    by_family = {}
+    for record in study["models"]:
+        by_family.setdefault(record["family"], []).append(record)
+    assert sorted(by_family) == ["cnn", "mlp"]
+    assert all(r["name"].startswith("cnn ") for r in by_family["cnn"])
+    assert len(by_family["cnn"]) == 4 and len(by_family["mlp"]) == 4
+    assert {r["params"]["depth"] for r in by_family["cnn"]} == {2}
+    kept = {
+        f: [r for r in rs if r["train_accuracy"] >= 0.9] for f, rs in by_family.items()
+    }
+    assert all(len(rs) >= 3 for rs in kept.values()), kept
+    families = {f["family"]: f for f in study["families"]}
+    assert families["cnn"]["label"] == "CNNs on the 8x8 digits"
+    for family, records in kept.items():
+        # Each family's ranking is rank_measures over its own models alone.
+        expected = rank_measures(
+            {m: [r["measures"][m] for r in records] for m in records[0]["measures"]},
+            [r["generalization_gap"] for r in records],
+            [r["params"] for r in records],
+            n_bootstrap=50,
+            seed=result.seeds["bootstrap"],
+        )
+        assert families[family]["ranking"] == json.loads(json.dumps(expected))
+        assert families[family]["n_models"] == len(records)
+    pooled = study["ranking"]
+    assert pooled[0]["n_models"] == sum(len(rs) for rs in kept.values())
+    # Pooled, the family is a stratum, not an axis.
+    assert all("family" not in r["granulated"] for r in pooled)
+    taus = {f: {r["measure"]: r for r in fam["ranking"]} for f, fam in families.items()}
+    for row in study["disagreements"]:
+        (low_a, high_a), (low_b, high_b) = (
+            taus[f][row["measure"]]["tau_ci"] for f in ("mlp", "cnn")
+        )
+        assert row["disagree"] == (max(low_a, low_b) > min(high_a, high_b))
+    assert len(study["disagreements"]) == len(pooled)
+    report = (out / "report.md").read_text()
+    assert f"CNNs on the 8x8 digits ({len(kept['cnn'])} models)" in report
+    assert "Where the families agree and where they do not" in report
+    # Three panels side by side: pooled, then one per family.
+    from PIL import Image
+
+    width, height = Image.open(out / "measure_ranking.png").size
+    assert width > 2.5 * height
+
+
+@pytest.mark.slow
+def test_a_family_with_its_own_data_keys_its_steps_by_that_data(
+    two_family_run, tmp_path
+):
+    from flatgen.experiments import run_experiment
+
+    out, first = two_family_run
+    shutil.copytree(out, tmp_path, dirs_exist_ok=True)
+    # Other digits for the CNNs: their fits and measures run again, the
+    # MLPs' steps (the run's own data) are reused.
+    spec = tiny_study(**{**TINY_CNNS, "cnn_n_train": 70})
+    again = run_experiment(spec, tmp_path, quick=True, verbose=0)
+    assert again.steps["computed"] and all(
+        "cnn " in step for step in again.steps["computed"]
+    )
+    assert any("net beta" in step for step in again.steps["reused"])
+
+
+def test_the_study_refuses_an_unknown_family(tmp_path):
+    from flatgen.experiments import run_experiment
+
+    with pytest.raises(ValueError, match="`family` must be one of"):
+        run_experiment("study", tmp_path, quick=True, verbose=0, family="rnn")
+    assert not (tmp_path / "steps").exists()
+
+
+def test_granulated_taus_never_group_models_of_two_families():
+    from flatgen.experiments._ranking import granulated_taus
+
+    # Along a the measure follows the gap in family x and runs against it
+    # in family y; grouped together the four models would give tau 0.
+    params = [{"a": a, "family": f} for f in ("x", "y") for a in (0, 1)]
+    gaps = np.array([0.0, 1.0, 0.2, 0.8])
+    measure = np.array([0.0, 1.0, 1.0, 0.0])
+    assert granulated_taus(measure, gaps, params) == {"a": 0.0}
+    assert granulated_taus(measure[:2], gaps[:2], params[:2]) == {"a": 1.0}
+    assert granulated_taus(measure[2:], gaps[2:], params[2:]) == {"a": -1.0}
+
+
+def test_family_disagreements_part_only_disjoint_intervals():
+    from flatgen.experiments._ranking import family_disagreements
+
+    def row(measure, tau, low, high):
+        return {"measure": measure, "tau": tau, "tau_ci": [low, high]}
+
+    found = family_disagreements(
+        {
+            "mlp": [row("m1", 0.8, 0.6, 0.9), row("m2", 0.5, 0.3, 0.7)],
+            "cnn": [row("m2", 0.4, 0.2, 0.6), row("m1", -0.2, -0.5, 0.1)],
+        }
+    )
+    assert [r["measure"] for r in found] == ["m1", "m2"]  # larger spread first
+    assert [r["disagree"] for r in found] == [True, False]
+    assert found[0]["spread"] == pytest.approx(1.0)
+    assert found[0]["taus"]["cnn"]["rank"] == 2 and found[0]["taus"]["mlp"]["rank"] == 1
 
 
 def test_kendall_tau_and_granulated_taus_against_hand_counts():
@@ -606,8 +733,11 @@ def test_rank_measures_refuses_inconsistent_inputs(change, match):
     args.update(change)
     with pytest.raises(ValueError, match=match):
         rank_measures(
-            args["values"], args["gaps"], args["params"],
-            n_bootstrap=args["n_bootstrap"], confidence=args["confidence"],
+            args["values"],
+            args["gaps"],
+            args["params"],
+            n_bootstrap=args["n_bootstrap"],
+            confidence=args["confidence"],
         )
 
 
@@ -618,7 +748,7 @@ def test_study_fits_its_networks_together_and_resumes(tiny_study_run, tmp_path):
     fits = [s for s in first.steps["computed"] if s.startswith("fit")]
     assert fits == ["fit together 4 from net beta=0 8x2 lr=0.01 seed=0"]
     shutil.copytree(out, tmp_path, dirs_exist_ok=True)
-    again = run_experiment(tiny_study(), tmp_path, quick=True, verbose=0)
+    again = run_experiment(tiny_study(), tmp_path, quick=True, verbose=0, family="mlp")
     assert again.steps["computed"] == [] and len(again.steps["reused"]) == 5
     assert numbers(read(tmp_path)) == numbers(first.to_dict())
 

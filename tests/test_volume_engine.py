@@ -407,8 +407,13 @@ def test_a_loss_flat_to_second_order_is_measured_and_said(estimator):
     for max_radius in (None, 10.0, 1e12):
         with pytest.warns(ConvergenceWarning, match="flat to second order"):
             result = basin_log10_volume(
-                _quartic, 10, 1.0, n_directions=200, random_state=0,
-                estimator=estimator, max_radius=max_radius,
+                _quartic,
+                10,
+                1.0,
+                n_directions=200,
+                random_state=0,
+                estimator=estimator,
+                max_radius=max_radius,
             )
         low, high = result.log10_volume_ci
         assert low <= QUARTIC_10 <= high and high - low < 0.2
@@ -441,7 +446,11 @@ def test_a_loss_without_autograd_is_measured_by_uniform_rays(to_numpy):
 def test_a_linear_loss_is_refused_as_no_minimum(estimator, max_radius):
     with pytest.raises(ValueError, match="falls from the origin .* not a minimum"):
         basin_log10_volume(
-            lambda z: z.sum(1), 10, 1.0, n_directions=40, max_radius=max_radius,
+            lambda z: z.sum(1),
+            10,
+            1.0,
+            n_directions=40,
+            max_radius=max_radius,
             estimator=estimator,
         )
 
@@ -514,8 +523,12 @@ def test_full_quadratic_model_refuses_more_dimensions_than_it_can_hold():
 def test_volume_estimator_takes_the_full_quadratic_model(fitted):
     clf, X, y = fitted
     volume = VolumeEstimator(
-        cutoff=2.0, cutoff_type="relative", n_directions=20, rank="full",
-        random_state=0, max_capped_fraction=1.0,
+        cutoff=2.0,
+        cutoff_type="relative",
+        n_directions=20,
+        rank="full",
+        random_state=0,
+        max_capped_fraction=1.0,
     ).fit(clf, X, y)
     assert volume.preconditioner_rank_ == volume.n_dims_
     assert np.all(np.isfinite(volume.log10_volume_))
@@ -526,8 +539,11 @@ def test_volume_estimator_takes_the_full_quadratic_model(fitted):
 def test_volume_estimator_former_estimator_parameter_still_works(fitted):
     clf, X, y = fitted
     options = {
-        "cutoff": 2.0, "cutoff_type": "relative", "n_directions": 10,
-        "random_state": 0, "max_capped_fraction": 1.0,
+        "cutoff": 2.0,
+        "cutoff_type": "relative",
+        "n_directions": 10,
+        "random_state": 0,
+        "max_capped_fraction": 1.0,
     }
     new = VolumeEstimator(method="naive", **options).fit(clf, X, y)
     with pytest.warns(FutureWarning, match="renamed 'method'"):

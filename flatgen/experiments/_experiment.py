@@ -119,7 +119,16 @@ class ExperimentRun:
 def _models(spec, settings, seeds, data, device):
     """Return the spec's grid of models, or its sweep and baselines."""
     if spec.models is not None:
-        return list(spec.models(settings, seeds, data, device))
+        models = list(spec.models(settings, seeds, data, device))
+        for model in models:
+            if model.data is not None:
+                # The run's key covers the run's data only: a model's own
+                # data enters its cache key through its settings.
+                model.settings = {
+                    **model.settings,
+                    "data": fingerprint(*model.data.arrays()),
+                }
+        return models
     template = spec.network(settings, seeds, data, device)
     factors = settings["poison_factors"]
     roles = {factors[0]: "clean", factors[-1]: "poisoned"}
@@ -147,6 +156,7 @@ def _models(spec, settings, seeds, data, device):
 
 
 def _fit_kwargs(model, data):
+    data = model.data or data
     return {
         "X_train": model.inputs(data.X_train),
         "y_train": data.y_train,
@@ -163,6 +173,8 @@ def _fit_steps(models, data, batched):
     groups = {}
     for model in models:
         key = batch_key(model.estimator) if batched else None
+        # A batch trains on one data set: models with their own data apart.
+        key = key and (key, id(model.data))
         groups.setdefault(key or id(model), []).append(model)
     # A batch holds every member's data and poison source at once: batches
     # are capped so memory does not grow with the size of a grid.
@@ -221,14 +233,15 @@ def _measure_steps(run, fits):
             continue
         for model in run.select(measure.applies_to):
             fit = StepKey("fit", model.name)
+            arrays = model.data or run.data
             data = {
                 "estimator": fits[fit]["estimator"],
-                "X": model.inputs(run.data.X_train),
-                "y": run.data.y_train,
+                "X": model.inputs(arrays.X_train),
+                "y": arrays.y_train,
             }
             if measure.needs_test:
-                data["X_test"] = model.inputs(run.data.X_test)
-                data["y_test"] = run.data.y_test
+                data["X_test"] = model.inputs(arrays.X_test)
+                data["y_test"] = arrays.y_test
             steps.append(
                 Step(
                     StepKey(measure.name, model.name),

@@ -254,7 +254,7 @@ def perturbation_gif(out, path, X, y, name, *, fps=10, dpi=100):
     return name
 
 
-def measure_ranking(out, rows, title=None, name="measure_ranking.png"):
+def measure_ranking(out, rows, title=None, name="measure_ranking.png", panels=()):
     """Kendall's tau of each measure with the gap, bars with intervals.
 
     Parameters
@@ -267,14 +267,36 @@ def measure_ranking(out, rows, title=None, name="measure_ranking.png"):
         Axes title.
     name : str, default='measure_ranking.png'
         File name.
+    panels : sequence of (str, list of dict), default=()
+        More rankings (a title and its rows each, e.g. one per model
+        family), drawn to the right in the order of ``rows``.
 
     Returns
     -------
     name : str
         The file written.
     """
-    fig, ax = _figure(width=7.0, height=0.38 * len(rows) + 1.6)
-    MeasureRankingDisplay.from_rows(rows).plot(ax=ax)
-    if title is not None:
-        ax.set_title(title)
+    panels = [(title, rows)] + [(t, r) for t, r in panels if r]
+    fig, axes = _figure(
+        ncols=len(panels), width=7.0, height=0.38 * len(rows) + 1.6, sharey=True
+    )
+    axes = np.atleast_1d(axes)
+    order = [r["measure"] for r in rows]
+    # One marker and colour per grid axis in every panel.
+    axis_names = sorted(
+        {
+            a
+            for _, r in panels
+            for row in r
+            for a, t in row["granulated"].items()
+            if t is not None
+        }
+    )
+    for ax, (text, ranking) in zip(axes, panels):
+        known = {r["measure"] for r in ranking}
+        MeasureRankingDisplay.from_rows(
+            ranking, order=[m for m in order if m in known]
+        ).plot(ax=ax, axis_names=axis_names)
+        if text is not None:
+            ax.set_title(text)
     return _save(fig, out, name)

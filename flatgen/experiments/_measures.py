@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._ranking import rank_measures
+from ._ranking import family_disagreements, rank_measures
 from ._results import Flatness, Margins
 from ._steps import (
     measure_annealed_volume,
@@ -254,6 +254,7 @@ def _zoo_report(result, model, record):
     result.study.setdefault("models", []).append(
         {
             "name": model.name,
+            "family": model.family,
             "params": model.params,
             "train_accuracy": row.train_accuracy,
             "test_accuracy": row.test_accuracy,
@@ -267,7 +268,11 @@ def _zoo_report(result, model, record):
 
 
 def _zoo_ranking(run):
-    """Rank the measures over the models that fit their training set."""
+    """Rank the measures over the models that fit their training set.
+
+    With several model families: per family and pooled (``ranking``), and
+    the measures whose families disagree.
+    """
     study = run.result.study
     threshold = run.settings["min_train_accuracy"]
     kept = [r for r in study["models"] if r["train_accuracy"] >= threshold]
@@ -277,23 +282,48 @@ def _zoo_ranking(run):
     study["excluded"] = [
         r["name"] for r in study["models"] if r["train_accuracy"] < threshold
     ]
-    if len(kept) < 3:
-        study["ranking"] = []
-        return
-    names = list(kept[0]["measures"])
-    gaps = np.array([r["generalization_gap"] for r in kept])
-    params = [r["params"] for r in kept]
     options = {
         "n_bootstrap": run.settings["n_bootstrap"],
         "seed": run.seeds["bootstrap"],
     }
-    study["ranking"] = rank_measures(
+    families = [f for f in run.settings.get("families", []) if f is not None]
+    if len(families) > 1:
+        study["families"] = []
+        for family in families:
+            members = [r for r in kept if r["family"] == family]
+            ranking, sweep = _rank(members, options)
+            study["families"].append(
+                {
+                    "family": family,
+                    "label": run.settings.get("family_labels", {}).get(family, family),
+                    "n_models": len(members),
+                    "ranking": ranking,
+                    "scale_sweep": sweep,
+                }
+            )
+        ranked = {f["family"]: f["ranking"] for f in study["families"] if f["ranking"]}
+        study["disagreements"] = family_disagreements(ranked) if len(ranked) > 1 else []
+    study["ranking"], study["scale_sweep"] = _rank(kept, options)
+
+
+def _rank(kept, options):
+    """Return the ranking and the scale sweep over the records ``kept``."""
+    if len(kept) < 3:
+        return [], []
+    names = list(kept[0]["measures"])
+    gaps = np.array([r["generalization_gap"] for r in kept])
+    # Pooled over families, the family separates the granulated groups.
+    pooled = len({r.get("family") for r in kept}) > 1
+    params = [
+        {**r["params"], "family": r["family"]} if pooled else r["params"] for r in kept
+    ]
+    ranking = rank_measures(
         {m: np.array([r["measures"][m] for r in kept]) for m in names},
         gaps,
         params,
         **options,
     )
-    study["scale_sweep"] = _scale_sweep(kept, study["ranking"], gaps, params, options)
+    return ranking, _scale_sweep(kept, ranking, gaps, params, options)
 
 
 def _scale_sweep(kept, ranking, gaps, params, options):

@@ -115,8 +115,17 @@ def _measure_ranking(run):
     if not ranking:
         return {}
     n_models = ranking[0]["n_models"]
-    title = run.title(run.spec.sweep_title) + f", {n_models} models"
-    return {"measure_ranking": figures.measure_ranking(run.out, ranking, title)}
+    families = run.result.study.get("families", [])
+    if families:
+        title = f"All families, {n_models} models"
+    else:
+        title = run.title(run.spec.sweep_title) + f", {n_models} models"
+    panels = [(f"{f['label']}, {f['n_models']} models", f["ranking"]) for f in families]
+    return {
+        "measure_ranking": figures.measure_ranking(
+            run.out, ranking, title, panels=panels
+        )
+    }
 
 
 # Figure name -> (the measures it draws from, the function drawing it).

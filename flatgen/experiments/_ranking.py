@@ -17,7 +17,7 @@ def _tau(x, y):
     return float(kendalltau(x, y).statistic)
 
 
-def granulated_taus(values, gaps, params, replicates=("seed",)):
+def granulated_taus(values, gaps, params, replicates=("seed",), strata=("family",)):
     """Kendall's tau along each grid axis, averaged over the other axes' settings.
 
     Parameters
@@ -29,6 +29,9 @@ def granulated_taus(values, gaps, params, replicates=("seed",)):
     replicates : tuple of str, default=('seed',)
         Keys that mark repeats, not hyperparameters: no tau along them, and
         models that differ only in them fall in the same group.
+    strata : tuple of str, default=('family',)
+        Keys that mark separate grids (model families): no tau along them,
+        and models of different strata never share a group.
 
     Returns
     -------
@@ -37,15 +40,22 @@ def granulated_taus(values, gaps, params, replicates=("seed",)):
         no setting has two models differing along the axis). Axes with a
         single value are left out.
     """
-    axes = sorted({key for p in params for key in p} - set(replicates))
+    axes = sorted({key for p in params for key in p} - set(replicates) - set(strata))
     axes = [a for a in axes if len({repr(p.get(a)) for p in params}) > 1]
     taus = {}
     for axis in axes:
         groups = {}
         for i, p in enumerate(params):
-            rest = tuple((a, repr(p.get(a))) for a in axes if a != axis)
+            rest = tuple((a, repr(p.get(a))) for a in [*strata, *axes] if a != axis)
             groups.setdefault(rest, []).append(i)
-        found = [_tau(values[idx], gaps[idx]) for idx in groups.values()]
+        # A group whose models share the axis's value (a family where the
+        # axis does not vary, a grid point left with one value) holds
+        # repeats only: no tau along the axis.
+        found = [
+            _tau(values[idx], gaps[idx])
+            for idx in groups.values()
+            if len({repr(params[i].get(axis)) for i in idx}) > 1
+        ]
         found = [t for t in found if np.isfinite(t)]
         taus[axis] = float(np.mean(found)) if found else None
     return taus
@@ -168,3 +178,53 @@ def rank_measures(values, gaps, params, *, n_bootstrap=1000, confidence=0.95, se
         )
     rows.sort(key=lambda r: -np.inf if r["tau"] is None else r["tau"], reverse=True)
     return rows
+
+
+def family_disagreements(rankings):
+    """Measures whose tau differs between model families beyond the intervals.
+
+    Parameters
+    ----------
+    rankings : dict
+        Family name -> its rows of :func:`rank_measures`.
+
+    Returns
+    -------
+    found : list of dict
+        Per measure ranked in every family: ``measure``, ``taus`` (family ->
+        ``{'tau', 'tau_ci', 'rank'}``, rank 1 the best) and ``disagree``:
+        True when two families' 95 % intervals of tau do not overlap.
+        Sorted by the spread of tau between families, largest first.
+    """
+    by_family = {}
+    for family, rows in rankings.items():
+        by_family[family] = {
+            row["measure"]: {
+                "tau": row["tau"],
+                "tau_ci": row["tau_ci"],
+                "rank": position + 1,
+            }
+            for position, row in enumerate(rows)
+        }
+    measures = set.intersection(*(set(m) for m in by_family.values()))
+    found = []
+    for measure in measures:
+        taus = {family: by_family[family][measure] for family in rankings}
+        intervals = [t["tau_ci"] for t in taus.values() if None not in t["tau_ci"]]
+        disagree = len(intervals) == len(taus) and (
+            max(low for low, _ in intervals) > min(high for _, high in intervals)
+        )
+        values = [t["tau"] for t in taus.values() if t["tau"] is not None]
+        spread = max(values) - min(values) if len(values) == len(taus) else np.inf
+        found.append(
+            {
+                "measure": measure,
+                "taus": taus,
+                "disagree": bool(disagree),
+                "spread": spread,
+            }
+        )
+    found.sort(key=lambda r: (-r["spread"], r["measure"]))
+    for row in found:
+        row["spread"] = None if not np.isfinite(row["spread"]) else float(row["spread"])
+    return found

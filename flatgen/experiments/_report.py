@@ -170,10 +170,29 @@ def _spearman_line(result):
     return "Spearman correlation of log10 volume with the gap: " + "; ".join(parts)
 
 
+def _interval(ci):
+    return "–" if ci[0] is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def _ranking_table(ranking):
+    # Axes with no tau anywhere (they vary only between families) are left out.
+    axes = sorted(
+        {a for r in ranking for a, t in r["granulated"].items() if t is not None}
+    )
+    rows = [
+        [r["measure"], _fmt(r["tau"], ".2f"), _interval(r["tau_ci"])]
+        + [_fmt(r["granulated"].get(a), ".2f") for a in axes]
+        + [_fmt(r["mean_granulated"], ".2f"), str(r["n_models"])]
+        for r in ranking
+    ]
+    headers = ["measure", "tau", "95 % interval"] + [f"tau along {a}" for a in axes]
+    return table(headers + ["psi", "models"], rows)
+
+
 def _study_text(result):
     study = result.study
     ranking = study.get("ranking", [])
-    axes = sorted({a for r in ranking for a in r["granulated"]})
+    families = study.get("families", [])
     lines = [
         f"Kendall's tau of each measure with the generalization gap over the "
         f"{ranking[0]['n_models'] if ranking else 0} models that reach "
@@ -183,6 +202,11 @@ def _study_text(result):
         "Every measure is oriented so that larger means sharper or more complex.",
         "",
     ]
+    if families:
+        lines[0] += (
+            " Pooled over the model families first (granulated taus within a "
+            "family), then each family alone."
+        )
     if study.get("excluded"):
         lines += [
             f"**Left out (training set not fitted): {', '.join(study['excluded'])}.**",
@@ -190,19 +214,6 @@ def _study_text(result):
         ]
     if not ranking:
         return "\n".join(lines + ["Fewer than 3 models fit their training set."])
-    rows = [
-        [
-            r["measure"],
-            _fmt(r["tau"], ".2f"),
-            "–"
-            if r["tau_ci"][0] is None
-            else f"[{r['tau_ci'][0]:.2f}, {r['tau_ci'][1]:.2f}]",
-        ]
-        + [_fmt(r["granulated"].get(a), ".2f") for a in axes]
-        + [_fmt(r["mean_granulated"], ".2f"), str(r["n_models"])]
-        for r in ranking
-    ]
-    headers = ["measure", "tau", "95 % interval"] + [f"tau along {a}" for a in axes]
     flagged = sorted(
         {
             f"{m['name']}: {k} ({v})"
@@ -211,11 +222,75 @@ def _study_text(result):
         }
     )
     # A measure that is not finite for some models ranks fewer of them: say so.
-    text = lines + [table(headers + ["psi", "models"], rows)]
+    text = list(lines)
+    if families:
+        pooled = ranking[0]["n_models"]
+        text += [_table_title(f"All families pooled ({pooled} models)"), ""]
+    text += [_ranking_table(ranking)]
+    for family in families:
+        text += ["", _table_title(f"{family['label']} ({family['n_models']} models)")]
+        text += [
+            "",
+            _ranking_table(family["ranking"])
+            if family["ranking"]
+            else "Fewer than 3 models of this family fit their training set.",
+        ]
+    text += _disagreement_text(study.get("disagreements", []), families)
     if flagged:
         text += ["", "Bounds rather than values: " + "; ".join(flagged) + "."]
     text += _scale_sweep_text(study.get("scale_sweep", []))
     return "\n".join(text)
+
+
+def _table_title(text):
+    """Return a bold line naming the table below it."""
+    return f"**{text}**"
+
+
+def _tau_cell(entry):
+    return (
+        f"{_fmt(entry['tau'], '.2f')} {_interval(entry['tau_ci'])} (#{entry['rank']})"
+    )
+
+
+def _disagreement_text(found, families):
+    """Per measure, tau and rank in each family; where the intervals part."""
+    if not found:
+        return []
+    labels = {f["family"]: f["label"] for f in families}
+    names = list(found[0]["taus"])
+    rows = [
+        [row["measure"]]
+        + [_tau_cell(row["taus"][n]) for n in names]
+        + ["yes" if row["disagree"] else "no"]
+        for row in found
+    ]
+    parted = [row["measure"] for row in found if row["disagree"]]
+    agreed = [
+        row["measure"]
+        for row in found
+        if not row["disagree"] and all(row["taus"][n]["rank"] <= 5 for n in names)
+    ]
+    summary = (
+        "The families disagree (95 % intervals of tau do not overlap) on: "
+        + (", ".join(parted) if parted else "no measure")
+        + ". In the top five of every family: "
+        + (", ".join(agreed) if agreed else "no measure")
+        + "."
+    )
+    return [
+        "",
+        _table_title("Where the families agree and where they do not"),
+        "",
+        "Tau with its 95 % interval and rank (#1 the best) in each family, "
+        "sorted by how far the families' taus lie apart.",
+        "",
+        table(
+            ["measure"] + [f"tau in {labels[n]}" for n in names] + ["disagree"], rows
+        ),
+        "",
+        summary,
+    ]
 
 
 def _scale_sweep_text(sweep):
@@ -480,13 +555,27 @@ def format_summary(result, out):
                     f"[{low:.1f}, {high:.1f}]{flag}"
                 )
     if result.study.get("ranking"):
-        lines += ["", f"{'measure':<32}{'tau':>7}{'95 % interval':>18}{'psi':>7}"]
+        # With several families: the pooled tau, then each family's.
+        families = result.study.get("families", [])
+        taus = [
+            {r["measure"]: r["tau"] for r in family["ranking"]} for family in families
+        ]
+        header = f"{'measure':<32}{'tau':>7}{'95 % interval':>18}{'psi':>7}"
+        header += "".join(f"{'tau ' + f['family']:>10}" for f in families)
+        lines += ["", header]
         for r in result.study["ranking"]:
-            ci = r["tau_ci"]
-            interval = "–" if ci[0] is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
             lines.append(
-                f"{r['measure']:<32}{_fmt(r['tau'], '.2f'):>7}{interval:>18}"
-                f"{_fmt(r['mean_granulated'], '.2f'):>7}"
+                f"{r['measure']:<32}{_fmt(r['tau'], '.2f'):>7}"
+                f"{_interval(r['tau_ci']):>18}{_fmt(r['mean_granulated'], '.2f'):>7}"
+                + "".join(f"{_fmt(t.get(r['measure']), '.2f'):>10}" for t in taus)
+            )
+        parted = [
+            d["measure"] for d in result.study.get("disagreements", []) if d["disagree"]
+        ]
+        if families:
+            lines.append(
+                "families disagree (intervals apart) on: "
+                + (", ".join(parted) if parted else "none")
             )
     if result.study.get("excluded"):
         lines.append(

@@ -115,6 +115,12 @@ class Model:
     params : dict, default={}
         The model's values of a grid's axes (``{'width': 64, ...}``), for
         analyses per hyperparameter.
+    family : str, default=None
+        The model family of a grid with several (``'mlp'``, ``'cnn'``): the
+        study ranks measures per family and pooled.
+    data : ExperimentData, default=None
+        The model's own training and test data, when a grid's families
+        learn different tasks; the run's data when None.
     """
 
     name: str
@@ -125,6 +131,8 @@ class Model:
     title: str | None = None
     flat_inputs: bool = False
     params: dict = field(default_factory=dict)
+    family: str | None = None
+    data: ExperimentData | None = None
 
     @property
     def is_network(self):

@@ -24,11 +24,15 @@ class MeasureRankingDisplay:
         Interval of each tau.
     granulated : list of dict, default=None
         Per measure, axis name -> granulated tau (None where undefined).
+    order : list of str, default=None
+        Measure names from the top row down (to draw several rankings in
+        one order); by tau when None.
 
     Attributes
     ----------
     order_ : ndarray of shape (n_measures,)
-        Measures from the highest tau to the lowest (NaN last).
+        Indices of the measures from the top row down: by ``order``, or from
+        the highest tau to the lowest (NaN last).
     ax_ : matplotlib Axes
         Axes drawn on.
     figure_ : matplotlib Figure
@@ -42,7 +46,7 @@ class MeasureRankingDisplay:
     ['curvature', 'norm']
     """
 
-    def __init__(self, measures, taus, tau_ci=None, granulated=None):
+    def __init__(self, measures, taus, tau_ci=None, granulated=None, order=None):
         self.measures = list(measures)
         self.taus = np.asarray(taus, dtype=float)
         if self.taus.shape != (len(self.measures),):
@@ -63,9 +67,17 @@ class MeasureRankingDisplay:
         self.granulated = granulated
         key = np.where(np.isfinite(self.taus), -self.taus, np.inf)
         self.order_ = np.argsort(key, kind="stable")
+        if order is not None:
+            order = list(order)
+            if sorted(order) != sorted(self.measures):
+                raise ValueError(
+                    "order must name every measure once; got "
+                    f"{order} for measures {self.measures}."
+                )
+            self.order_ = np.array([self.measures.index(m) for m in order])
 
     @classmethod
-    def from_rows(cls, rows):
+    def from_rows(cls, rows, order=None):
         """Build the display from the rows of a study's ranking.
 
         Parameters
@@ -73,6 +85,8 @@ class MeasureRankingDisplay:
         rows : list of dict
             With ``measure``, ``tau``, ``tau_ci`` and ``granulated`` (as in
             a study's ``summary.json``).
+        order : list of str, default=None
+            Measure names from the top row down; by tau when None.
 
         Returns
         -------
@@ -84,9 +98,10 @@ class MeasureRankingDisplay:
             [np.nan if r["tau"] is None else r["tau"] for r in rows],
             [r["tau_ci"] for r in rows],
             [r["granulated"] for r in rows],
+            order=order,
         )
 
-    def plot(self, ax=None, *, color=None):
+    def plot(self, ax=None, *, color=None, axis_names=None):
         """Draw the bars, intervals and granulated markers.
 
         Parameters
@@ -95,6 +110,10 @@ class MeasureRankingDisplay:
             Where to draw; a new figure when None.
         color : color, default=None
             Bar colour; Okabe-Ito blue when None.
+        axis_names : list of str, default=None
+            Grid axes in the order that picks their markers and colours, so
+            that several displays mark one axis alike; the axes of
+            ``granulated``, sorted, when None.
 
         Returns
         -------
@@ -124,8 +143,16 @@ class MeasureRankingDisplay:
                 label="95 % bootstrap interval",
             )
         if self.granulated:
-            axes = sorted({a for g in self.granulated for a in (g or {})})
+            present = {
+                a
+                for g in self.granulated
+                for a, t in (g or {}).items()
+                if t is not None
+            }
+            axes = list(axis_names) if axis_names is not None else sorted(present)
             for k, axis in enumerate(axes):
+                if axis not in present:
+                    continue
                 values = np.array(
                     [
                         np.nan
