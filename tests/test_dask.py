@@ -192,14 +192,17 @@ def test_dask_backend_gives_the_same_radii(client):
 def test_study_on_a_dask_cluster_equals_the_local_run(client, tmp_path):
     from flatgen.experiments import run_experiment
 
-    from .test_experiments import numbers, read, tiny_study
+    from .test_experiments import TINY_CNNS, numbers, read, tiny_study
 
-    spec = tiny_study(n_bootstrap=20)
+    # Both families: the CNNs carry their own data (the digits) to the workers.
+    spec = tiny_study(n_bootstrap=20, **TINY_CNNS)
     run_experiment(spec, tmp_path / "local", quick=True, verbose=0)
     with distributed.get_task_stream(client) as stream, parallel_config(backend="dask"):
         remote = run_experiment(spec, tmp_path / "dask", quick=True, verbose=0)
-    # The batched fit and every measurement ran as tasks of the cluster.
-    assert len(remote.steps["computed"]) == 5 and len(stream.data) >= 5
+    # The MLPs' batched fit, the 4 CNN fits and every measurement ran as
+    # tasks of the cluster.
+    assert len(remote.steps["computed"]) == 13 and len(stream.data) >= 13
+    assert len(remote.study["families"]) == 2
     assert numbers(read(tmp_path / "dask")) == numbers(read(tmp_path / "local"))
 
 

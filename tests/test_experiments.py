@@ -606,6 +606,9 @@ def test_study_ranks_per_family_and_pooled(two_family_run):
     report = (out / "report.md").read_text()
     assert f"CNNs on the 8x8 digits ({len(kept['cnn'])} models)" in report
     assert "Where the families agree and where they do not" in report
+    # The scale sweep pooled and per family.
+    assert "Scale sweep, CNNs on the 8x8 digits" in report
+    assert families["cnn"]["scale_sweep"] and study["scale_sweep"]
     # Three panels side by side: pooled, then one per family.
     from PIL import Image
 

@@ -239,6 +239,10 @@ def _study_text(result):
     if flagged:
         text += ["", "Bounds rather than values: " + "; ".join(flagged) + "."]
     text += _scale_sweep_text(study.get("scale_sweep", []))
+    for family in families:
+        sweep = _scale_sweep_text(family.get("scale_sweep", []))
+        if sweep:
+            text += ["", _table_title(f"Scale sweep, {family['label']}")] + sweep
     return "\n".join(text)
 
 
