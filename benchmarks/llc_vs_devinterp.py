@@ -139,8 +139,9 @@ def main():
             "localization": 100.0,
         }
         print(
-            f"\n{name}: {probe.n_params_} weights, n = {len(y)}, step {probe.step_size_:.3g},"
-            f" gamma 100, n beta = n / log n, {args.chains} chains x {args.steps} steps"
+            f"\n{name}: {probe.n_params_} weights, n = {len(y)}, "
+            f"step {probe.step_size_:.3g}, gamma 100, n beta = n / log n, "
+            f"{args.chains} chains x {args.steps} steps"
             f" ({burnin} burn-in)"
         )
         found = {"flatgen": [], "devinterp": []}
@@ -154,18 +155,23 @@ def main():
                 found[which].append(llc)
                 seconds[which].append(took)
                 extra = "" if rhat is None else f", R-hat {rhat:.3f}"
-                print(f"  repeat {repeat} {which:<10} llc {llc:8.3f}{extra}  {took:6.1f} s")
+                print(
+                    f"  repeat {repeat} {which:<10} llc {llc:8.3f}{extra}"
+                    f"  {took:6.1f} s"
+                )
         ours, theirs = np.array(found["flatgen"]), np.array(found["devinterp"])
         spread = theirs.std(ddof=1)
+        ratio = np.median(seconds["devinterp"]) / np.median(seconds["flatgen"])
         print(
-            f"  flatgen   {ours.mean():.3f} +- {ours.std(ddof=1):.3f} (sd over repeats)\n"
+            f"  flatgen   {ours.mean():.3f} +- {ours.std(ddof=1):.3f}"
+            " (sd over repeats)\n"
             f"  devinterp {theirs.mean():.3f} +- {spread:.3f}\n"
             f"  difference of means {ours.mean() - theirs.mean():+.3f} "
             f"= {(ours.mean() - theirs.mean()) / spread:+.2f} devinterp sd; "
             f"relative {(ours.mean() / theirs.mean() - 1) * 100:+.1f} %\n"
             f"  seconds per estimate: flatgen {np.median(seconds['flatgen']):.1f}, "
             f"devinterp {np.median(seconds['devinterp']):.1f} "
-            f"(ratio {np.median(seconds['devinterp']) / np.median(seconds['flatgen']):.2f})"
+            f"(ratio {ratio:.2f})"
         )
 
 
