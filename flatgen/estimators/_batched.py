@@ -301,6 +301,23 @@ class _StepData:
         self.fused = all(t.fold_binary or t.poison_source is None for t in trainers)
         self._weights = {}
 
+    def subset(self, members):
+        """Return the same stacking for the models ``members`` (indices), cached.
+
+        The padding of poison rows and the fused objective stay those of
+        the whole batch, so each model's arithmetic does not change.
+        """
+        key = tuple(int(k) for k in members)
+        if key == tuple(range(len(self.trainers))):
+            return self
+        if getattr(self, "_subset", (None,))[0] != key:
+            part = _StepData.__new__(_StepData)
+            part.trainers = [self.trainers[k] for k in key]
+            part.n_train, part.n_poison = self.n_train, self.n_poison
+            part.fused, part._weights = self.fused, {}
+            self._subset = (key, part)
+        return self._subset[1]
+
     def row_weights(self, train_weights):
         """(K, rows) weights of the folded objective; cached per polish weight."""
         key = tuple(float(w) for w in train_weights)
@@ -416,45 +433,92 @@ def _train_together(estimators, modules, trainers):
 
 
 def _polish_together(stack, data, max_steps, max_grad_norm):
-    """Polish every model, batched; each stops when its training set is fitted."""
+    """Polish every model, batched; each stops when its training set is fitted.
+
+    The models still polishing are gathered into a smaller stack whenever
+    one finishes: a straggler that needs every polish step then costs the
+    steps of one model, not of the whole batch, and its arithmetic is the
+    same as in the full stack (each model's slice of a batched product, its
+    own gradient clip and step).
+    """
     trainers = data.trainers
     n_models = len(trainers)
     first = trainers[0]
-    X = first.X.expand(n_models, *first.X.shape)
     rates = torch.tensor(
         [_POLISH_LR_FRACTION * t.initial_lr for t in trainers],
         dtype=first.X.dtype,
         device=first.X.device,
     )
-    optimizer = _StackedOptimizer(
-        stack.params, "sgd", 0.0, 0.0, n_models, max_grad_norm
-    )
     stage_steps = math.ceil(max_steps / len(_POLISH_TRAIN_WEIGHTS))
     steps = np.zeros(n_models, dtype=int)
+    iterators = [t.step_batches(t.steps_done, max_steps) for t in trainers]
 
-    def n_wrong():
+    def n_wrong(sub):
+        X = first.X.expand(len(sub.members), *first.X.shape)
         with torch.no_grad():
-            predicted = stack(X).argmax(2)
+            predicted = sub(X).argmax(2)
         return (predicted != first.y).sum(1).cpu().numpy()
 
-    wrong = n_wrong()
-    iterators = [t.step_batches(t.steps_done, max_steps) for t in trainers]
+    sub = _SubStack(stack, np.arange(n_models))
+    wrong = n_wrong(sub)
     while True:
         active = (wrong > 0) & (steps < max_steps)
         if not active.any():
             break
-        stage = np.minimum(steps // max(stage_steps, 1), len(_POLISH_TRAIN_WEIGHTS) - 1)
+        members = np.flatnonzero(active)
+        if len(members) < len(sub.members):
+            sub.write_back()
+            sub = _SubStack(stack, members)
+        optimizer = sub.optimizer(max_grad_norm)
+        part = data.subset(members)
+        stage = np.minimum(
+            steps[members] // max(stage_steps, 1), len(_POLISH_TRAIN_WEIGHTS) - 1
+        )
         train_weights = np.asarray(_POLISH_TRAIN_WEIGHTS)[stage]
-        inputs, poison = data.next(iterators)
-        losses = data.losses(stack(inputs), poison, train_weights)
-        if not torch.isfinite(losses[torch.as_tensor(active)]).all():
+        inputs, poison = part.next([iterators[k] for k in members])
+        losses = part.losses(sub(inputs), poison, train_weights)
+        if not torch.isfinite(losses).all():
             raise TrainingDivergedError(
                 "Training diverged during the final polish of a batched fit."
             )
-        # Models already fitted take no step: their loss is left out.
-        mask = torch.as_tensor(active, dtype=losses.dtype, device=losses.device)
-        (losses * mask).sum().backward()
-        optimizer.step(rates * mask)
-        steps += active
-        wrong = n_wrong()
+        losses.sum().backward()
+        optimizer.step(rates[torch.as_tensor(members)])
+        steps[members] += 1
+        wrong[members] = n_wrong(sub)
+    sub.write_back()
     return steps.tolist()
+
+
+class _SubStack:
+    """Some models of a :class:`_StackedMLP`, gathered into their own stack."""
+
+    def __init__(self, stack, members):
+        self.stack, self.members = stack, np.asarray(members)
+        self.n_layers, self.activation = stack.n_layers, stack.activation
+        if len(self.members) == len(stack.params[0]):
+            self.params = stack.params
+        else:
+            index = torch.as_tensor(self.members, device=stack.params[0].device)
+            self.params = [
+                p.detach()[index].clone().requires_grad_(True) for p in stack.params
+            ]
+        self._optimizer = None
+
+    __call__ = _StackedMLP.__call__
+
+    def optimizer(self, max_grad_norm):
+        """Plain SGD over these models (the polish has no optimizer state)."""
+        if self._optimizer is None:
+            self._optimizer = _StackedOptimizer(
+                self.params, "sgd", 0.0, 0.0, len(self.members), max_grad_norm
+            )
+        return self._optimizer
+
+    def write_back(self):
+        """Copy these models' weights into the full stack."""
+        if self.params is self.stack.params:
+            return
+        index = torch.as_tensor(self.members, device=self.stack.params[0].device)
+        with torch.no_grad():
+            for full, part in zip(self.stack.params, self.params):
+                full[index] = part
