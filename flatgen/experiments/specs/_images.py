@@ -18,6 +18,28 @@ def cnn_network(settings, seeds, data, device):
     )
 
 
+def digits_split(n_train, n_test, seed):
+    """Split scikit-learn's 8x8 digits into training, test and poison-pool images.
+
+    Stratified: ``n_train`` training and ``n_test`` test images, the rest the
+    pool the poison set is drawn from (fresh images of the training
+    distribution, as SVHN's extra split is in the paper).
+    """
+    from sklearn.model_selection import train_test_split
+
+    from ...datasets import load_digit_images
+    from .._spec import ExperimentData
+
+    X, y = load_digit_images()
+    X_train, X_rest, y_train, y_rest = train_test_split(
+        X, y, train_size=n_train, random_state=seed, stratify=y
+    )
+    X_test, X_pool, y_test, y_pool = train_test_split(
+        X_rest, y_rest, train_size=n_test, random_state=seed, stratify=y_rest
+    )
+    return ExperimentData(X_train, y_train, X_test, y_test, pool=(X_pool, y_pool))
+
+
 def svc_on_pixels(settings, seeds, data):
     """Return a tuned RBF SVC that sees each image as one row of pixels."""
     from .._baselines import svc_baseline

@@ -1,12 +1,13 @@
 """The poison sweep on a real image set that ships with scikit-learn: 8x8 digits."""
 
-from .._spec import ExperimentData, ExperimentSpec
+from .._spec import ExperimentSpec
 from ._images import (
     FIGURES,
     MEASURED_FULL,
     MEASURED_QUICK,
     MEASURES,
     cnn_network,
+    digits_split,
     svc_on_pixels,
 )
 
@@ -38,23 +39,9 @@ QUICK = {
 
 def load(settings, seeds):
     """Split the digits into training, test and poison-pool images."""
-    from sklearn.model_selection import train_test_split
-
-    from ...datasets import load_digit_images
-
-    X, y = load_digit_images()
-    X_train, X_rest, y_train, y_rest = train_test_split(
-        X, y, train_size=settings["n_train"], random_state=seeds["split"], stratify=y
-    )
-    X_test, X_pool, y_test, y_pool = train_test_split(
-        X_rest,
-        y_rest,
-        train_size=settings["n_test"],
-        random_state=seeds["split"],
-        stratify=y_rest,
-    )
-    settings["n_poison_pool"] = len(y_pool)
-    return ExperimentData(X_train, y_train, X_test, y_test, pool=(X_pool, y_pool))
+    data = digits_split(settings["n_train"], settings["n_test"], seeds["split"])
+    settings["n_poison_pool"] = len(data.pool[1])
+    return data
 
 
 SPEC = ExperimentSpec(

@@ -2,7 +2,7 @@
 
 import itertools
 
-from .._spec import ExperimentData, ExperimentSpec, Model, Option
+from .._spec import ExperimentSpec, Model, Option
 from .swissroll import load as load_swissroll
 
 # The model families of the study and the runs' choice of them: a ranking
@@ -114,26 +114,10 @@ def family_data(family, settings, seeds):
     """Return the training, test (and poison-pool) data of one family."""
     if family == "mlp":
         return load_swissroll(settings, seeds)
-    from sklearn.model_selection import train_test_split
+    from ._images import digits_split
 
-    from ...datasets import load_digit_images
-
-    X, y = load_digit_images()
-    X_train, X_rest, y_train, y_rest = train_test_split(
-        X,
-        y,
-        train_size=settings["cnn_n_train"],
-        random_state=seeds["digits"],
-        stratify=y,
-    )
-    X_test, X_pool, y_test, y_pool = train_test_split(
-        X_rest,
-        y_rest,
-        train_size=settings["cnn_n_test"],
-        random_state=seeds["digits"],
-        stratify=y_rest,
-    )
-    return ExperimentData(X_train, y_train, X_test, y_test, pool=(X_pool, y_pool))
+    n_train, n_test = settings["cnn_n_train"], settings["cnn_n_test"]
+    return digits_split(n_train, n_test, seeds["digits"])
 
 
 def _overridden(settings, name):
