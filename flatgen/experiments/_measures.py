@@ -286,7 +286,7 @@ def _zoo_ranking(run):
         "n_bootstrap": run.settings["n_bootstrap"],
         "seed": run.seeds["bootstrap"],
     }
-    families = [f for f in run.settings.get("families", []) if f is not None]
+    families = run.settings.get("families", [])
     if len(families) > 1:
         study["families"] = []
         for family in families:
