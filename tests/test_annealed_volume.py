@@ -9,7 +9,8 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from flatgen import AnnealedVolumeEstimator, PoisonedMLPClassifier, make_spirals
-from flatgen.landscape import annealed_log10_volume, make_basin
+from flatgen.landscape import annealed_log10_volume, basin_log10_volume, make_basin
+from flatgen.landscape._annealed import _Landscape
 
 SMALL = {
     "n_runs": 3,
@@ -20,11 +21,11 @@ SMALL = {
 }
 
 
-def _measure(basin, **kwargs):
+def _measure(known, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return annealed_log10_volume(
-            basin.loss_fn, basin.n_dims, basin.cutoff, **{**SMALL, **kwargs}
+            known.loss_fn, known.n_dims, known.cutoff, **{**SMALL, **kwargs}
         )
 
 
@@ -151,6 +152,78 @@ def test_the_low_rank_whitening_is_the_same_model():
     torch.testing.assert_close(low.gram(u) @ basis, full.gram(u @ basis))
 
 
+def test_on_star_shaped_bodies_both_definitions_are_the_same_set():
+    # The loss rises along every ray: the segment's maximum is its end, the
+    # chains see the same energies, the numbers are identical.
+    basin = make_basin("degenerate", 20, random_state=2)
+    sublevel = _measure(basin, random_state=0, n_runs=2, basin="sublevel")
+    star = _measure(basin, random_state=0, n_runs=2)
+    assert star.basin == "star" and sublevel.basin == "sublevel"
+    assert star.log10_volume == sublevel.log10_volume
+    np.testing.assert_array_equal(star.hysteresis, sublevel.hysteresis)
+    assert star.star_shaped_share == 1.0
+    # Each chain step checks 15 more points of its segment.
+    assert star.n_evaluations > 10 * sublevel.n_evaluations
+
+
+def test_the_star_shaped_basin_is_measured_behind_a_ridge():
+    # Behind a ridge ten times the cutoff, a moat of low loss 41 orders of
+    # magnitude larger than the basin (n = 40): the star-shaped basin is the
+    # inner ball alone, and the annealed estimate agrees with the exact value
+    # and with the rays, which measure the same set.
+    basin = make_basin("moat", 40, random_state=0)
+    assert basin.sublevel_log10_volume > basin.log10_volume + 40
+    result = _measure(basin, random_state=0)
+    low, high = result.log10_volume_ci
+    assert abs(result.log10_volume - basin.log10_volume) < 0.2
+    assert low <= basin.log10_volume <= high and high - low < 1
+    # Short chains (SMALL): R-hat near 1.1, not beyond.
+    assert result.star_shaped_share == 1.0 and result.rhat < 1.3
+    rays = basin_log10_volume(
+        basin.loss_fn, 40, basin.cutoff, n_directions=200, random_state=0
+    )
+    assert rays.log10_volume == pytest.approx(basin.log10_volume, abs=0.05)
+
+
+def test_the_star_energy_is_the_segments_maximum_and_its_gradient():
+    # l(z) = sin^2(|z|) in 2-D: along a segment past the crest at pi/2 the
+    # energy is the largest value at the segment's 16 points, s k / 16, and
+    # its gradient the loss's there, scaled by the point's share s.
+    def loss(z):
+        return torch.sin(z.norm(dim=1)).square()
+
+    landscape = _Landscape(
+        loss,
+        None,
+        None,
+        torch.ones(2, dtype=torch.float64),
+        0.0,
+        math.inf,
+        torch.float64,
+        "cpu",
+        64,
+        segment_points=16,
+    )
+    direction = torch.tensor([0.6, 0.8], dtype=torch.float64)
+    lengths = torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=torch.float64)
+    z = lengths[:, None] * direction
+    values, grads = landscape.value_and_grad(z)
+    for row, length in enumerate(lengths.tolist()):
+        shares = np.arange(1, 17) / 16
+        along = np.sin(shares * length) ** 2
+        best = int(np.argmax(along))
+        assert values[row].item() == pytest.approx(along[best], rel=1e-12)
+        # d/dz sin^2(|s z|) = s sin(2 s |z|) z / |z|
+        expected = shares[best] * math.sin(2 * shares[best] * length)
+        torch.testing.assert_close(grads[row], expected * direction)
+    # Rising along the whole segment: the loss itself.
+    assert values[0].item() == pytest.approx(math.sin(0.5) ** 2, rel=1e-12)
+    np.testing.assert_allclose(landscape.energies(z), values.numpy(), rtol=1e-12)
+    # A point whose segment passes the crest lies outside the basin at
+    # cutoffs below the crest, however low its own loss (|z| = 3: sin^2 3).
+    assert values[3].item() > 0.99 > math.sin(3.0) ** 2
+
+
 def test_same_seed_same_numbers_whatever_n_jobs():
     basin = make_basin("degenerate", 20, random_state=0)
     one = _measure(basin, random_state=3, n_runs=2)
@@ -192,6 +265,10 @@ def test_paths_that_lag_are_warned_about_and_widen_the_interval():
         ({"cutoff": -1.0}, ValueError, "must be finite and below the cutoff"),
         ({"cutoff": "high"}, ValueError, "cutoff must be a finite number"),
         ({"max_radius": 0.0}, ValueError, "max_radius must be a positive"),
+        ({"basin": "ball"}, ValueError, "basin must be 'star' or 'sublevel'"),
+        ({"segment_points": 1}, ValueError, "segment_points must be an integer"),
+        ({"start": "middle"}, ValueError, "start must be 'auto', 'model'"),
+        ({"start": "cap ball"}, ValueError, "start='cap ball' needs a max_radius"),
         ({"loss_fn": 3}, TypeError, "loss_fn must be callable"),
         (
             {"loss_fn": lambda z: torch.as_tensor(z.numpy().sum(1) ** 2)},

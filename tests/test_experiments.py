@@ -851,10 +851,13 @@ def test_annealed_volumes_of_the_extremes_reach_summary_report_and_console(tmp_p
     assert sorted(result.annealed_volumes) == ["net beta=0", "net beta=0.3"]
     record = result.annealed_volumes["net beta=0"]
     assert record["cutoffs"] == [0.5] and len(record["run_log10_volumes"][0]) == 2
+    assert record["basin"] == "star"  # the rays' set, said in the report
     low, high = record["log10_volume_ci"][0]
     assert low <= record["log10_volume"][0] <= high
     report = (tmp_path / "report.md").read_text()
     assert "AnnealedVolumeEstimator" in report and "max hysteresis" in report
+    assert "star-shaped basin, as the rays" in report
+    assert "sublevel set of the loss was measured" not in report
     assert "log10 V by annealing" in format_summary(result, tmp_path)
     loaded = ExperimentResult.from_json(tmp_path / "summary.json")
     assert loaded.annealed_volumes == result.annealed_volumes

@@ -72,6 +72,43 @@ def test_a_small_body_by_brute_force_sampling():
         assert abs(estimate - basin.log10_volume) < 4 * error
 
 
+def test_a_moat_by_brute_force_sampling():
+    # Uniform points of boxes, counted. rho < 1.5 lies inside
+    # |y| < 1.5 / sqrt(lam_min) (lam_min from the Hessian at the minimum,
+    # 2 pi^2 h lam): there the count below the cutoff is the sublevel set.
+    # The star-shaped basin: the points whose segment from the minimum stays
+    # below the cutoff at 200 points, counted in a box holding rho < 0.6
+    # (beyond the inner ball and the ridge, and part of the moat); both within the
+    # counts' errors of the exact values.
+    basin = make_basin("moat", 3, random_state=0)
+    hessian = torch.autograd.functional.hessian(
+        lambda z: basin.loss_fn(z[None])[0], torch.zeros(3, dtype=torch.float64)
+    )
+    lam_min = torch.linalg.eigvalsh(hessian)[0].item() / (2 * math.pi**2 * 10.0)
+    rng = np.random.RandomState(0)
+    counts = []
+    for half, star in (
+        (1.5 / math.sqrt(lam_min), False),
+        (0.6 / math.sqrt(lam_min), True),
+    ):
+        points = torch.as_tensor(rng.uniform(-half, half, (400_000, 3)))
+        inside = basin.loss_fn(points) < basin.cutoff
+        below = inside.clone()
+        if star:
+            for share in torch.linspace(0.005, 1.0, 200, dtype=torch.float64):
+                inside &= basin.loss_fn(share * points) < basin.cutoff
+            # The box reaches into the moat: the segment test is what counts.
+            assert int(below.sum()) > 2 * int(inside.sum())
+        counts.append((int(inside.sum()), half))
+    exact = (basin.sublevel_log10_volume, basin.log10_volume)
+    for (count, half), value in zip(counts, exact):
+        share = count / 400_000
+        estimate = math.log10(share * (2 * half) ** 3)
+        error = math.sqrt((1 - share) / (share * 400_000)) / math.log(10)
+        assert count > 400 and abs(estimate - value) < 4 * error
+    assert basin.sublevel_log10_volume > basin.log10_volume + 2
+
+
 @pytest.mark.parametrize("n", [2, 3, 4])
 def test_a_cap_bound_basin_by_uniform_points_of_the_ball(n):
     # Uniform points of the unit ball (Gaussian direction, radius U^(1/n)),

@@ -36,6 +36,17 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
         :class:`VolumeEstimator`).
     space : {'filter_normalized', 'raw'}, default='filter_normalized'
         Coordinates of the volume.
+    basin : {'star', 'sublevel'}, default='star'
+        The set measured: the star-shaped basin (every point whose segment
+        from the trained weights stays below the cutoff, the set
+        :class:`VolumeEstimator`'s rays measure), or the sublevel set of the
+        loss inside the cap ball as far as the chains reach it (on trained
+        networks dominated by low-loss regions behind ridges).
+    segment_points : int, default=16
+        Points along each segment at which ``basin='star'`` checks the loss.
+    start : {'auto', 'model', 'cap ball'}, default='auto'
+        Where the paths start (see
+        :func:`flatgen.landscape.annealed_log10_volume`).
     n_runs : int, default=4
         Independent runs per cutoff.
     n_chains : int, default=16
@@ -138,6 +149,9 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
         **FlatnessAnalyzer._parameter_constraints,
         "cutoff": [Interval(Real, 0, None, closed="neither"), "array-like"],
         "space": [StrOptions({"filter_normalized", "raw"})],
+        "basin": [StrOptions({"star", "sublevel"})],
+        "segment_points": [Interval(Integral, 2, 1000, closed="both")],
+        "start": [StrOptions({"auto", "model", "cap ball"})],
         "n_runs": [Interval(Integral, 2, 1000, closed="both")],
         "n_chains": [Interval(Integral, 2, 100_000, closed="both")],
         "stone_spread": [Interval(Real, 0, None, closed="neither")],
@@ -154,6 +168,9 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
         max_radius=1.0,
         *,
         space="filter_normalized",
+        basin="star",
+        segment_points=16,
+        start="auto",
         n_runs=4,
         n_chains=16,
         stone_spread=0.5,
@@ -171,6 +188,9 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
         self.cutoff_type = cutoff_type
         self.max_radius = max_radius
         self.space = space
+        self.basin = basin
+        self.segment_points = segment_points
+        self.start = start
         self.n_runs = n_runs
         self.n_chains = n_chains
         self.stone_spread = stone_spread
@@ -225,6 +245,9 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
                             loss,
                             loss.n_dims,
                             float(cutoff),
+                            basin=self.basin,
+                            segment_points=self.segment_points,
+                            start=self.start,
                             n_runs=self.n_runs,
                             n_chains=self.n_chains,
                             stone_spread=float(self.stone_spread),

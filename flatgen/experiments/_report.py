@@ -121,6 +121,13 @@ def _annealed_text(result):
                 ]
             )
         notes += [f"{name}: {w}" for w in record["warnings"]]
+        if record.get("basin", "star") == "sublevel":
+            # Results saved before the option existed measured the sublevel
+            # set too; they have no "basin" and say so through star-shaped.
+            notes.append(
+                f"{name}: the sublevel set of the loss was measured "
+                "(basin='sublevel'), not the star-shaped basin of the rays."
+            )
         rows[-1].append(f"{record['seconds'] / 60:.1f} min")
     for row in rows:
         if len(row) < 9:
@@ -140,14 +147,16 @@ def _annealed_text(result):
         "Measured by annealing (`AnnealedVolumeEstimator`): thermodynamic "
         "integration of the Gibbs measure exp(-t (L - L0)) from the basin's "
         "calibrated quadratic model to the training loss, with Hamiltonian Monte "
-        "Carlo chains, inverted at the saddle point of its Laplace transform. "
+        "Carlo chains, inverted at the saddle point of its Laplace transform; "
+        "by default of the star-shaped basin, as the rays (L replaced by its "
+        "maximum along the segment from the minimum). "
         "Each interval is Student's t over independent runs, widened by half "
         "of each run's forward/backward hysteresis (the chains' lag behind "
         "the path); an interval whose diagnostics warned (lag above one order, "
         "R-hat above 1.1) may be too narrow. 'star-shaped' is the share of the "
-        "final samples that the straight segment from the minimum reaches "
-        "inside the basin (100 %: the same set as the rays measure).\n\n"
-        + table(headers, rows)
+        "final samples that an exact radius search along the segment from the "
+        "minimum confirms inside the basin (100 %: the same set as the rays "
+        "measure).\n\n" + table(headers, rows)
     )
     if notes:
         text += "\n\nWarnings: " + " ".join(notes)

@@ -169,8 +169,9 @@ def measure_annealed_volume(estimator, X, y, *, cutoffs, annealed):
         Per measured cutoff (lists): ``cutoffs``, ``log10_volume``,
         ``log10_volume_ci``, ``run_log10_volumes``, ``hysteresis``,
         ``rhat``, ``reliable``, ``star_shaped_share``, ``cap_share``,
-        ``log10_model_volume``; and ``n_gradients``, ``seconds``,
-        ``warnings``. None when no cutoff is measured.
+        ``log10_model_volume``; and ``basin`` (the set measured),
+        ``n_gradients``, ``seconds``, ``warnings``. None when no cutoff is
+        measured.
     """
     cutoffs = np.asarray(cutoffs, dtype=float)
     if len(cutoffs) == 0:
@@ -194,6 +195,7 @@ def measure_annealed_volume(estimator, X, y, *, cutoffs, annealed):
         "star_shaped_share": est.star_shaped_share_.tolist(),
         "cap_share": est.cap_share_.tolist(),
         "log10_model_volume": est.log10_model_volume_.tolist(),
+        "basin": est.basin,
         "n_gradients": int(est.n_gradients_),
         "seconds": float(est.seconds_),
         "warnings": list(est.warnings_),

@@ -33,12 +33,17 @@ chains' lag behind the path (hysteresis), which widens the interval and is
 warned about. Several runs with independent seeds give the spread; their
 split R-hat on the loss says whether their chains agree.
 
-The set measured is the sublevel set ``{l < d}`` inside the cap ball, as far
-as chains started at the minimum reach it: where the loss rises along every
-ray from the minimum (quadratic basins, the bodies of :func:`make_basin`)
-it is the star-shaped basin the ray estimators measure. The share of final
-samples that the straight segment from the minimum reaches without leaving
-the basin is reported (``star_shaped_share``); below 1 the two differ.
+The set measured is by default the star-shaped basin, the points whose
+whole segment from the minimum stays below the cutoff: the set the ray
+estimators measure (the first crossing along each ray). The chains then
+sample the segment's maximum of the loss, ``max_s l(s z)``, whose sublevel
+sets are exactly these (``basin='star'``); on trained networks the sublevel
+set of the loss itself is dominated by low-loss regions behind ridges that
+no ray from the weights reaches (``basin='sublevel'`` measures it, as far
+as the chains reach it). Where the loss rises along every ray from the
+minimum (quadratic basins, the bodies of :func:`make_basin`) the two are
+the same set. The share of final samples that an exact radius search along
+their segment confirms inside is reported (``star_shaped_share``).
 """
 
 import math
@@ -127,8 +132,10 @@ class AnnealedVolume:
     n_temperatures : ndarray of shape (n_runs,)
         Points on each run's path (both legs).
     star_shaped_share : float
-        Share of the final samples reached by the straight segment from the
-        minimum without leaving the basin.
+        Share of the final samples below the cutoff that an exact radius
+        search along their segment from the minimum confirms inside the
+        star-shaped basin (below 1 with ``basin='star'``: the segment's
+        points missed a bump of the loss).
     cap_share : float
         Share of HMC trajectories that reflected off the cap ball: near 0
         the basin's measure lies inside the cap, near 1 the cap bounds it.
@@ -148,6 +155,8 @@ class AnnealedVolume:
         The settings measured with.
     warnings : list of str
         What was warned about.
+    basin : {'star', 'sublevel'}
+        The set measured (see :func:`annealed_log10_volume`).
     start : {'model', 'cap ball'}
         Where each path started: the calibrated quadratic model (then from
         the model to the loss, and in ``t`` to the saddle point), or, where
@@ -179,6 +188,7 @@ class AnnealedVolume:
     confidence_level: float
     warnings: list = field(default_factory=list)
     start: str = "model"
+    basin: str = "star"
 
 
 def _mm(x, matrix):
@@ -213,8 +223,10 @@ class _Landscape:
         device,
         batch,
         floor_scale=None,
+        segment_points=None,
     ):
         self.loss_fn, self.loss0, self.max_radius = loss_fn, loss0, max_radius
+        self.segment_points = segment_points
         self.grad_fn = grad_fn
         self.basis, self.scale, self.floor_scale = basis, scale, floor_scale
         self.dtype, self.device, self.batch = dtype, device, batch
@@ -309,31 +321,30 @@ class _Landscape:
         stuck = left > 0
         return torch.where(stuck[:, None], math.nan, u), p, bounced
 
-    def value_and_grad(self, u):
-        """Return ``l(Pu)`` and its gradient in ``u`` (float64, CPU)."""
+    def _z_value_and_grad(self, z):
+        """Losses (minus the minimum's) and their gradients at rows ``z``."""
         values, grads = [], []
-        for start in range(0, len(u), self.batch):
-            z = self.to_z(u[start : start + self.batch])
-            z = z.to(self.device, self.dtype)
+        for start in range(0, len(z), self.batch):
+            part = z[start : start + self.batch].to(self.device, self.dtype)
             if self.grad_fn is not None:
-                losses, grad = self.grad_fn(z)
+                losses, grad = self.grad_fn(part)
             else:
-                z.requires_grad_(True)
+                part.requires_grad_(True)
                 with torch.enable_grad():
-                    losses = self.loss_fn(z)
-                    (grad,) = torch.autograd.grad(losses.sum(), z)
+                    losses = self.loss_fn(part)
+                    (grad,) = torch.autograd.grad(losses.sum(), part)
             # A chain's proposal may reach where the loss overflows: such
             # points get an infinite loss and are refused, not raised on.
             losses = torch.as_tensor(losses).detach().to("cpu", torch.float64)
             losses = torch.nan_to_num(losses.reshape(-1), nan=math.inf)
-            values.append(losses.numpy() - self.loss0)
+            values.append(losses - self.loss0)
             grad = torch.as_tensor(grad).detach().to("cpu", torch.float64)
-            grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
-            grads.append(self.pull_back(grad))
-        self.n_gradients += len(u)
-        return torch.as_tensor(np.concatenate(values)), torch.cat(grads)
+            grads.append(torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0))
+        self.n_gradients += len(z)
+        return torch.cat(values), torch.cat(grads)
 
-    def losses(self, z):
+    def _z_losses(self, z):
+        """Losses (minus the minimum's) at rows ``z``, without gradients."""
         self.n_evaluations += len(z)
         out = []
         for start in range(0, len(z), self.batch):
@@ -341,8 +352,69 @@ class _Landscape:
             with torch.no_grad():
                 values = torch.as_tensor(self.loss_fn(part)).to("cpu", torch.float64)
             # Where the loss overflows to NaN the point is outside the basin.
-            out.append(torch.nan_to_num(values.reshape(-1), nan=math.inf).numpy())
-        return np.concatenate(out) - self.loss0
+            out.append(torch.nan_to_num(values.reshape(-1), nan=math.inf))
+        return torch.cat(out) - self.loss0
+
+    def _segment_max(self, z):
+        """Return the loss's maximum over the segment's inner points, and where.
+
+        The segment from the minimum to ``z`` is resolved at
+        ``segment_points`` evenly spaced points (``s = k / K``, ``z`` itself
+        the last); the minimum (``s = 0``) counts as loss 0.
+        """
+        n_points = self.segment_points
+        shares = torch.arange(1, n_points, dtype=torch.float64) / n_points
+        inner = (shares[:, None, None] * z[None]).reshape(-1, z.shape[1])
+        values = self._z_losses(inner).reshape(n_points - 1, len(z))
+        top, where = values.max(0)
+        return top, shares[where]
+
+    def _star_value_and_grad(self, z):
+        """``max_s l(s z)`` over the segment and its gradient.
+
+        Its sublevel sets are the star-shaped basins: a point lies below
+        the cutoff exactly when the whole segment from the minimum does.
+        The gradient is the loss's at the maximum, ``s grad l(s z)`` (where
+        the maximum is at ``s = 0``, the minimum, it is zero). HMC only
+        needs a deterministic force; the energy is this maximum itself.
+        """
+        values, grads = self._z_value_and_grad(z)
+        top, share = self._segment_max(z)
+        inner = top > values
+        if bool(inner.any()):
+            rows = torch.nonzero(inner).reshape(-1)
+            at = share[rows][:, None]
+            values_in, grads_in = self._z_value_and_grad(at * z[rows])
+            values[rows], grads[rows] = values_in, at * grads_in
+        floor = values < 0  # the whole segment below the minimum's loss
+        values = torch.where(floor, 0.0, values)
+        grads = torch.where(floor[:, None], 0.0, grads)
+        return values, grads
+
+    def value_and_grad(self, u):
+        """Return the energy ``l(Pu)`` and its gradient in ``u`` (float64, CPU).
+
+        With ``segment_points`` the energy is the segment's maximum
+        (:meth:`_star_value_and_grad`), else the loss itself.
+        """
+        z = self.to_z(u)
+        if self.segment_points:
+            values, grads = self._star_value_and_grad(z)
+        else:
+            values, grads = self._z_value_and_grad(z)
+        return values, self.pull_back(grads)
+
+    def energies(self, z):
+        """Return the energy at rows ``z`` (as :meth:`value_and_grad`), no gradient."""
+        values = self._z_losses(z)
+        if self.segment_points:
+            top, _ = self._segment_max(z)
+            values = torch.clamp(torch.maximum(values, top), min=0.0)
+        return values.numpy()
+
+    def losses(self, z):
+        """Return the loss itself at rows ``z`` (radius searches)."""
+        return self._z_losses(z).numpy()
 
     def radii(self, directions, delta, guess):
         """First crossing of ``delta`` along rows of ``directions`` (z-space)."""
@@ -756,7 +828,7 @@ def _run_task(landscape, settings, run):
                 len(g), generator=generator, dtype=torch.float64
             ) ** (1.0 / n)
             z = g * (radius / g.norm(dim=1))[:, None]
-            ball = landscape.losses(z)
+            ball = landscape.energies(z)
             u = landscape.from_z(z[: settings["n_chains"]])
             log_model = log10_unit_ball_volume(n) * _LN10 + n * math.log(
                 landscape.max_radius
@@ -819,6 +891,9 @@ def annealed_log10_volume(
     n_dims,
     cutoff,
     *,
+    basin="star",
+    segment_points=16,
+    start="auto",
     n_runs=4,
     n_chains=16,
     stone_spread=0.5,
@@ -856,6 +931,26 @@ def annealed_log10_volume(
         Dimension ``n`` (at most 20,000: the model is the whole Hessian).
     cutoff : float
         Loss level that ends the basin, above ``loss_fn(0)``.
+    basin : {'star', 'sublevel'}, default='star'
+        Which set is measured. ``'star'``: the star-shaped basin, the points
+        whose whole segment from the minimum stays below the cutoff (the
+        set the ray estimators measure); the chains sample the segment's
+        maximum of the loss, whose sublevel sets are exactly these.
+        ``'sublevel'``: the sublevel set of the loss inside the cap ball,
+        as far as the chains reach it (low-loss regions behind a ridge
+        included); one loss evaluation per point instead of
+        ``segment_points``.
+    segment_points : int, default=16
+        Points along each segment at which ``basin='star'`` evaluates the
+        loss (evenly spaced, the point itself the last): a bump of the loss
+        narrower than a sixteenth of the segment may be missed, which the
+        final check of the samples by exact radius searches reports
+        (``star_shaped_share``).
+    start : {'auto', 'model', 'cap ball'}, default='auto'
+        Where each path starts: the calibrated quadratic model, or the cap
+        ball (uniform, its volume known; needs ``max_radius``). ``'auto'``
+        takes the cap ball where the model reaches the cap (floored to fit
+        it, or its median draw at ``t0`` beyond 90 % of the radius).
     n_runs : int, default=4
         Independent runs (at least 2: their spread is the interval).
     n_chains : int, default=16
@@ -944,6 +1039,15 @@ def annealed_log10_volume(
     _check_int("n_steps", n_steps, 2, 100_000)
     _check_int("n_leapfrog", n_leapfrog, 1, 10_000)
     _check_int("batch_size", batch_size, 1)
+    if basin not in ("star", "sublevel"):
+        raise ValueError(f"basin must be 'star' or 'sublevel'. Got {basin!r} instead.")
+    _check_int("segment_points", segment_points, 2, 1000)
+    if start not in ("auto", "model", "cap ball"):
+        raise ValueError(
+            f"start must be 'auto', 'model' or 'cap ball'. Got {start!r} instead."
+        )
+    if start == "cap ball" and max_radius is None:
+        raise ValueError("start='cap ball' needs a max_radius (the ball's radius).")
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable. Got {type(loss_fn).__name__}.")
     try:
@@ -1005,7 +1109,12 @@ def annealed_log10_volume(
     # lives at the cap's surface), and the path starts from the cap ball
     # itself, whose volume is known (on the clean swiss-roll network the
     # model's path needed thousands of stepping stones, this one about 40).
-    from_ball = max_radius is not None and (bool(raised.any()) or reach >= _BALL_REACH)
+    if start == "auto":
+        from_ball = max_radius is not None and (
+            bool(raised.any()) or reach >= _BALL_REACH
+        )
+    else:
+        from_ball = start == "cap ball"
     floor_scale = None
     if int(raised.sum()) >= n_dims // 2:
         # Most directions at the floor (flat up to the cap): the same model
@@ -1025,6 +1134,7 @@ def annealed_log10_volume(
         device,
         batch_size,
         floor_scale=floor_scale,
+        segment_points=segment_points if basin == "star" else None,
     )
     settings = {
         "seed": seed,
@@ -1098,11 +1208,18 @@ def annealed_log10_volume(
             f"HMC accepted {acceptance:.0%} of its proposals; the chains barely "
             "move (raise n_leapfrog or check that the loss is smooth)."
         )
-    if star_share < 0.99:
+    if star_share < 0.99 and basin == "star":
+        notes.append(
+            f"Only {star_share:.0%} of the final samples are reached from the minimum "
+            "by a straight segment inside the basin: the loss rises above the cutoff "
+            f"between the segment's {segment_points} points; raise segment_points."
+        )
+    elif star_share < 0.99:
         notes.append(
             f"Only {star_share:.0%} of the final samples are reached from the minimum "
             "by a straight segment inside the basin: the sublevel set measured here "
-            "is larger than the star-shaped basin the ray estimators measure."
+            "is larger than the star-shaped basin the ray estimators measure "
+            "(basin='star' measures that one)."
         )
     for note in notes:
         warnings.warn(note, ConvergenceWarning, stacklevel=2)
@@ -1130,4 +1247,5 @@ def annealed_log10_volume(
         confidence_level=float(confidence_level),
         warnings=notes,
         start="cap ball" if from_ball else "model",
+        basin=basin,
     )

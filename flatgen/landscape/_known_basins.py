@@ -23,7 +23,12 @@ exact value independent of any estimator:
 
 Every body is star-shaped about the origin (each ``f_i`` grows with
 ``|y_i|``), so the star-shaped basin the estimators measure is the sublevel
-set itself.
+set itself, except one: ``'moat'`` is a ball in a rotated ellipsoidal norm
+``rho`` with a ridge around it and a low-loss moat behind the ridge
+(``h sin^2(pi rho)``), as trained networks have low-loss regions that no
+ray from the weights reaches below the cutoff. Its star-shaped basin is
+the inner ball ``rho < r1`` and its sublevel set adds the moat's shell
+``|rho - 1| < r1``, both exact from the ellipsoid's volume.
 
 One shape is bounded by the cap ball rather than by the loss
 (``'cap_bound'``, as the flat directions of trained networks are): half of
@@ -60,6 +65,7 @@ BASIN_KINDS = (
     "degenerate",
     "lp_ball",
     "cap_bound",
+    "moat",
 )
 
 
@@ -85,6 +91,10 @@ class KnownBasin:
     max_radius : float
         The cap ball the volume is measured in (``inf``: the basin is
         bounded without it); pass it to the estimators.
+    sublevel_log10_volume : float
+        The exact ``log10`` volume of the whole sublevel set below the
+        cutoff; larger than ``log10_volume`` (the star-shaped basin) only
+        where the loss falls again behind a ridge (``'moat'``).
     """
 
     kind: str
@@ -94,6 +104,11 @@ class KnownBasin:
     description: str
     loss_fn: object = field(repr=False)
     max_radius: float = math.inf
+    sublevel_log10_volume: float = None
+
+    def __post_init__(self):
+        if self.sublevel_log10_volume is None:
+            object.__setattr__(self, "sublevel_log10_volume", self.log10_volume)
 
 
 def _rotation(n, rng):
@@ -256,6 +271,12 @@ def make_basin(kind, n_dims=1000, *, cutoff=1.0, random_state=None):
         - ``'cap_bound'``: half of the rotated coordinates quadratic (their
           basin reaching half of ``max_radius = 1``), the other half exactly
           flat: the cap ball bounds the basin in those directions.
+        - ``'moat'``: ``h sin^2(pi rho)`` in the norm
+          ``rho^2 = sum lam_i y_i^2`` (``lam`` over two decades, rotated),
+          rising beyond ``rho = 1.5``; the ridge ``h`` is ten times the
+          cutoff. The star-shaped basin (``log10_volume``) is the inner
+          ball; the sublevel set (``sublevel_log10_volume``) adds the moat
+          behind the ridge, by far the larger part in high dimension.
     n_dims : int, default=1000
         Dimension (at most 4,000 for the rotated kinds).
     cutoff : float, default=1.0
@@ -388,6 +409,41 @@ def make_basin(kind, n_dims=1000, *, cutoff=1.0, random_state=None):
             description=text + ", inside the unit ball",
             loss_fn=loss_fn,
             max_radius=radius,
+        )
+    elif kind == "moat":
+        log_lam = rng.uniform(-1, 1, n) * _LN10
+        lam, ridge = torch.as_tensor(np.exp(log_lam)), 10.0 * c
+        inner = math.asin(math.sqrt(c / ridge)) / math.pi
+
+        def loss_fn(z):
+            u = (rotated(z).square() * lam.to(z)).sum(1)  # rho^2
+            # Near the minimum the series of sin^2(pi rho) in x = pi^2 rho^2
+            # (sqrt has no derivative at 0; the series is exact to 1e-17
+            # there): zero and a Hessian 2 pi^2 h lam at the minimum.
+            small = u < 1e-6
+            x = math.pi**2 * u
+            series = x - x * x / 3 + 2 * x**3 / 45
+            rho = torch.sqrt(torch.where(small, 1.0, u))
+            wave = torch.where(small, series, torch.sin(math.pi * rho).square())
+            beyond = 1.0 + 4.0 * (rho - 1.5).square()
+            return ridge * torch.where(rho <= 1.5, wave, beyond)
+
+        # {rho < r}: an ellipsoid, ln volume ln w_n + n ln r - sum ln lam / 2.
+        log_unit = _ellipsoid(log_lam, 0.5)
+        log_volume = log_unit + n * math.log(inner)
+        shells = np.array([n * math.log(1 + inner), n * math.log(1 - inner)])
+        log_moat = log_unit + shells[0] + math.log(-math.expm1(shells[1] - shells[0]))
+        return KnownBasin(
+            kind=kind,
+            n_dims=n,
+            cutoff=c,
+            log10_volume=float(log_volume) / _LN10,
+            description=(
+                f"a ball of radius {inner:.3f} in a rotated ellipsoidal norm, a ridge "
+                "ten times the cutoff around it, a moat behind"
+            ),
+            loss_fn=loss_fn,
+            sublevel_log10_volume=float(np.logaddexp(log_volume, log_moat)) / _LN10,
         )
     else:
         if kind == "degenerate":
