@@ -2,8 +2,9 @@
 
 Shapes: the test bed of :func:`flatgen.landscape.make_basin` (rotated
 four-decade and power-law spectra, spikes, quadratic-plus-quartic,
-log-cosh, degenerate, L4 balls, a basin bounded by the cap ball) and the
-10-D pure quartic. Estimators:
+log-cosh, degenerate, L4 balls, a basin bounded by the cap ball, a ball
+behind a ridge with a low-loss moat, whose star-shaped basin is the ball)
+and the 10-D pure quartic. Estimators:
 uniform rays ('naive'), rays from the low-rank curvature model
 ('preconditioned'), rays from the exact quadratic model ('full'), and the
 annealed estimator (thermodynamic integration with HMC).
