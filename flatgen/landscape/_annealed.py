@@ -1022,7 +1022,8 @@ def annealed_log10_volume(
     >>> from flatgen.landscape import annealed_log10_volume, make_basin
     >>> basin = make_basin("degenerate", 100, random_state=0)
     >>> result = annealed_log10_volume(
-    ...     basin.loss_fn, 100, basin.cutoff, random_state=0)
+    ...     basin.loss_fn, 100, basin.cutoff, n_runs=2, n_steps=10,
+    ...     random_state=0)
     >>> low, high = result.log10_volume_ci
     >>> bool(low - 1 < basin.log10_volume < high + 1)
     True
