@@ -364,9 +364,15 @@ class _Landscape:
         """
         n_points = self.segment_points
         shares = torch.arange(1, n_points, dtype=torch.float64) / n_points
-        inner = (shares[:, None, None] * z[None]).reshape(-1, z.shape[1])
-        values = self._z_losses(inner).reshape(n_points - 1, len(z))
-        top, where = values.max(0)
+        # Points in groups of at most ``batch`` rows: memory stays that of
+        # one batch whatever ``segment_points`` and the number of rows.
+        group = max(1, self.batch // len(z))
+        values = []
+        for start in range(0, n_points - 1, group):
+            part = shares[start : start + group]
+            inner = (part[:, None, None] * z[None]).reshape(-1, z.shape[1])
+            values.append(self._z_losses(inner).reshape(len(part), len(z)))
+        top, where = torch.cat(values).max(0)
         return top, shares[where]
 
     def _star_value_and_grad(self, z):
