@@ -47,6 +47,12 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
     start : {'auto', 'model', 'cap ball'}, default='auto'
         Where the paths start (see
         :func:`flatgen.landscape.annealed_log10_volume`).
+    metric : {'adaptive', 'model'}, default='adaptive'
+        HMC's whitening on a path from the cap ball: adapted to the chains'
+        gradients (per weight), or the calibrated quadratic model's. The
+        adaptive one suits networks, whose loss at the cap is far from its
+        quadratic model at the weights (the engine's default is 'model',
+        for the rotated bodies of the test bed).
     n_runs : int, default=4
         Independent runs per cutoff.
     n_chains : int, default=16
@@ -105,6 +111,8 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
     start_ : ndarray of str of shape (n_cutoffs,)
         Where the paths started: ``'model'`` (the calibrated quadratic
         model) or ``'cap ball'`` (where the model reaches the cap).
+    metric_ : ndarray of str of shape (n_cutoffs,)
+        The whitening HMC used: ``'adaptive'`` or ``'model'``.
     reliable_ : ndarray of bool of shape (n_cutoffs,)
         False where a diagnostic warned.
     n_dims_ : int
@@ -152,6 +160,7 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
         "basin": [StrOptions({"star", "sublevel"})],
         "segment_points": [Interval(Integral, 2, 1000, closed="both")],
         "start": [StrOptions({"auto", "model", "cap ball"})],
+        "metric": [StrOptions({"model", "adaptive"})],
         "n_runs": [Interval(Integral, 2, 1000, closed="both")],
         "n_chains": [Interval(Integral, 2, 100_000, closed="both")],
         "stone_spread": [Interval(Real, 0, None, closed="neither")],
@@ -171,6 +180,7 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
         basin="star",
         segment_points=16,
         start="auto",
+        metric="adaptive",
         n_runs=4,
         n_chains=16,
         stone_spread=0.5,
@@ -191,6 +201,7 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
         self.basin = basin
         self.segment_points = segment_points
         self.start = start
+        self.metric = metric
         self.n_runs = n_runs
         self.n_chains = n_chains
         self.stone_spread = stone_spread
@@ -248,6 +259,7 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
                             basin=self.basin,
                             segment_points=self.segment_points,
                             start=self.start,
+                            metric=self.metric,
                             n_runs=self.n_runs,
                             n_chains=self.n_chains,
                             stone_spread=float(self.stone_spread),
@@ -287,6 +299,7 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
         self.star_shaped_share_ = stack("star_shaped_share")
         self.cap_share_ = stack("cap_share")
         self.start_ = stack("start")
+        self.metric_ = stack("metric")
         self.reliable_ = stack("reliable").astype(bool)
         self.n_gradients_ = int(stack("n_gradients").sum())
         self.n_evaluations_ = int(stack("n_evaluations").sum())

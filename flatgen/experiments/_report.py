@@ -154,9 +154,9 @@ def _annealed_text(result):
         "of each run's forward/backward hysteresis (the chains' lag behind "
         "the path); an interval whose diagnostics warned (lag above one order, "
         "R-hat above 1.1) may be too narrow. 'star-shaped' is the share of the "
-        "final samples that an exact radius search along the segment from the "
-        "minimum confirms inside the basin (100 %: the same set as the rays "
-        "measure).\n\n" + table(headers, rows)
+        "final samples whose segment from the minimum, checked at 1,024 points, "
+        "stays below the cutoff (100 %: the same set as the rays measure).\n\n"
+        + table(headers, rows)
     )
     if notes:
         text += "\n\nWarnings: " + " ".join(notes)
