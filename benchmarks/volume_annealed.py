@@ -7,7 +7,9 @@ behind a ridge with a low-loss moat, whose star-shaped basin is the ball)
 and the 10-D pure quartic. Estimators:
 uniform rays ('naive'), rays from the low-rank curvature model
 ('preconditioned'), rays from the exact quadratic model ('full'), and the
-annealed estimator (thermodynamic integration with HMC).
+annealed estimator (thermodynamic integration with HMC) with the model's
+whitening and, on paths from the cap ball, the adaptive one
+(``metric='adaptive'``).
 
 For each shape and estimator: the error of the estimate (log10 V_est -
 log10 V_true, orders of magnitude), the width of its 95 % interval, whether
@@ -40,9 +42,11 @@ def run(estimator, loss, n, cutoff, seed, max_radius=None):
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if estimator == "annealed":
+        if estimator.startswith("annealed"):
+            # "annealed" (the model's whitening) or "annealed adaptive".
+            metric = "adaptive" if estimator.endswith("adaptive") else "model"
             r = annealed_log10_volume(
-                loss, n, cutoff, max_radius=max_radius, random_state=seed
+                loss, n, cutoff, max_radius=max_radius, random_state=seed, metric=metric
             )
         else:
             options = {"naive": {"estimator": "naive"}, "full": {"rank": "full"}}
@@ -76,7 +80,7 @@ def main():
             basin.max_radius if math.isfinite(basin.max_radius) else None,
         )
     shapes["quartic z^4 n=10"] = quartic10()
-    estimators = ["naive", "preconditioned", "full", "annealed"]
+    estimators = ["naive", "preconditioned", "full", "annealed", "annealed adaptive"]
     print("error = log10 V_est - log10 V_true (orders of magnitude)")
     print(
         f"{'shape':<26}{'estimator':<16}{'error':>10}{'CI width':>10}"
@@ -84,6 +88,8 @@ def main():
     )
     for name, (loss, n, cutoff, exact, cap) in shapes.items():
         for estimator in estimators:
+            if estimator == "annealed adaptive" and cap is None:
+                continue  # no path from the cap ball: the same as "annealed"
             r, seconds, warned = run(estimator, loss, n, cutoff, 0, cap)
             low, high = r.log10_volume_ci
             print(
@@ -94,17 +100,24 @@ def main():
             )
     print()
     print(f"annealed: coverage of the 95 % interval over {args.seeds} seeds")
-    for name, (loss, n, cutoff, exact, cap) in shapes.items():
+    runs = [(name, shape, "annealed") for name, shape in shapes.items()]
+    # The adaptive whitening differs only on paths from the cap ball.
+    runs += [
+        (name, shape, "annealed adaptive")
+        for name, shape in shapes.items()
+        if shape[4] is not None
+    ]
+    for name, (loss, n, cutoff, exact, cap), estimator in runs:
         hits, errors, widths, warned = 0, [], [], 0
         for seed in range(args.seeds):
-            r, _, flagged = run("annealed", loss, n, cutoff, seed, cap)
+            r, _, flagged = run(estimator, loss, n, cutoff, seed, cap)
             low, high = r.log10_volume_ci
             hits += low <= exact <= high
             errors.append(r.log10_volume - exact)
             widths.append(high - low)
             warned += flagged
         print(
-            f"{name:<26} coverage {hits / args.seeds:6.0%}  mean error "
+            f"{name:<26}{estimator:<19} coverage {hits / args.seeds:6.0%}  mean error "
             f"{np.mean(errors):+.2f}  max |error| {np.max(np.abs(errors)):.2f}  "
             f"median width {np.median(widths):.2f}  warned {warned}/{args.seeds}",
             flush=True,

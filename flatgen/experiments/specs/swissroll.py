@@ -28,8 +28,9 @@ FULL = {
     "basin_directions": 200,
     # Cutoffs at which the clean and the most poisoned network's volume is
     # also measured by annealing (AnnealedVolumeEstimator), with its options.
-    # Empty: on these networks its chains do not mix yet (see the volume
-    # page of the user guide), and a run takes many minutes.
+    # Empty: on these networks it takes 7 (clean) to 15 (beta = 1) minutes
+    # per cutoff on 2 cores and its diagnostics still warn (see the volume
+    # page of the user guide).
     "annealed_cutoffs": [],
     "annealed": {"n_runs": 4},
     "margin_directions": 64,
