@@ -92,6 +92,24 @@ def test_a_path_from_the_model_keeps_the_models_whitening():
     assert _measure(quadratic, random_state=0, metric="adaptive").metric == "model"
 
 
+def test_asking_for_the_adaptive_whitening_with_a_cap_starts_from_the_ball():
+    # The model fits far inside this cap, so 'auto' alone starts from it;
+    # the adaptive whitening exists on paths from the ball only, so asking
+    # for it starts there: the same numbers as naming the ball.
+    basin = make_basin("rotated_ellipsoid", 20, random_state=0)
+    kwargs = {"random_state": 0, "n_runs": 2, "max_radius": 50.0}
+    model = _measure(basin, **kwargs)
+    assert (model.start, model.metric) == ("model", "model")
+    auto = _measure(basin, metric="adaptive", **kwargs)
+    named = _measure(basin, metric="adaptive", start="cap ball", **kwargs)
+    assert (auto.start, auto.metric) == ("cap ball", "adaptive")
+    assert auto.log10_volume == named.log10_volume
+    np.testing.assert_array_equal(auto.run_log10_volumes, named.run_log10_volumes)
+    # The cap does not bind: both measure the basin itself.
+    for result in (model, auto):
+        assert result.log10_volume == pytest.approx(basin.log10_volume, abs=0.3)
+
+
 def test_reflections_keep_chains_inside_and_the_step_reversible():
     from flatgen.landscape._annealed import _Landscape
 

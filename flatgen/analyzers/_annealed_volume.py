@@ -46,7 +46,8 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
         Points along each segment at which ``basin='star'`` checks the loss.
     start : {'auto', 'model', 'cap ball'}, default='auto'
         Where the paths start (see
-        :func:`flatgen.landscape.annealed_log10_volume`).
+        :func:`flatgen.landscape.annealed_log10_volume`); with the
+        adaptive whitening, ``'auto'`` is the cap ball.
     metric : {'adaptive', 'model'}, default='adaptive'
         HMC's whitening on a path from the cap ball: adapted to the chains'
         gradients (per weight), or the calibrated quadratic model's. The
