@@ -1,6 +1,7 @@
 """Experiments: result files, reproducibility, and resuming interrupted runs."""
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -527,6 +528,20 @@ def test_study_ranks_every_measure_over_the_fitted_models(tiny_study_run):
         assert taus["1"]["tau"] == by_measure[measure]
     assert all(set(m["scale_sweep"]) == set(sweep) for m in study["models"])
     assert "depends on its scale" in report
+    # The learning coefficient joins every model's row, ranked over all
+    # models and over those whose chains mixed (NaN elsewhere).
+    found = study["learning_coefficients"]
+    assert set(found) == {m["name"] for m in study["models"]}
+    for m in study["models"]:
+        llc = found[m["name"]]
+        assert m["measures"]["local_learning_coefficient"] == llc["value"]
+        mixed = m["measures"]["local_learning_coefficient_mixed"]
+        assert mixed == llc["value"] if llc["converged"] else math.isnan(mixed)
+        assert ("local_learning_coefficient" in m["flags"]) != llc["converged"]
+    assert {"local_learning_coefficient", "local_learning_coefficient_mixed"} <= set(
+        by_measure
+    )
+    assert "learning coefficient's chains mixed" in report
 
 
 @pytest.mark.slow
@@ -601,6 +616,9 @@ def test_study_ranks_per_family_and_pooled(two_family_run):
         (low_a, high_a), (low_b, high_b) = (
             taus[f][row["measure"]]["tau_ci"] for f in ("mlp", "cnn")
         )
+        if None in (low_a, low_b):  # too few finite values in a family
+            assert not row["disagree"]
+            continue
         assert row["disagree"] == (max(low_a, low_b) > min(high_a, high_b))
     assert len(study["disagreements"]) == len(pooled)
     report = (out / "report.md").read_text()
@@ -608,6 +626,7 @@ def test_study_ranks_per_family_and_pooled(two_family_run):
     assert "Where the families agree and where they do not" in report
     # The scale sweep pooled and per family.
     assert "Scale sweep, CNNs on the 8x8 digits" in report
+    assert set(study["learning_coefficients"]) == {r["name"] for r in study["models"]}
     assert families["cnn"]["scale_sweep"] and study["scale_sweep"]
     # Three panels side by side: pooled, then one per family.
     from PIL import Image
@@ -632,6 +651,48 @@ def test_a_family_with_its_own_data_keys_its_steps_by_that_data(
         "cnn " in step for step in again.steps["computed"]
     )
     assert any("net beta" in step for step in again.steps["reused"])
+
+
+def test_the_learning_coefficient_takes_its_family_s_steps():
+    from flatgen.experiments.specs import get_spec
+
+    measure, preset = MEASURES["llc"], get_spec("study").full
+    seeds = {"directions": 3}
+    assert measure.per_family
+    mlp = measure.settings(preset, seeds, family="mlp")
+    cnn = measure.settings(preset, seeds, family="cnn")
+    assert mlp["llc"]["n_steps"] == preset["llc_steps"] == 2000
+    assert cnn["llc"]["n_steps"] == preset["cnn_llc_steps"] == 1000
+    assert mlp["seed"] == cnn["seed"] == 3
+    # Experiments whose presets name no chains take no step.
+    assert measure.settings(get_spec("swissroll").full, seeds) is None
+
+
+def test_an_unmixed_learning_coefficient_is_flagged_and_ranked_apart():
+    result = ExperimentResult(experiment="study", settings={}, seeds={}, versions={})
+    result.study["models"] = [
+        {"name": name, "measures": {}, "flags": {}} for name in ("a", "b")
+    ]
+    report = MEASURES["llc"].report
+    record = {"value": 3.0, "std_error": 0.1, "rhat": 1.02, "converged": True}
+    report(result, type("M", (), {"name": "a"}), record)
+    report(
+        result,
+        type("M", (), {"name": "b"}),
+        {**record, "value": 7.0, "rhat": 1.4, "converged": False},
+    )
+    a, b = result.study["models"]
+    assert a["measures"] == {
+        "local_learning_coefficient": 3.0,
+        "local_learning_coefficient_mixed": 3.0,
+    }
+    assert a["flags"] == {}
+    assert b["measures"]["local_learning_coefficient"] == 7.0
+    assert math.isnan(b["measures"]["local_learning_coefficient_mixed"])
+    assert b["flags"] == {
+        "local_learning_coefficient": "chains did not mix, split R-hat 1.40"
+    }
+    assert result.study["learning_coefficients"]["b"]["rhat"] == 1.4
 
 
 def test_the_study_refuses_an_unknown_family(tmp_path):
@@ -663,12 +724,22 @@ def test_family_disagreements_part_only_disjoint_intervals():
 
     found = family_disagreements(
         {
-            "mlp": [row("m1", 0.8, 0.6, 0.9), row("m2", 0.5, 0.3, 0.7)],
-            "cnn": [row("m2", 0.4, 0.2, 0.6), row("m1", -0.2, -0.5, 0.1)],
+            "mlp": [
+                row("m1", 0.8, 0.6, 0.9),
+                row("m2", 0.5, 0.3, 0.7),
+                row("m0", 0.1, 0.0, 0.2),
+            ],
+            "cnn": [
+                row("m2", 0.4, 0.2, 0.6),
+                row("m1", -0.2, -0.5, 0.1),
+                row("m0", None, None, None),
+            ],
         }
     )
-    assert [r["measure"] for r in found] == ["m1", "m2"]  # larger spread first
-    assert [r["disagree"] for r in found] == [True, False]
+    # Larger spread first; no tau in a family (too few values) last.
+    assert [r["measure"] for r in found] == ["m1", "m2", "m0"]
+    assert [r["disagree"] for r in found] == [True, False, False]
+    assert found[2]["spread"] is None
     assert found[0]["spread"] == pytest.approx(1.0)
     assert found[0]["taus"]["cnn"]["rank"] == 2 and found[0]["taus"]["mlp"]["rank"] == 1
 
@@ -752,7 +823,8 @@ def test_study_fits_its_networks_together_and_resumes(tiny_study_run, tmp_path):
     assert fits == ["fit together 4 from net beta=0 8x2 lr=0.01 seed=0"]
     shutil.copytree(out, tmp_path, dirs_exist_ok=True)
     again = run_experiment(tiny_study(), tmp_path, quick=True, verbose=0, family="mlp")
-    assert again.steps["computed"] == [] and len(again.steps["reused"]) == 5
+    # One batched fit, four zoo and four learning-coefficient steps.
+    assert again.steps["computed"] == [] and len(again.steps["reused"]) == 9
     assert numbers(read(tmp_path)) == numbers(first.to_dict())
 
 

@@ -232,6 +232,8 @@ def _measure_steps(run, fits):
         if kwargs is None:  # the preset asks nothing of this measure
             continue
         for model in run.select(measure.applies_to):
+            if measure.per_family:
+                kwargs = measure.settings(run.settings, run.seeds, family=model.family)
             fit = StepKey("fit", model.name)
             arrays = model.data or run.data
             data = {
@@ -404,12 +406,17 @@ def run_experiment(
     result.models = [_model_row(m, fits[StepKey("fit", m.name)]) for m in models]
     run = ExperimentRun(spec, settings, seeds, out, data, models, {}, result)
     run.records = runner.run(_measure_steps(run, fits), "measuring")
-    for name in spec.measures:
-        measure = MEASURES[name]
-        if measure.settings(settings, seeds) is None:
-            continue
+    taken = [
+        MEASURES[name]
+        for name in spec.measures
+        if MEASURES[name].settings(settings, seeds) is not None
+    ]
+    for measure in taken:
         for model in run.select(measure.applies_to):
-            measure.report(result, model, run.record(name, model))
+            measure.report(result, model, run.record(measure.name, model))
+    # Statistics over all models after every measure's rows (a later
+    # measure may add to an earlier one's rows).
+    for measure in taken:
         if measure.summarize is not None:
             measure.summarize(run)
     for name in spec.figures:

@@ -16,6 +16,7 @@ from ._steps import (
     measure_annealed_volume,
     measure_basin,
     measure_flatness,
+    measure_learning_coefficient,
     measure_margins,
     measure_zoo,
     perturbation_path,
@@ -47,8 +48,11 @@ class Measure:
     needs_test : bool, default=False
         Whether ``func`` also takes the test set.
     summarize : callable, default=None
-        ``summarize(run)``, called once after every model's ``report``: a
+        ``summarize(run)``, called once after every measure's ``report``: a
         statistic over all models (the study's ranking).
+    per_family : bool, default=False
+        Whether ``settings`` also takes ``family=`` (the model's family):
+        its settings, and so its cache key, then differ between families.
     """
 
     name: str
@@ -58,6 +62,7 @@ class Measure:
     report: object
     needs_test: bool = False
     summarize: object = None
+    per_family: bool = False
 
 
 def _optional(settings, *names):
@@ -267,6 +272,41 @@ def _zoo_report(result, model, record):
     )
 
 
+def _llc_settings(s, seeds, family=None):
+    # Presets without learning-coefficient chains take no step.
+    if "llc_steps" not in s:
+        return None
+    steps = s["cnn_llc_steps"] if family == "cnn" else s["llc_steps"]
+    return {
+        "llc": {
+            "n_chains": s["llc_chains"],
+            "n_steps": steps,
+            "localization": s["llc_localization"],
+        },
+        "seed": seeds["directions"],
+    }
+
+
+def _llc_report(result, model, record):
+    """Add the coefficient to the model's study row, flagged where unmixed.
+
+    The study ranks it twice: over every model, and over the models whose
+    chains mixed only (NaN elsewhere, so left out): poisoned minima mix
+    worse, so neither ranking alone tells the whole story.
+    """
+    details = {k: record[k] for k in ("value", "std_error", "rhat", "converged")}
+    result.study.setdefault("learning_coefficients", {})[model.name] = details
+    row = next(r for r in result.study["models"] if r["name"] == model.name)
+    row["measures"]["local_learning_coefficient"] = record["value"]
+    row["measures"]["local_learning_coefficient_mixed"] = (
+        record["value"] if record["converged"] else float("nan")
+    )
+    if not record["converged"]:
+        row["flags"]["local_learning_coefficient"] = (
+            f"chains did not mix, split R-hat {record['rhat']:.2f}"
+        )
+
+
 def _zoo_ranking(run):
     """Rank the measures over the models that fit their training set.
 
@@ -396,6 +436,16 @@ MEASURES = {
             _zoo_settings,
             _zoo_report,
             summarize=_zoo_ranking,
+        ),
+        # The study's local learning coefficient (SGLD chains), added to the
+        # zoo's rows: listed after "zoo" in a spec.
+        Measure(
+            "llc",
+            measure_learning_coefficient,
+            NETWORKS,
+            _llc_settings,
+            _llc_report,
+            per_family=True,
         ),
     )
 }

@@ -194,7 +194,8 @@ def family_disagreements(rankings):
         Per measure ranked in every family: ``measure``, ``taus`` (family ->
         ``{'tau', 'tau_ci', 'rank'}``, rank 1 the best) and ``disagree``:
         True when two families' 95 % intervals of tau do not overlap.
-        Sorted by the spread of tau between families, largest first.
+        Sorted by the spread of tau between families, largest first; those
+        without a tau in some family (``spread`` None) last.
     """
     by_family = {}
     for family, rows in rankings.items():
@@ -224,7 +225,8 @@ def family_disagreements(rankings):
                 "spread": spread,
             }
         )
-    found.sort(key=lambda r: (-r["spread"], r["measure"]))
+    # A measure without a tau in some family (too few finite values) last.
+    found.sort(key=lambda r: (np.isinf(r["spread"]), -r["spread"], r["measure"]))
     for row in found:
         row["spread"] = None if not np.isfinite(row["spread"]) else float(row["spread"])
     return found

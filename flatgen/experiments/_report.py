@@ -245,14 +245,45 @@ def _study_text(result):
             else "Fewer than 3 models of this family fit their training set.",
         ]
     text += _disagreement_text(study.get("disagreements", []), families)
+    text += _llc_text(study, result.settings.get("family_labels", {}))
     if flagged:
-        text += ["", "Bounds rather than values: " + "; ".join(flagged) + "."]
+        text += [
+            "",
+            "Flagged values (bounds, or chains that did not mix): "
+            + "; ".join(flagged)
+            + ".",
+        ]
     text += _scale_sweep_text(study.get("scale_sweep", []))
     for family in families:
         sweep = _scale_sweep_text(family.get("scale_sweep", []))
         if sweep:
             text += ["", _table_title(f"Scale sweep, {family['label']}")] + sweep
     return "\n".join(text)
+
+
+def _llc_text(study, labels):
+    """How many models' learning-coefficient chains mixed, per family."""
+    found = study.get("learning_coefficients")
+    if not found:
+        return []
+    by_family = {}
+    for row in study["models"]:
+        if row["name"] in found:
+            mixed = by_family.setdefault(row["family"], [0, 0])
+            mixed[0] += found[row["name"]]["converged"]
+            mixed[1] += 1
+    counts = "; ".join(
+        f"{m} of {n} {labels.get(family, family or 'models')}"
+        for family, (m, n) in by_family.items()
+    )
+    return [
+        "",
+        "The local learning coefficient's chains mixed (split R-hat at most "
+        f"1.1) on {counts}. local_learning_coefficient ranks every "
+        "model, local_learning_coefficient_mixed those whose chains mixed "
+        "only; poisoned minima mix worse, so the two together show how much "
+        "of its tau the sampler sets.",
+    ]
 
 
 def _table_title(text):

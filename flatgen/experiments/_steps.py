@@ -15,6 +15,7 @@ from ..analyzers import (
     AnnealedVolumeEstimator,
     BasinAnalyzer,
     CurvatureAnalyzer,
+    LearningCoefficientAnalyzer,
     MarginAnalyzer,
     MarginPlotter,
     NormAnalyzer,
@@ -361,6 +362,51 @@ def measure_zoo(
             name: {k: float(v) for k, v in by_factor.items()}
             for name, by_factor in sweep.items()
         },
+    }
+
+
+def measure_learning_coefficient(estimator, X, y, *, llc, seed):
+    """Measure the local learning coefficient of one fitted network.
+
+    Parameters
+    ----------
+    estimator : fitted flatgen classifier
+    X, y : ndarray
+        Training data.
+    llc : dict
+        Parameters of :class:`~flatgen.LearningCoefficientAnalyzer`.
+    seed : int
+        Seed of the chains.
+
+    Returns
+    -------
+    record : dict
+        ``value``, ``std_error``, ``chain_values``, ``rhat``, ``step_size``,
+        ``converged`` and ``warnings`` (the analyzer's ConvergenceWarning
+        messages: the chains did not mix, diverged or went below the
+        minimum's loss).
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        analyzer = LearningCoefficientAnalyzer(**llc, random_state=seed).fit(
+            estimator, X, y
+        )
+    messages = []
+    for message in caught:
+        if issubclass(message.category, ConvergenceWarning):
+            messages.append(str(message.message))
+        else:
+            warnings.warn_explicit(
+                message.message, message.category, message.filename, message.lineno
+            )
+    return {
+        "value": float(analyzer.llc_),
+        "std_error": float(analyzer.llc_std_error_),
+        "chain_values": [float(v) for v in analyzer.chain_llc_],
+        "rhat": float(analyzer.rhat_),
+        "step_size": float(analyzer.step_size_),
+        "converged": bool(analyzer.converged_),
+        "warnings": messages,
     }
 
 
