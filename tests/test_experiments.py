@@ -828,6 +828,20 @@ def test_study_fits_its_networks_together_and_resumes(tiny_study_run, tmp_path):
     assert numbers(read(tmp_path)) == numbers(first.to_dict())
 
 
+@pytest.mark.slow
+def test_the_coefficient_joins_the_zoo_whichever_reports_first(
+    tiny_study_run, tmp_path
+):
+    from flatgen.experiments import run_experiment
+
+    out, first = tiny_study_run
+    shutil.copytree(out, tmp_path, dirs_exist_ok=True)
+    spec = replace(tiny_study(), measures=("llc", "zoo"))
+    again = run_experiment(spec, tmp_path, quick=True, verbose=0, family="mlp")
+    assert again.steps["computed"] == []
+    assert numbers(read(tmp_path)) == numbers(first.to_dict())
+
+
 def test_batches_are_capped(monkeypatch):
     from flatgen.experiments import _experiment
     from flatgen.experiments._spec import ExperimentData, Model

@@ -270,6 +270,9 @@ def _zoo_report(result, model, record):
             "scale_sweep": record.get("scale_sweep", {}),
         }
     )
+    found = result.study.get("learning_coefficients", {})
+    if model.name in found:
+        _add_learning_coefficient(result.study["models"][-1], found[model.name])
 
 
 def _llc_settings(s, seeds, family=None):
@@ -292,18 +295,24 @@ def _llc_report(result, model, record):
 
     The study ranks it twice: over every model, and over the models whose
     chains mixed only (NaN elsewhere, so left out): poisoned minima mix
-    worse, so neither ranking alone tells the whole story.
+    worse, so neither ranking alone tells the whole story. Either measure
+    may report first: the one that comes second joins them.
     """
     details = {k: record[k] for k in ("value", "std_error", "rhat", "converged")}
     result.study.setdefault("learning_coefficients", {})[model.name] = details
-    row = next(r for r in result.study["models"] if r["name"] == model.name)
-    row["measures"]["local_learning_coefficient"] = record["value"]
+    for row in result.study.get("models", []):
+        if row["name"] == model.name:
+            _add_learning_coefficient(row, details)
+
+
+def _add_learning_coefficient(row, details):
+    row["measures"]["local_learning_coefficient"] = details["value"]
     row["measures"]["local_learning_coefficient_mixed"] = (
-        record["value"] if record["converged"] else float("nan")
+        details["value"] if details["converged"] else float("nan")
     )
-    if not record["converged"]:
+    if not details["converged"]:
         row["flags"]["local_learning_coefficient"] = (
-            f"chains did not mix, split R-hat {record['rhat']:.2f}"
+            f"chains did not mix, split R-hat {details['rhat']:.2f}"
         )
 
 
@@ -438,7 +447,7 @@ MEASURES = {
             summarize=_zoo_ranking,
         ),
         # The study's local learning coefficient (SGLD chains), added to the
-        # zoo's rows: listed after "zoo" in a spec.
+        # zoo's rows.
         Measure(
             "llc",
             measure_learning_coefficient,
