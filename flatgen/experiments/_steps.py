@@ -386,19 +386,8 @@ def measure_learning_coefficient(estimator, X, y, *, llc, seed):
         messages: the chains did not mix, diverged or went below the
         minimum's loss).
     """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        analyzer = LearningCoefficientAnalyzer(**llc, random_state=seed).fit(
-            estimator, X, y
-        )
-    messages = []
-    for message in caught:
-        if issubclass(message.category, ConvergenceWarning):
-            messages.append(str(message.message))
-        else:
-            warnings.warn_explicit(
-                message.message, message.category, message.filename, message.lineno
-            )
+    analyzer = LearningCoefficientAnalyzer(**llc, random_state=seed)
+    messages = _fit_recording_convergence(analyzer, estimator, X, y)
     return {
         "value": float(analyzer.llc_),
         "std_error": float(analyzer.llc_std_error_),
@@ -437,12 +426,26 @@ def _scaled_sharpness(estimator, X, y, sharpness, factor, seed):
 
 def _pac_bayes_flatness(estimator, X, y, pac_bayes, seed):
     """PAC-Bayes flatness and whether its sigma reached the cap (a bound)."""
+    pac = PACBayesAnalyzer(**pac_bayes, random_state=seed)
+    _fit_recording_convergence(pac, estimator, X, y)
+    return pac.flatness_, bool(pac.capped_)
+
+
+def _fit_recording_convergence(analyzer, estimator, X, y):
+    """Fit ``analyzer``; return its ConvergenceWarnings' messages.
+
+    The study records them in its flags instead of repeating them for every
+    model; any other warning is issued as usual.
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        pac = PACBayesAnalyzer(**pac_bayes, random_state=seed).fit(estimator, X, y)
+        analyzer.fit(estimator, X, y)
+    messages = []
     for message in caught:
-        if not issubclass(message.category, ConvergenceWarning):
+        if issubclass(message.category, ConvergenceWarning):
+            messages.append(str(message.message))
+        else:
             warnings.warn_explicit(
                 message.message, message.category, message.filename, message.lineno
             )
-    return pac.flatness_, bool(pac.capped_)
+    return messages
