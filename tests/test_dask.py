@@ -199,9 +199,9 @@ def test_study_on_a_dask_cluster_equals_the_local_run(client, tmp_path):
     run_experiment(spec, tmp_path / "local", quick=True, verbose=0)
     with distributed.get_task_stream(client) as stream, parallel_config(backend="dask"):
         remote = run_experiment(spec, tmp_path / "dask", quick=True, verbose=0)
-    # The MLPs' batched fit, the 4 CNN fits and every measurement ran as
-    # tasks of the cluster.
-    assert len(remote.steps["computed"]) == 13 and len(stream.data) >= 13
+    # The MLPs' batched fit, the 4 CNN fits and every measurement (the zoo
+    # and the learning coefficient of 8 models) ran as tasks of the cluster.
+    assert len(remote.steps["computed"]) == 21 and len(stream.data) >= 21
     assert len(remote.study["families"]) == 2
     assert numbers(read(tmp_path / "dask")) == numbers(read(tmp_path / "local"))
 
