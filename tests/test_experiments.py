@@ -693,6 +693,21 @@ def test_an_unmixed_learning_coefficient_is_flagged_and_ranked_apart():
         "local_learning_coefficient": "chains did not mix, split R-hat 1.40"
     }
     assert result.study["learning_coefficients"]["b"]["rhat"] == 1.4
+    # Mixed chains that went below the minimum's loss are not trusted
+    # either, and the flag says why (from the analyzer's warnings).
+    result.study["models"].append({"name": "c", "measures": {}, "flags": {}})
+    warned = "The estimate is negative (-2): the chains found losses below"
+    report(
+        result,
+        type("M", (), {"name": "c"}),
+        {**record, "value": -2.0, "converged": False, "warnings": [warned]},
+    )
+    c = result.study["models"][2]
+    assert math.isnan(c["measures"]["local_learning_coefficient_mixed"])
+    assert c["flags"] == {
+        "local_learning_coefficient": "chains went below the minimum's loss"
+    }
+    assert result.study["learning_coefficients"]["c"]["warnings"] == [warned]
 
 
 def test_the_study_refuses_an_unknown_family(tmp_path):

@@ -299,6 +299,7 @@ def _llc_report(result, model, record):
     may report first: the one that comes second joins them.
     """
     details = {k: record[k] for k in ("value", "std_error", "rhat", "converged")}
+    details["warnings"] = list(record.get("warnings", []))
     result.study.setdefault("learning_coefficients", {})[model.name] = details
     for row in result.study.get("models", []):
         if row["name"] == model.name:
@@ -311,9 +312,29 @@ def _add_learning_coefficient(row, details):
         details["value"] if details["converged"] else float("nan")
     )
     if not details["converged"]:
-        row["flags"]["local_learning_coefficient"] = (
-            f"chains did not mix, split R-hat {details['rhat']:.2f}"
-        )
+        row["flags"]["local_learning_coefficient"] = _unconverged_reason(details)
+
+
+def _unconverged_reason(details):
+    """Say in a few words why the chains' estimate is not trusted.
+
+    The analyzer's warnings name the reason (chains that disagree, a loss
+    that stopped being finite, losses below the minimum's); a record without
+    them (an older cached step) falls back on the split R-hat alone.
+    """
+    reasons = []
+    for message in details.get("warnings") or ():
+        if message.startswith("A chain's loss stopped being finite"):
+            reasons.append("a chain diverged")
+        elif message.startswith("The estimate is negative"):
+            reasons.append("chains went below the minimum's loss")
+        elif message.startswith("The chains disagree"):
+            reasons.append(f"chains did not mix, split R-hat {details['rhat']:.2f}")
+        else:
+            reasons.append("the analyzer warned")
+    if not reasons:
+        reasons.append(f"chains did not mix, split R-hat {details['rhat']:.2f}")
+    return "; ".join(dict.fromkeys(reasons))
 
 
 def _zoo_ranking(run):

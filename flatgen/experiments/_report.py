@@ -249,7 +249,7 @@ def _study_text(result):
     if flagged:
         text += [
             "",
-            "Flagged values (bounds, or chains that did not mix): "
+            "Flagged values (bounds, or chains the analyzer warned about): "
             + "; ".join(flagged)
             + ".",
         ]
@@ -278,8 +278,9 @@ def _llc_text(study, labels):
     )
     return [
         "",
-        "The local learning coefficient's chains mixed (split R-hat at most "
-        f"1.1) on {counts}. local_learning_coefficient ranks every "
+        "The local learning coefficient's chains mixed without a warning "
+        "(split R-hat at most 1.1, losses finite and not below the "
+        f"minimum's) on {counts}. local_learning_coefficient ranks every "
         "model, local_learning_coefficient_mixed those whose chains mixed "
         "only; poisoned minima mix worse, so the two together show how much "
         "of its tau the sampler sets.",
