@@ -74,7 +74,21 @@ def _factor(text):
     return value
 
 
+def _cutoff(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number, got {text!r}"
+        ) from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def _common(parser, name):
+    from .experiments.specs import get_spec
+
     parser.add_argument(
         "--out",
         default=os.path.join("results", name),
@@ -122,6 +136,16 @@ def _common(parser, name):
         metavar="N",
         help="random directions per volume estimate (default: the preset's)",
     )
+    if "annealed_volume" in get_spec(name).measures:
+        parser.add_argument(
+            "--annealed-cutoffs",
+            type=_cutoff,
+            nargs="+",
+            metavar="CE",
+            help="training cross-entropies at which the clean and the most "
+            "poisoned network's basin volume is also measured by annealing, "
+            "with intervals (minutes per network; default: none)",
+        )
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bars, only the summary"
     )
@@ -202,8 +226,8 @@ def _run(args):
     }
     # Overrides only when given: an experiment without volumes (the study)
     # takes no --n-directions, and says so.
-    for name in ("poison_factors", "max_iter", "n_directions"):
-        if getattr(args, name) is not None:
+    for name in ("poison_factors", "max_iter", "n_directions", "annealed_cutoffs"):
+        if getattr(args, name, None) is not None:
             common[name] = getattr(args, name)
     spec = get_spec(args.command)
     options = {option.name: getattr(args, option.name) for option in spec.options}

@@ -381,3 +381,30 @@ def test_analyzer_measures_a_network_and_agrees_with_the_ray_estimator():
         annealed.log10_volume_[0] + rays.log10_volume_raw_[0] - rays.log10_volume_[0]
     )
     assert math.isnan(annealed.score_) or annealed.score_ == annealed.log10_volume_[0]
+    # The cap ball bounds every estimate; its volume scales as R^n.
+    assert annealed.log10_volume_[0] < annealed.log10_cap_volume_
+    wider = AnnealedVolumeEstimator(max_radius=2.0, **settings)
+    wider.set_params(n_runs=2, n_chains=2, n_steps=2, n_leapfrog=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wider.fit(clf, X, y)
+    assert wider.log10_cap_volume_ - annealed.log10_cap_volume_ == pytest.approx(
+        annealed.n_dims_ * math.log10(2.0), rel=1e-12
+    )
+
+
+def test_the_star_share_warning_names_the_set_that_was_measured():
+    from flatgen.landscape._annealed import _star_share_note
+
+    # basin='star': a few final samples with a bump between the segment's
+    # points bias the estimate by under 0.05 orders, no warning; fewer
+    # than 90 % warn with the bias and the remedy, never the sublevel text.
+    assert _star_share_note(1.0, "star", 16) is None
+    assert _star_share_note(0.96, "star", 16) is None
+    note = _star_share_note(0.5, "star", 16)
+    assert "16 points" in note and "0.3 orders" in note
+    assert "sublevel" not in note
+    # basin='sublevel': the share says how much the set exceeds the star.
+    assert _star_share_note(0.995, "sublevel", 16) is None
+    assert "sublevel set measured here" in _star_share_note(0.96, "sublevel", 16)
+    assert _star_share_note(float("nan"), "star", 16) is None

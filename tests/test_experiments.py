@@ -944,20 +944,27 @@ def test_annealed_volumes_of_the_extremes_reach_summary_report_and_console(tmp_p
     base = _moons_spec(
         measures=("flatness", "annealed_volume"), figures=("volume_vs_gap",)
     )
-    spec = replace(
-        base, quick={**base.quick, "annealed_cutoffs": [0.5], "annealed": annealed}
-    )
+    spec = replace(base, quick={**base.quick, "annealed": annealed})
     kwargs = {"quick": True, "n_directions": 4, "max_iter": 100, "verbose": 0}
-    result = run_experiment(spec, tmp_path, random_state=3, **kwargs)
+    result = run_experiment(
+        spec, tmp_path, random_state=3, annealed_cutoffs=[0.5], **kwargs
+    )
+    assert result.settings["annealed_cutoffs"] == [0.5]
     assert sorted(result.annealed_volumes) == ["net beta=0", "net beta=0.3"]
     record = result.annealed_volumes["net beta=0"]
     assert record["cutoffs"] == [0.5] and len(record["run_log10_volumes"][0]) == 2
     assert record["basin"] == "star"  # the rays' set, said in the report
+    # Where the path started, its whitening and the cap ball's volume.
+    assert record["start"] == ["cap ball"] and record["metric"] == ["adaptive"]
+    assert record["log10_volume"][0] < record["log10_cap_volume"]
+    assert 0 <= record["cap_share"][0] <= 1
     low, high = record["log10_volume_ci"][0]
     assert low <= record["log10_volume"][0] <= high
     report = (tmp_path / "report.md").read_text()
     assert "AnnealedVolumeEstimator" in report and "max hysteresis" in report
     assert "star-shaped basin, as the rays" in report
+    assert "cap ball, adaptive whitening" in report
+    assert f"cap ball: {record['log10_cap_volume']:.1f}" in report
     assert "sublevel set of the loss was measured" not in report
     assert "log10 V by annealing" in format_summary(result, tmp_path)
     loaded = ExperimentResult.from_json(tmp_path / "summary.json")
@@ -965,3 +972,22 @@ def test_annealed_volumes_of_the_extremes_reach_summary_report_and_console(tmp_p
     # The shipped presets leave the cutoffs empty: the step measures nothing.
     plain = run_experiment(base, tmp_path / "plain", random_state=3, **kwargs)
     assert plain.annealed_volumes == {}
+
+
+@pytest.mark.parametrize(
+    "spec, cutoffs, match",
+    [
+        ("swissroll", [], "at least one finite, positive"),
+        ("swissroll", [0.5, -1.0], "at least one finite, positive"),
+        ("swissroll", ["a"], "at least one finite, positive"),
+        ("study", [0.5], "measures no annealed basin volume"),
+    ],
+)
+def test_bad_annealed_cutoffs_are_refused_before_any_work(
+    spec, cutoffs, match, tmp_path
+):
+    from flatgen.experiments import run_experiment
+
+    with pytest.raises(ValueError, match=match):
+        run_experiment(spec, tmp_path, quick=True, verbose=0, annealed_cutoffs=cutoffs)
+    assert not (tmp_path / "steps").exists()

@@ -7,7 +7,7 @@ import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..landscape import annealed_log10_volume
+from ..landscape import annealed_log10_volume, log10_unit_ball_volume
 from ._common import FlatnessAnalyzer
 
 
@@ -109,6 +109,11 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
     cap_share_ : ndarray of shape (n_cutoffs,)
         Share of HMC trajectories that reflected off the cap ball: well
         above 0, the basin reaches ``max_radius``.
+    log10_cap_volume_ : float
+        ``log10`` volume of the cap ball in ``space`` (radius
+        ``max_radius`` paper directions): no estimate exceeds it, and
+        where ``cap_share_`` is near 1 the cap, not the loss, bounds the
+        basin, so estimates then depend on ``max_radius``.
     start_ : ndarray of str of shape (n_cutoffs,)
         Where the paths started: ``'model'`` (the calibrated quadratic
         model) or ``'cap ball'`` (where the model reaches the cap).
@@ -247,6 +252,10 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
         loss = landscape.basin_loss(self.space)
         self.n_dims_ = loss.n_dims
         self.log10_scale_det_ = loss.log10_filter_norm_det
+        cap_radius = float(self.max_radius) * loss.paper_scale()
+        self.log10_cap_volume_ = float(
+            log10_unit_ball_volume(loss.n_dims) + loss.n_dims * np.log10(cap_radius)
+        )
         results = []
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -267,7 +276,7 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
                             max_temperatures=self.max_temperatures,
                             n_steps=self.n_steps,
                             n_leapfrog=self.n_leapfrog,
-                            max_radius=float(self.max_radius) * loss.paper_scale(),
+                            max_radius=cap_radius,
                             confidence_level=float(self.confidence_level),
                             random_state=self.random_state,
                             hvp=loss.hvp,

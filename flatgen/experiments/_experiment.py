@@ -32,7 +32,9 @@ MAX_BATCH = 32
 _NOT_IN_KEY = {"verbose", "callbacks"}
 
 
-def make_settings(spec, quick, poison_factors, max_iter, n_directions):
+def make_settings(
+    spec, quick, poison_factors, max_iter, n_directions, annealed_cutoffs=None
+):
     """Return the spec's preset with the user's overrides, validated."""
     settings = dict(spec.quick if quick else spec.full)
     settings["quick"] = bool(quick)
@@ -51,7 +53,27 @@ def make_settings(spec, quick, poison_factors, max_iter, n_directions):
         settings["max_iter"] = check_positive("max_iter", max_iter)
     if n_directions is not None:
         settings["n_directions"] = check_positive("n_directions", n_directions)
+    if annealed_cutoffs is not None:
+        settings["annealed_cutoffs"] = _check_annealed_cutoffs(spec, annealed_cutoffs)
     return settings
+
+
+def _check_annealed_cutoffs(spec, cutoffs):
+    if "annealed_volume" not in spec.measures:
+        raise ValueError(
+            f"Experiment {spec.name!r} measures no annealed basin volume, so it "
+            "takes no `annealed_cutoffs`."
+        )
+    try:
+        values = np.unique(np.asarray(cutoffs, dtype=float).ravel())
+    except (TypeError, ValueError):
+        values = np.array([np.nan])
+    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise ValueError(
+            "`annealed_cutoffs` must hold at least one finite, positive "
+            f"cross-entropy. Got {cutoffs!r} instead."
+        )
+    return values.tolist()
 
 
 def net_name(factor):
@@ -335,6 +357,7 @@ def run_experiment(
     poison_factors=None,
     max_iter=None,
     n_directions=None,
+    annealed_cutoffs=None,
     verbose=1,
     **options,
 ):
@@ -367,6 +390,12 @@ def run_experiment(
         Training steps (or epochs) per network; the preset's when None.
     n_directions : int, default=None
         Random directions of the volume estimates; the preset's when None.
+    annealed_cutoffs : list of float, default=None
+        Training cross-entropies at which the clean and the most poisoned
+        network's basin volume is also measured by annealing
+        (:class:`~flatgen.AnnealedVolumeEstimator`); the preset's when None
+        (none in the shipped presets: minutes per network and cutoff).
+        Only for experiments that take the ``'annealed_volume'`` measure.
     verbose : int, default=1
         Progress bars when positive.
     **options
@@ -385,7 +414,9 @@ def run_experiment(
     _check_spec(spec)
     random_state = check_common(random_state, n_jobs, device)
     options = _check_options(spec, options)
-    settings = make_settings(spec, quick, poison_factors, max_iter, n_directions)
+    settings = make_settings(
+        spec, quick, poison_factors, max_iter, n_directions, annealed_cutoffs
+    )
     seeds = {"random_state": random_state, **derive_seeds(random_state, spec.seeds)}
     # Data before anything is created in out: a missing file fails fast.
     data = spec.load(settings, seeds, **options)

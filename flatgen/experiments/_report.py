@@ -89,6 +89,23 @@ def _volume_table(result):
     return table(headers, rows)
 
 
+def _share(record, key, i):
+    """Format ``record[key][i]`` as a percentage; '-' where absent."""
+    values = record.get(key)
+    if not values or values[i] is None:
+        return "-"
+    return f"{values[i]:.0%}"
+
+
+def _path_start(record, i):
+    """Where an annealing path started and how its HMC was whitened."""
+    if not record.get("start"):  # saved before the field existed
+        return "-"
+    start, metric = record["start"][i], record["metric"][i]
+    whitening = "adaptive" if metric == "adaptive" else "model's"
+    return f"{start}, {whitening} whitening"
+
+
 def _annealed_text(result):
     """Describe the annealed estimates beside the rays' ones."""
     if not result.annealed_volumes:
@@ -117,9 +134,19 @@ def _annealed_text(result):
                     f"{hysteresis:.2f}",
                     _fmt(record["rhat"][i], ".3f"),
                     f"{record['star_shaped_share'][i]:.0%}",
+                    _share(record, "cap_share", i),
+                    _path_start(record, i),
                     ray_cell,
                 ]
             )
+            cap_share = (record.get("cap_share") or [None] * (i + 1))[i]
+            if cap_share is not None and cap_share >= 0.5:
+                notes.append(
+                    f"{name}, CE {cutoff:g}: {cap_share:.0%} of the chains' "
+                    "trajectories reflected off the cap ball: the cap, not the "
+                    "loss, bounds this basin, so its value depends on the cap's "
+                    "radius (max_radius) and says little about the minimum."
+                )
         notes += [f"{name}: {w}" for w in record["warnings"]]
         if record.get("basin", "star") == "sublevel":
             # Results saved before the option existed measured the sublevel
@@ -129,9 +156,6 @@ def _annealed_text(result):
                 "(basin='sublevel'), not the star-shaped basin of the rays."
             )
         rows[-1].append(f"{record['seconds'] / 60:.1f} min")
-    for row in rows:
-        if len(row) < 9:
-            row.append("")
     headers = [
         "network",
         "CE",
@@ -140,16 +164,31 @@ def _annealed_text(result):
         "max hysteresis",
         "R-hat",
         "star-shaped",
+        "at cap",
+        "start",
         "rays' log10 V [95 % CI]",
         "time",
     ]
+    for row in rows:
+        if len(row) < len(headers):
+            row.append("")
+    caps = {
+        f"{r['log10_cap_volume']:.1f}"
+        for r in result.annealed_volumes.values()
+        if r.get("log10_cap_volume") is not None
+    }
+    cap_text = f" (log10 V of the cap ball: {', '.join(sorted(caps))})" if caps else ""
     text = (
         "Measured by annealing (`AnnealedVolumeEstimator`): thermodynamic "
-        "integration of the Gibbs measure exp(-t (L - L0)) from the basin's "
-        "calibrated quadratic model to the training loss, with Hamiltonian Monte "
-        "Carlo chains, inverted at the saddle point of its Laplace transform; "
-        "by default of the star-shaped basin, as the rays (L replaced by its "
-        "maximum along the segment from the minimum). "
+        "integration of the Gibbs measure exp(-t (L - L0)) over the cap ball"
+        f"{cap_text}, with Hamiltonian Monte Carlo chains, inverted at the "
+        "saddle point of its Laplace transform; by default of the star-shaped "
+        "basin, as the rays (L replaced by its maximum along the segment from "
+        "the minimum). 'start' says where the paths began: the cap ball "
+        "itself (uniform, t = 0), or the basin's calibrated quadratic model; "
+        "and which whitening HMC used (adapted to the chains' gradients, or "
+        "the model's). 'at cap' is the share of HMC trajectories that "
+        "reflected off the cap ball (near 100 %: the cap bounds the basin). "
         "Each interval is Student's t over independent runs, widened by half "
         "of each run's forward/backward hysteresis (the chains' lag behind "
         "the path); an interval whose diagnostics warned (lag above one order, "
@@ -594,7 +633,11 @@ def format_summary(result, out):
         for name, record in result.annealed_volumes.items():
             for i, cutoff in enumerate(record["cutoffs"]):
                 low, high = record["log10_volume_ci"][i]
-                flag = "" if record["reliable"][i] else "  (diagnostics warned)"
+                flags = [] if record["reliable"][i] else ["diagnostics warned"]
+                cap_share = (record.get("cap_share") or [None] * (i + 1))[i]
+                if cap_share is not None and cap_share >= 0.5:
+                    flags.append("the cap bounds it")
+                flag = f"  ({'; '.join(flags)})" if flags else ""
                 lines.append(
                     f"  {name:<16} CE {cutoff:g}: {record['log10_volume'][i]:.1f} "
                     f"[{low:.1f}, {high:.1f}]{flag}"

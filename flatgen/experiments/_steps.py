@@ -170,7 +170,8 @@ def measure_annealed_volume(estimator, X, y, *, cutoffs, annealed):
         Per measured cutoff (lists): ``cutoffs``, ``log10_volume``,
         ``log10_volume_ci``, ``run_log10_volumes``, ``hysteresis``,
         ``rhat``, ``reliable``, ``star_shaped_share``, ``cap_share``,
-        ``log10_model_volume``; and ``basin`` (the set measured),
+        ``log10_model_volume``, ``start``, ``metric``; and
+        ``log10_cap_volume`` (the cap ball's), ``basin`` (the set measured),
         ``n_gradients``, ``seconds``, ``warnings``. None when no cutoff is
         measured.
     """
@@ -196,6 +197,9 @@ def measure_annealed_volume(estimator, X, y, *, cutoffs, annealed):
         "star_shaped_share": est.star_shaped_share_.tolist(),
         "cap_share": est.cap_share_.tolist(),
         "log10_model_volume": est.log10_model_volume_.tolist(),
+        "start": est.start_.tolist(),
+        "metric": est.metric_.tolist(),
+        "log10_cap_volume": est.log10_cap_volume_,
         "basin": est.basin,
         "n_gradients": int(est.n_gradients_),
         "seconds": float(est.seconds_),

@@ -808,6 +808,38 @@ def _path(landscape, state, delta, t0, settings, generator, step, ball=None):
     )
 
 
+def _star_share_note(star_share, basin, segment_points):
+    """Return the warning on the final samples' star-shaped share, or None.
+
+    With ``basin='star'`` a share ``s`` of the sampled set outside the
+    star-shaped basin (bumps between the segment's points) makes the
+    estimate too large by about ``-log10(s)``: 0.05 orders at 0.9, below
+    which it warns. With ``basin='sublevel'`` the share says how much the
+    measured set exceeds the star-shaped basin.
+    """
+    if not star_share < 1:  # also NaN: no final sample below the cutoff
+        return None
+    if basin == "star":
+        if star_share >= _STAR_SHARE_MIN:
+            return None
+        return (
+            f"Only {star_share:.0%} of the final samples are reached from the "
+            "minimum by a straight segment inside the basin: the loss rises "
+            f"above the cutoff between the segment's {segment_points} points "
+            "(the estimate is too large by about "
+            f"{-math.log10(max(star_share, 1e-300)):.2g} orders of magnitude); "
+            "raise segment_points."
+        )
+    if star_share >= 0.99:
+        return None
+    return (
+        f"Only {star_share:.0%} of the final samples are reached from the "
+        "minimum by a straight segment inside the basin: the sublevel set "
+        "measured here is larger than the star-shaped basin the ray "
+        "estimators measure (basin='star' measures that one)."
+    )
+
+
 def _gamma_inversion(losses, t, delta):
     """Return ``log V(delta) - log Z(t)`` from the loss's moments at ``t``.
 
@@ -1299,23 +1331,9 @@ def annealed_log10_volume(
             f"HMC accepted {acceptance:.0%} of its proposals; the chains barely "
             "move (raise n_leapfrog or check that the loss is smooth)."
         )
-    # With 'star' a share s of the sampled set outside the star-shaped basin
-    # makes the estimate too large by about -log10(s) (0.05 orders at 0.9).
-    if star_share < _STAR_SHARE_MIN and basin == "star":
-        notes.append(
-            f"Only {star_share:.0%} of the final samples are reached from the minimum "
-            "by a straight segment inside the basin: the loss rises above the cutoff "
-            f"between the segment's {segment_points} points (the estimate is too "
-            f"large by about {-math.log10(max(star_share, 1e-300)):.2g} orders of "
-            "magnitude); raise segment_points."
-        )
-    elif star_share < 0.99:
-        notes.append(
-            f"Only {star_share:.0%} of the final samples are reached from the minimum "
-            "by a straight segment inside the basin: the sublevel set measured here "
-            "is larger than the star-shaped basin the ray estimators measure "
-            "(basin='star' measures that one)."
-        )
+    star_note = _star_share_note(star_share, basin, segment_points)
+    if star_note is not None:
+        notes.append(star_note)
     for note in notes:
         warnings.warn(note, ConvergenceWarning, stacklevel=2)
     return AnnealedVolume(

@@ -28,11 +28,11 @@ FULL = {
     "basin_directions": 200,
     # Cutoffs at which the clean and the most poisoned network's volume is
     # also measured by annealing (AnnealedVolumeEstimator), with its options.
-    # Empty: on these networks it takes 7 (clean) to 15 (beta = 1) minutes
-    # per cutoff on 2 cores and its diagnostics still warn (see the volume
-    # page of the user guide).
+    # Empty unless asked for (--annealed-cutoffs): each run of its chains
+    # takes about 7 (clean) to 15 (beta = 1) minutes per cutoff on one core
+    # and its diagnostics still warn (see the volume page of the user guide).
     "annealed_cutoffs": [],
-    "annealed": {"n_runs": 4},
+    "annealed": {"n_runs": 2},
     "margin_directions": 64,
     "margin_refine": 40,
     "grid_resolution": 200,
@@ -156,6 +156,7 @@ def run_swissroll(
     poison_factors=None,
     max_iter=None,
     n_directions=None,
+    annealed_cutoffs=None,
     verbose=1,
 ):
     """Run clean vs poisoned networks on the swiss roll, with an SVC baseline.
@@ -184,7 +185,7 @@ def run_swissroll(
     out : str or path-like
         Output folder (created if missing).
     quick : bool, default=False
-        Toy sizes (100 + 100 points, 600 Adam steps, few directions): every step
+        Toy sizes (100 + 100 points, 2,000 Adam steps, few directions): every step
         and file of the full run in seconds, for checks and CI. The numbers
         are not the paper's.
     random_state : int or None, default=0
@@ -200,6 +201,15 @@ def run_swissroll(
         Optimizer steps per network; the preset's when None.
     n_directions : int, default=None
         Random directions of the volume estimates; the preset's when None.
+    annealed_cutoffs : list of float, default=None
+        Training cross-entropies (e.g. ``[0.5]``) at which the clean and the
+        most poisoned network's basin volume is also measured by annealing
+        (:class:`~flatgen.AnnealedVolumeEstimator`, two runs of 16 chains
+        each), reported with its interval and diagnostics beside the rays'
+        estimates and drawn in ``volume_vs_gap.png``. None (the default)
+        measures none: on the full preset's networks it adds about 25
+        minutes per cutoff on 2 CPU cores (see the volume page of the user
+        guide).
     verbose : int, default=1
         Progress bars when positive.
 
