@@ -107,8 +107,9 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
         segment inside the basin (1: the set measured is the star-shaped
         basin of :class:`VolumeEstimator`).
     cap_share_ : ndarray of shape (n_cutoffs,)
-        Share of HMC trajectories that reflected off the cap ball: well
-        above 0, the basin reaches ``max_radius``.
+        Share of the HMC trajectories at the saddle point that reflected
+        off the cap ball: well above 0, the basin reaches ``max_radius``
+        and the estimate depends on it.
     log10_cap_volume_ : float
         ``log10`` volume of the cap ball in ``space`` (radius
         ``max_radius`` paper directions): no estimate exceeds it, and

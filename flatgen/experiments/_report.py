@@ -143,9 +143,11 @@ def _annealed_text(result):
             if cap_share is not None and cap_share >= 0.5:
                 notes.append(
                     f"{name}, CE {cutoff:g}: {cap_share:.0%} of the chains' "
-                    "trajectories reflected off the cap ball: the cap, not the "
-                    "loss, bounds this basin, so its value depends on the cap's "
-                    "radius (max_radius) and says little about the minimum."
+                    "trajectories at the saddle point reflected off the cap "
+                    "ball: the cap, not the loss, bounds this basin in the "
+                    "directions that hold its volume, so the value depends on "
+                    "the cap's radius (max_radius); compare networks at one "
+                    "cap only."
                 )
         notes += [f"{name}: {w}" for w in record["warnings"]]
         if record.get("basin", "star") == "sublevel":
@@ -187,8 +189,9 @@ def _annealed_text(result):
         "the minimum). 'start' says where the paths began: the cap ball "
         "itself (uniform, t = 0), or the basin's calibrated quadratic model; "
         "and which whitening HMC used (adapted to the chains' gradients, or "
-        "the model's). 'at cap' is the share of HMC trajectories that "
-        "reflected off the cap ball (near 100 %: the cap bounds the basin). "
+        "the model's). 'at cap' is the share of HMC trajectories at the saddle "
+        "point that reflected off the cap ball (near 100 %: the cap bounds "
+        "the basin). "
         "Each interval is Student's t over independent runs, widened by half "
         "of each run's forward/backward hysteresis (the chains' lag behind "
         "the path); an interval whose diagnostics warned (lag above one order, "

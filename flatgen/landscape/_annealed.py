@@ -151,8 +151,10 @@ class AnnealedVolume:
         star-shaped basin (below 1 with ``basin='star'``: the segment's
         points missed a bump of the loss).
     cap_share : float
-        Share of HMC trajectories that reflected off the cap ball: near 0
-        the basin's measure lies inside the cap, near 1 the cap bounds it.
+        Share of the HMC trajectories at the saddle point ``t*`` that
+        reflected off the cap ball: near 0 the basin's measure lies inside
+        the cap, near 1 the cap bounds it (the volume then depends on
+        ``max_radius``).
     reliable : bool
         False when a diagnostic warned (the interval may then be too
         narrow).
@@ -687,7 +689,7 @@ def _path(landscape, state, delta, t0, settings, generator, step, ball=None):
     """
     S, L = settings["n_steps"], settings["n_leapfrog"]
     spread, budget = settings["stone_spread"], settings["max_temperatures"]
-    acceptances, touched_cap = [], np.zeros(2, dtype=int)
+    acceptances = []
     grids, forced = {}, [False]
 
     def next_point(here, end, exponent, acceptance, used):
@@ -713,7 +715,6 @@ def _path(landscape, state, delta, t0, settings, generator, step, ball=None):
         ``end=None`` walks in ``t`` up to the saddle point, re-estimated
         after every block.
         """
-        nonlocal touched_cap
         lam_leg = key == "lambda"
         grid = [start] if forward else grids[key][::-1]
         total, losses, i = 0.0, None, 0
@@ -725,7 +726,6 @@ def _path(landscape, state, delta, t0, settings, generator, step, ball=None):
                 landscape, state, lam, t, S, step, L, generator, mass
             )
             acceptances.append(acc)
-            touched_cap += out
             energy = t0 * (losses - quads) if lam_leg else losses
             goal = end if end is not None else max(saddle(here, losses), here)
             if forward and here != goal:
@@ -781,7 +781,9 @@ def _path(landscape, state, delta, t0, settings, generator, step, ball=None):
         max(t1, t0) if ball is not None else None,
     )
     acceptances.append(acc)
-    touched_cap += out
+    # The cap's share where the volume's measure lives: at t*, not on the
+    # way (near t = 0 every trajectory reaches the cap).
+    touched_cap = np.asarray(out)
     # The final samples in z (the whitening may adapt on the way back).
     moments = (t1, float(np.mean(losses)), losses, (landscape.to_z(state[0]), state[1]))
     # Back: the same temperatures and lambdas in reverse.
