@@ -408,3 +408,36 @@ def test_the_star_share_warning_names_the_set_that_was_measured():
     assert _star_share_note(0.995, "sublevel", 16) is None
     assert "sublevel set measured here" in _star_share_note(0.96, "sublevel", 16)
     assert _star_share_note(float("nan"), "star", 16) is None
+
+
+def test_chains_are_weighted_and_resampled_as_sequential_monte_carlo():
+    from flatgen.landscape._annealed import (
+        _effective_size,
+        _log_mean_exp,
+        _log_weighted_mean_exp,
+        _resample,
+    )
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(10, 8))
+    # Equal weights: the stepping stone's plain mean over every sample.
+    assert _log_weighted_mean_exp(np.zeros(8), values) == pytest.approx(
+        _log_mean_exp(values), rel=1e-12
+    )
+    # Weights: sum_i w_i mean_s exp(v), written out.
+    log_w = rng.normal(size=8)
+    w = np.exp(log_w) / np.exp(log_w).sum()
+    expected = math.log(np.sum(w * np.exp(values).mean(axis=0)))
+    assert _log_weighted_mean_exp(log_w, values) == pytest.approx(expected, 1e-12)
+    assert _effective_size(np.zeros(8)) == pytest.approx(8.0)
+    assert _effective_size(np.array([0.0] + [-1e3] * 7)) == pytest.approx(1.0)
+    state = (torch.arange(8.0)[:, None], torch.arange(8.0), torch.arange(8.0))
+    generator = torch.Generator().manual_seed(0)
+    # Equal weights keep every chain once; one heavy chain fills all slots;
+    # systematic resampling keeps each chain floor(n w_i) or ceil(n w_i) times.
+    kept = _resample(state, np.zeros(8), generator)
+    assert kept[1].tolist() == list(range(8))
+    heavy = _resample(state, np.array([-1e3] * 5 + [0.0] + [-1e3] * 2), generator)
+    assert heavy[1].tolist() == [5.0] * 8 and heavy[0].shape == (8, 1)
+    counts = np.bincount(_resample(state, log_w, generator)[1].long(), minlength=8)
+    assert np.all(np.abs(counts - 8 * w) < 1)

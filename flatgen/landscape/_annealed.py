@@ -35,6 +35,12 @@ adapts between steps to the chains' own mean square gradients (Jacobi
 preconditioning, :func:`_adapt_metric`): where the chains live, at the cap,
 the Hessian at the minimum is a poor guide to a network's loss.
 
+The chains are a sequential Monte Carlo population: each carries the
+log-weight of its path since it was last resampled, the stepping stones
+average by those weights, and the chains are resampled when their
+effective number falls below half, so chains that lag behind the path are
+replaced instead of biasing the stones that follow.
+
 Each run goes the path forward, then back: the two integrals differ by the
 chains' lag behind the path (hysteresis), which widens the interval and is
 warned about. Several runs with independent seeds give the spread; their
@@ -117,6 +123,10 @@ _RTOL = 1e-9
 _CHECK_POINTS = 1024
 # Below this share of final samples inside the star-shaped basin, warn.
 _STAR_SHARE_MIN = 0.9
+# Weight the chains along the path and resample them when their effective
+# number falls below this share (sequential Monte Carlo, see _path).
+_RESAMPLE = True
+_RESAMPLE_BELOW = 0.5
 
 
 @dataclass
@@ -648,6 +658,38 @@ def _log_mean_exp(values):
     return float(top + np.log(np.mean(np.exp(values - top))))
 
 
+def _log_weighted_mean_exp(log_w, values):
+    """``log sum_i w_i mean_s exp(values[s, i])`` with ``w = softmax(log_w)``."""
+    values = np.asarray(values, dtype=float).reshape(-1, len(log_w))
+    top = values.max()
+    per_chain = np.log(np.mean(np.exp(values - top), axis=0)) + top
+    return _log_mean_exp_weighted(log_w, per_chain)
+
+
+def _log_mean_exp_weighted(log_w, values):
+    w = np.exp(log_w - log_w.max())
+    w /= w.sum()
+    top = values.max()
+    return float(top + np.log(np.sum(w * np.exp(values - top))))
+
+
+def _effective_size(log_w):
+    w = np.exp(log_w - log_w.max())
+    return float(w.sum() ** 2 / (w * w).sum())
+
+
+def _resample(state, log_w, generator):
+    """Systematic resampling of the chains by their weights ``exp(log_w)``."""
+    w = np.exp(log_w - log_w.max())
+    cumulative = np.cumsum(w / w.sum())
+    cumulative[-1] = 1.0
+    n = len(log_w)
+    offset = float(torch.rand((), generator=generator, dtype=torch.float64))
+    index = np.searchsorted(cumulative, (np.arange(n) + offset) / n)
+    index = torch.from_numpy(np.minimum(index, n - 1))
+    return tuple(x[index] for x in state)
+
+
 def _adapt_metric(landscape, state, t, mass):
     """Rescale the whitening to the chains' measured curvature at ``t``.
 
@@ -691,6 +733,13 @@ def _path(landscape, state, delta, t0, settings, generator, step, ball=None):
     spread, budget = settings["stone_spread"], settings["max_temperatures"]
     acceptances = []
     grids, forced = {}, [False]
+    # Sequential Monte Carlo: each chain carries the log-weight of its
+    # path since the last resampling, so chains that lag behind the path
+    # count less and are replaced (Del Moral et al., 2006) instead of
+    # biasing the next stepping stones.
+    resample = settings.get("resample", _RESAMPLE)
+    n_chains = len(state[0])
+    log_w = np.zeros(n_chains)
 
     def next_point(here, end, exponent, acceptance, used):
         # The step whose stepping stone has log-weights of the target spread.
@@ -715,6 +764,7 @@ def _path(landscape, state, delta, t0, settings, generator, step, ball=None):
         ``end=None`` walks in ``t`` up to the saddle point, re-estimated
         after every block.
         """
+        nonlocal log_w
         lam_leg = key == "lambda"
         grid = [start] if forward else grids[key][::-1]
         total, losses, i = 0.0, None, 0
@@ -736,7 +786,17 @@ def _path(landscape, state, delta, t0, settings, generator, step, ball=None):
             if i + 1 == len(grid):
                 break
             nxt = grid[i + 1]
-            total += _log_mean_exp(-(nxt - here) * energy)
+            if resample:
+                # The ratio from every kept sample, each chain by its
+                # weight; the weight update from the chain's last state,
+                # the one that goes on.
+                total += _log_weighted_mean_exp(log_w, -(nxt - here) * energy)
+                log_w = log_w - (nxt - here) * np.asarray(energy)[-1]
+                if _effective_size(log_w) < _RESAMPLE_BELOW * n_chains:
+                    state = _resample(state, log_w, generator)
+                    log_w = np.zeros(n_chains)
+            else:
+                total += _log_mean_exp(-(nxt - here) * energy)
             if settings["adaptive"]:
                 state = _adapt_metric(landscape, state, nxt, max(nxt, t0))
             if not lam_leg and ball is None:
@@ -759,6 +819,9 @@ def _path(landscape, state, delta, t0, settings, generator, step, ball=None):
         sd = float(np.std(draws))
         t_first = spread / sd if sd > 0 else 1.0 / delta
         forward = _log_mean_exp(-t_first * draws)
+        if resample:
+            # The chains start as the first exact draws, weighted to t_first.
+            log_w = -t_first * np.asarray(draws[:n_chains], dtype=float)
         state, step, integral, losses = leg(state, "t", t_first, None, step, True)
         forward += integral
         t1 = grids["t"][-1]
@@ -768,7 +831,11 @@ def _path(landscape, state, delta, t0, settings, generator, step, ball=None):
         t1 = saddle(t0, losses)
         state, step, integral, losses = leg(state, "t", t0, t1, step, True)
         forward += integral
-    # A longer block at t*: the loss level there and the chains' agreement.
+    # A longer block at t*: the loss level there and the chains' agreement,
+    # from equally weighted chains.
+    if resample and np.ptp(log_w) > 0:
+        state = _resample(state, log_w, generator)
+    log_w = np.zeros(n_chains)
     state, step, acc, out, (losses, _) = _hmc(
         landscape,
         state,
@@ -791,7 +858,7 @@ def _path(landscape, state, delta, t0, settings, generator, step, ball=None):
     backward = -integral
     if ball is not None:
         # The last stone, back to the ball: log Z(0) / Z(t) = log E_t[e^(t l)].
-        backward -= _log_mean_exp(t_first * losses)
+        backward -= _log_weighted_mean_exp(log_w, t_first * losses)
         n_points = len(grids["t"]) + 1
     else:
         state, step, integral, _ = leg(state, "lambda", 1.0, 0.0, step, False)
