@@ -62,28 +62,26 @@ def _n_jobs(text):
     return value
 
 
-def _factor(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a non-negative number, got {text!r}"
-        ) from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text}")
-    return value
+def _number(kind, accepts):
+    """Return an argparse type: a finite float that ``accepts``, else ``kind``."""
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be a {kind} number, got {text!r}"
+            ) from None
+        if not accepts(value) or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a {kind} number, got {text}")
+        return value
+
+    return parse
 
 
-def _cutoff(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a positive number, got {text!r}"
-        ) from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+# NaN fails both comparisons, so it is refused too.
+_factor = _number("non-negative", lambda value: value >= 0)
+_cutoff = _number("positive", lambda value: value > 0)
 
 
 def _common(parser, name):
