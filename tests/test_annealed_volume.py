@@ -9,7 +9,12 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from flatgen import AnnealedVolumeEstimator, PoisonedMLPClassifier, make_spirals
-from flatgen.landscape import annealed_log10_volume, basin_log10_volume, make_basin
+from flatgen.landscape import (
+    VolumeSaturationWarning,
+    annealed_log10_volume,
+    basin_log10_volume,
+    make_basin,
+)
 from flatgen.landscape._annealed import _Landscape
 
 SMALL = {
@@ -44,7 +49,10 @@ def test_a_quadratic_basin_is_exact_along_the_path():
 @pytest.mark.parametrize("kind", ["degenerate", "quartic", "lp_ball"])
 def test_bodies_beyond_their_quadratic_model_are_measured(kind):
     basin = make_basin(kind, 40, random_state=1)
-    result = _measure(basin, random_state=0)
+    with warnings.catch_warnings():
+        # Far inside the cap: no saturation warning.
+        warnings.simplefilter("error", VolumeSaturationWarning)
+        result = _measure(basin, random_state=0)
     assert abs(result.log10_volume - basin.log10_volume) < 1.0
     low, high = result.log10_volume_ci
     assert low <= basin.log10_volume <= high and high - low < 4
@@ -63,16 +71,25 @@ def test_a_basin_bounded_by_the_cap_is_measured_along_its_surface(metric):
     # model's rotated one is as accurate on this rotated body (three seeds:
     # -0.03 to +0.01 orders) but its chains agree less (R-hat 1.45-1.54).
     basin = make_basin("cap_bound", 40, random_state=0)
-    result = _measure(
-        basin,
-        random_state=0,
-        max_radius=basin.max_radius,
-        metric=metric,
-        n_chains=16,
-        n_steps=20,
-        n_leapfrog=10,
-        stone_spread=0.5,
-    )
+    with pytest.warns(VolumeSaturationWarning, match="bounds the basin") as caught:
+        result = _measure(
+            basin,
+            random_state=0,
+            max_radius=basin.max_radius,
+            metric=metric,
+            n_chains=16,
+            n_steps=20,
+            n_leapfrog=10,
+            stone_spread=0.5,
+        )
+    # Said once, kept in the result, and named with the cap's radius; it
+    # is no convergence failure, so it alone does not unset `reliable`.
+    saturation = [w for w in caught if w.category is VolumeSaturationWarning]
+    assert len(saturation) == 1
+    assert str(saturation[0].message) in result.warnings
+    assert f"radius {basin.max_radius:.4g}" in str(saturation[0].message)
+    assert result.warnings[-1] == str(saturation[0].message)
+    assert result.reliable == (len(result.warnings) == 1)
     low, high = result.log10_volume_ci
     assert abs(result.log10_volume - basin.log10_volume) < 0.5
     # A 95 % interval from three runs: covering is checked over seeds by

@@ -109,7 +109,8 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
     cap_share_ : ndarray of shape (n_cutoffs,)
         Share of the HMC trajectories at the saddle point that reflected
         off the cap ball: well above 0, the basin reaches ``max_radius``
-        and the estimate depends on it.
+        and the estimate depends on it (from 0.5 a
+        :class:`~flatgen.landscape.VolumeSaturationWarning`).
     log10_cap_volume_ : float
         ``log10`` volume of the cap ball in ``space`` (radius
         ``max_radius`` paper directions): no estimate exceeds it, and
@@ -121,7 +122,8 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
     metric_ : ndarray of str of shape (n_cutoffs,)
         The whitening HMC used: ``'adaptive'`` or ``'model'``.
     reliable_ : ndarray of bool of shape (n_cutoffs,)
-        False where a diagnostic warned.
+        False where a convergence diagnostic warned (the cap's warning
+        leaves it: the chains measured the capped set).
     n_dims_ : int
         Number of perturbed parameters.
     log10_scale_det_ : float
@@ -248,6 +250,10 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
         sklearn.exceptions.ConvergenceWarning
             When a run's paths lag, the runs disagree, HMC barely accepts, or
             the set sampled is not star-shaped.
+        flatgen.landscape.VolumeSaturationWarning
+            When at least half of the trajectories at the saddle point reflect
+            off the cap ball (``cap_share_``): the value is the basin's volume
+            inside the cap and grows with ``max_radius``.
         """
         landscape = self._prepare(estimator, X, y, self.cutoff)
         loss = landscape.basin_loss(self.space)

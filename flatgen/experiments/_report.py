@@ -3,6 +3,7 @@
 import os
 
 from ..io import atomic_writer
+from ..landscape._annealed import CAP_SHARE_WARN
 from ..landscape._volume import rests_on_few_rays
 
 
@@ -139,16 +140,8 @@ def _annealed_text(result):
                     ray_cell,
                 ]
             )
-            cap_share = (record.get("cap_share") or [None] * (i + 1))[i]
-            if cap_share is not None and cap_share >= 0.5:
-                notes.append(
-                    f"{name}, CE {cutoff:g}: {cap_share:.0%} of the chains' "
-                    "trajectories at the saddle point reflected off the cap "
-                    "ball: the cap, not the loss, bounds this basin in the "
-                    "directions that hold its volume, so the value depends on "
-                    "the cap's radius (max_radius); compare networks at one "
-                    "cap only."
-                )
+            # Where the cap bounds the basin, the estimator's own warning
+            # (among the record's warnings below) says so.
         notes += [f"{name}: {w}" for w in record["warnings"]]
         if record.get("basin", "star") == "sublevel":
             # Results saved before the option existed measured the sublevel
@@ -638,7 +631,7 @@ def format_summary(result, out):
                 low, high = record["log10_volume_ci"][i]
                 flags = [] if record["reliable"][i] else ["diagnostics warned"]
                 cap_share = (record.get("cap_share") or [None] * (i + 1))[i]
-                if cap_share is not None and cap_share >= 0.5:
+                if cap_share is not None and cap_share >= CAP_SHARE_WARN:
                     flags.append("the cap bounds it")
                 flag = f"  ({'; '.join(flags)})" if flags else ""
                 lines.append(

@@ -25,6 +25,7 @@ from ..analyzers import (
     SharpnessAnalyzer,
     VolumeEstimator,
 )
+from ..landscape import VolumeSaturationWarning
 
 # A cutoff must clear the loss at the minimum by this factor to delimit a
 # basin: radii of barely-higher cutoffs would measure rounding, not shape.
@@ -184,7 +185,9 @@ def measure_annealed_volume(estimator, X, y, *, cutoffs, annealed):
         return None
     est = AnnealedVolumeEstimator(cutoff=cutoffs.tolist(), **annealed)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # kept in warnings_
+        # Kept in warnings_, which the report lists.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", VolumeSaturationWarning)
         est.fit(estimator, X, y)
     return {
         "cutoffs": cutoffs.tolist(),

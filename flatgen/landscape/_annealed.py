@@ -82,6 +82,7 @@ from ._llc import split_rhat
 from ._radius import first_crossings
 from ._volume import (
     _MAX_FULL_DIMS,
+    VolumeSaturationWarning,
     _as_losses,
     _autograd_hvp,
     _check_int,
@@ -127,6 +128,10 @@ _STAR_SHARE_MIN = 0.9
 # number falls below this share (sequential Monte Carlo, see _path).
 _RESAMPLE = True
 _RESAMPLE_BELOW = 0.5
+# From this share of the trajectories at the saddle point reflecting off the
+# cap ball, the cap bounds the basin where its volume is: warn (the value
+# then depends on max_radius).
+CAP_SHARE_WARN = 0.5
 
 
 @dataclass
@@ -909,6 +914,19 @@ def _star_share_note(star_share, basin, segment_points):
     )
 
 
+def _cap_share_note(cap_share, max_radius):
+    """Say that the cap ball bounds the basin, or return None where it does not."""
+    if not cap_share >= CAP_SHARE_WARN:
+        return None
+    return (
+        f"{cap_share:.0%} of the chains' trajectories at the saddle point "
+        f"reflected off the cap ball (radius {max_radius:.4g}): the cap, not "
+        "the loss, bounds the basin in the directions that hold its volume, so "
+        "the value is the volume inside the cap and grows with max_radius; "
+        "compare basins at one cap only, or raise max_radius."
+    )
+
+
 def _gamma_inversion(losses, t, delta):
     """Return ``log V(delta) - log Z(t)`` from the loss's moments at ``t``.
 
@@ -1183,6 +1201,12 @@ def annealed_log10_volume(
         When the runs' paths lag (hysteresis above one order of magnitude),
         their chains disagree (split R-hat above 1.1), HMC accepts under
         30 % of proposals, or the sampled basin is not star-shaped.
+    flatgen.landscape.VolumeSaturationWarning
+        When at least half of the trajectories at the saddle point reflect
+        off the cap ball (``cap_share``): the cap bounds the basin where its
+        volume is, so the value is the volume inside the cap and depends on
+        ``max_radius``. The chains' result stands (``reliable`` is not
+        changed); the warning is also in ``warnings``.
 
     Examples
     --------
@@ -1405,6 +1429,11 @@ def annealed_log10_volume(
         notes.append(star_note)
     for note in notes:
         warnings.warn(note, ConvergenceWarning, stacklevel=2)
+    # Not a convergence failure (the chains measured the capped set), so it
+    # leaves `reliable` alone; but the value is the cap's as much as the loss's.
+    saturation = _cap_share_note(cap_share, landscape.max_radius)
+    if saturation is not None:
+        warnings.warn(saturation, VolumeSaturationWarning, stacklevel=2)
     return AnnealedVolume(
         log10_volume=mean,
         log10_volume_ci=np.array([mean - half, mean + half]),
@@ -1427,7 +1456,7 @@ def annealed_log10_volume(
         loss0=float(loss0),
         max_radius=float(landscape.max_radius),
         confidence_level=float(confidence_level),
-        warnings=notes,
+        warnings=notes + ([] if saturation is None else [saturation]),
         start="cap ball" if from_ball else "model",
         basin=basin,
         metric="adaptive" if adaptive else "model",
