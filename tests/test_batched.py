@@ -63,20 +63,22 @@ def test_clean_models_take_the_steps_of_separate_fits(data):
 def test_clean_models_end_where_separate_fits_end(data):
     X, y = data
     # Over 200 Adam steps the rounding of one summation order grows: batched
-    # and separate fits differed by 4e-7 in the probabilities with this AMD
+    # and separate fits differed by 4e-7 in the probabilities with an AMD
     # CPU's native kernels, by 1.03e-3 on an Intel Xeon (AVX-512) and by
-    # 1.07e-3 here with MKL_CBWR=COMPATIBLE and ATEN_CPU_CAPABILITY=default.
-    # The tolerance is ten times that spread, so this checks the outcome
-    # (same schedule, same accuracy, probabilities close); the steps
-    # themselves are checked tightly above.
+    # 1.07e-3 on the AMD with MKL_CBWR=COMPATIBLE and
+    # ATEN_CPU_CAPABILITY=default; on the Intel Xeon with those, by 0.071 on
+    # one network (one training point of 60 on the other side, while the
+    # loss curves agreed within 1.1e-6). So this checks the outcome (same
+    # schedule, loss curves close, accuracy within one point, probabilities
+    # within 0.15); the steps themselves are checked tightly above.
     nets = [_net(**params) for params in CLEAN]
     batched = BatchedPoisonFitter(nets).fit(X, y).estimators_
     for template, fitted in zip(nets, batched):
         alone = clone(template).fit(X, y)
-        assert_allclose(fitted.predict_proba(X), alone.predict_proba(X), atol=1e-2)
+        assert_allclose(fitted.predict_proba(X), alone.predict_proba(X), atol=0.15)
         assert_allclose(fitted.loss_curve_, alone.loss_curve_, rtol=1e-2)
         assert fitted.n_iter_ == alone.n_iter_
-        assert abs(fitted.train_accuracy_ - alone.train_accuracy_) <= 1 / 60
+        assert abs(fitted.train_accuracy_ - alone.train_accuracy_) <= 1 / 60 + 1e-9
 
 
 def test_sgd_with_momentum_matches_separate_fits(data):
