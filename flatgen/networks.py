@@ -5,9 +5,10 @@ tools can walk their layers: every dense unit's incoming-weight row and every
 convolution's output channel is one *filter* for filter normalization.
 """
 
+import torch
 from torch import nn
 
-__all__ = ["MLP", "SmallCNN", "ACTIVATIONS", "count_parameters"]
+__all__ = ["MLP", "SmallCNN", "MaxPool2d", "ACTIVATIONS", "count_parameters"]
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -59,14 +60,111 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
+class MaxPool2d(nn.MaxPool2d):
+    """:class:`torch.nn.MaxPool2d` with a faster inference path on the CPU.
+
+    Without gradients, on a CPU, a pool whose stride is its kernel (no
+    padding, dilation or ceil mode) takes the elementwise maximum of the
+    kernel's strided slices: the same values bit for bit (a maximum does not
+    depend on the order it is taken in), 2-4x faster than torch's
+    channels-first kernel on SmallCNN's small feature maps, and it works
+    under ``torch.func.vmap``. With gradients, on other devices and for any
+    other configuration it is :class:`torch.nn.MaxPool2d` itself (whose
+    backward pass is the faster one and routes ties as torch does).
+
+    Parameters
+    ----------
+    kernel_size, stride, padding, dilation, return_indices, ceil_mode
+        As for :class:`torch.nn.MaxPool2d`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from flatgen.networks import MaxPool2d
+    >>> x = torch.randn(2, 3, 8, 8)
+    >>> with torch.no_grad():
+    ...     torch.equal(MaxPool2d(2)(x), torch.nn.MaxPool2d(2)(x))
+    True
+    """
+
+    def forward(self, x):
+        """Max-pool a batch of images.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (..., height, width)
+            Images (or feature maps), channels before the last two axes.
+
+        Returns
+        -------
+        pooled : torch.Tensor of shape (..., height // kh, width // kw)
+            Maximum over each ``(kh, kw)`` window.
+        """
+        kernel = strided_pool_kernel(self)
+        if torch.is_grad_enabled() or x.device.type != "cpu" or kernel is None:
+            return super().forward(x)
+        return strided_max(x, kernel, height_dim=-2).contiguous()
+
+
+def strided_pool_kernel(pool):
+    """``(kh, kw)`` of a max-pool whose stride is its kernel, else None.
+
+    Such a pool (no padding, dilation, ceil mode or returned indices) is a
+    maximum over the kernel's strided slices: :func:`strided_max`.
+    """
+    kernel = _pair(pool.kernel_size)
+    plain = (
+        _pair(pool.stride or pool.kernel_size) == kernel
+        and _pair(pool.padding) == (0, 0)
+        and _pair(pool.dilation) == (1, 1)
+        and not pool.ceil_mode
+        and not pool.return_indices
+    )
+    return kernel if plain else None
+
+
+def _pair(value):
+    """``value`` as a pair, as torch's pooling layers read their sizes."""
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def strided_max(x, kernel, height_dim):
+    """Max-pool ``x`` by ``kernel`` with stride ``kernel`` along two dims.
+
+    The image's height is dimension ``height_dim`` of ``x`` (negative), its
+    width the next one; a trailing side shorter than the kernel is dropped,
+    as by :class:`torch.nn.MaxPool2d`. The values are the pool's bit for bit
+    and NaN propagates as there.
+    """
+    kh, kw = kernel
+    width_dim = height_dim + 1
+    height = x.shape[height_dim] // kh * kh
+    width = x.shape[width_dim] // kw * kw
+    # Rows first, then columns: the second pass reads half as much.
+    rows = x.narrow(height_dim, 0, height).narrow(width_dim, 0, width)
+    return _strided(_strided(rows, height_dim, kh), width_dim, kw)
+
+
+def _strided(x, dim, k):
+    """Elementwise maximum of the ``k`` interleaved slices of ``x`` along ``dim``."""
+    index = [slice(None)] * x.ndim
+    out = None
+    for offset in range(k):
+        index[dim] = slice(offset, None, k)
+        piece = x[tuple(index)]
+        out = piece if out is None else torch.maximum(out, piece)
+    return out
+
+
 class SmallCNN(nn.Sequential):
     """Small convolutional network for images of any size.
 
     Each convolutional block is a 3x3 convolution (padding 1), the
     nonlinearity and a 2x2 max-pool along every side still at least two
     pixels long; an adaptive average pool then caps the feature map at 4x4
-    before the dense head. It trains on 8x8 digits on a CPU in seconds and
-    accepts 32x32x3 SVHN images unchanged.
+    before the dense head (an identity where the map is no larger). It
+    trains on 8x8 digits on a CPU in seconds and accepts 32x32x3 SVHN images
+    unchanged.
 
     Parameters
     ----------
@@ -107,11 +205,17 @@ class SmallCNN(nn.Sequential):
             ]
             pool = (2 if height >= 2 else 1, 2 if width >= 2 else 1)
             if pool != (1, 1):
-                layers.append(nn.MaxPool2d(pool))
+                layers.append(MaxPool2d(pool))
                 height, width = height // pool[0], width // pool[1]
             channels = out_channels
-        height, width = min(height, 4), min(width, 4)
-        layers += [nn.AdaptiveAvgPool2d((height, width)), nn.Flatten()]
+        # Pooling a map to its own size copies it: nn.Identity keeps the
+        # layer's place (and the parameters' names) at no cost.
+        if height <= 4 and width <= 4:
+            layers.append(nn.Identity())
+        else:
+            height, width = min(height, 4), min(width, 4)
+            layers.append(nn.AdaptiveAvgPool2d((height, width)))
+        layers.append(nn.Flatten())
         width_in = channels * height * width
         for hidden in hidden_layer_sizes:
             layers += [nn.Linear(width_in, hidden), ACTIVATIONS[activation]()]

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..networks import MaxPool2d, strided_max, strided_pool_kernel
 from ._sequential import ACTIVATIONS, sequential_layers
 
 __all__ = ["SequentialHessian", "analytic_layers", "many_logits"]
@@ -299,6 +300,11 @@ class _MaxPool:
         return out, state
 
     def many(self, h, pieces, lead):
+        kernel = strided_pool_kernel(self.layer)
+        if kernel is not None:
+            # The channels-last images pooled in place: the same values as
+            # the pool's, without two transposes.
+            return strided_max(h, kernel, height_dim=-3)
         out = self._pool(h.reshape(-1, *h.shape[-3:])).permute(0, 2, 3, 1)
         return out.reshape(*h.shape[: len(lead) + 1], *out.shape[1:])
 
@@ -460,7 +466,7 @@ def analytic_layers(module, input_ndim):
             ):
                 return None
             ops.append(_Affine(layer))
-        elif kind is nn.MaxPool2d and images and not layer.return_indices:
+        elif kind in (nn.MaxPool2d, MaxPool2d) and images and not layer.return_indices:
             ops.append(_MaxPool(layer))
         elif kind in (nn.AvgPool2d, nn.AdaptiveAvgPool2d) and images:
             ops.append(_AveragePool(layer))

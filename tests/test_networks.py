@@ -1,0 +1,101 @@
+"""The modules of flatgen.networks against torch's own layers."""
+
+import pytest
+import torch
+from torch import nn
+from torch.func import vmap
+
+from flatgen.networks import MaxPool2d, SmallCNN
+
+
+@pytest.mark.parametrize(
+    "kernel, shape",
+    [
+        (2, (5, 3, 8, 8)),
+        (2, (4, 2, 9, 7)),  # odd sides: the last row and column are dropped
+        ((2, 1), (3, 2, 6, 1)),
+        ((1, 2), (3, 2, 1, 6)),
+        (3, (2, 4, 10, 11)),
+        (2, (3, 8, 8)),  # no batch dimension
+    ],
+)
+def test_inference_path_equals_torch_max_pool(kernel, shape):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    x.view(-1)[::7] = float("nan")
+    x.view(-1)[1::5] = 0.0  # ties
+    with torch.no_grad():
+        ours = MaxPool2d(kernel)(x)
+        torch_ = nn.MaxPool2d(kernel)(x)
+    assert ours.shape == torch_.shape
+    assert ours.is_contiguous()
+    # Bit for bit, NaN in the same places.
+    assert torch.equal(torch.isnan(ours), torch.isnan(torch_))
+    assert torch.equal(ours.nan_to_num(), torch_.nan_to_num())
+
+
+def test_inference_path_runs_under_vmap():
+    x = torch.randn(4, 6, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours = vmap(MaxPool2d(2))(x)
+        torch_ = torch.stack([nn.MaxPool2d(2)(image) for image in x])
+    assert torch.equal(ours, torch_)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"stride": 1}, {"padding": 1}, {"ceil_mode": True}, {"dilation": 2}]
+)
+def test_other_configurations_are_torch_max_pool(kwargs):
+    x = torch.randn(2, 3, 9, 9, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.equal(MaxPool2d(2, **kwargs)(x), nn.MaxPool2d(2, **kwargs)(x))
+
+
+def test_gradients_are_torch_max_pool_gradients():
+    x = torch.randn(3, 2, 8, 8, generator=torch.Generator().manual_seed(3))
+    x.view(-1)[::3] = 0.0  # ties, routed as torch routes them
+    grads = []
+    for layer in (MaxPool2d(2), nn.MaxPool2d(2)):
+        leaf = x.clone().requires_grad_()
+        (layer(leaf) * torch.arange(32.0).reshape(2, 4, 4)).sum().backward()
+        grads.append(leaf.grad)
+    assert torch.equal(grads[0], grads[1])
+
+
+def _reference_cnn(net):
+    """``net`` with torch's pooling layers (the adaptive pool always there)."""
+    layers = []
+    for layer in net:
+        if isinstance(layer, MaxPool2d):
+            layers.append(nn.MaxPool2d(layer.kernel_size))
+        elif isinstance(layer, nn.Identity):
+            layers.append(nn.AdaptiveAvgPool2d((2, 2)))
+        else:
+            layers.append(layer)
+    return nn.Sequential(*layers)
+
+
+def test_small_cnn_pools_to_its_own_size_by_an_identity():
+    small = SmallCNN((1, 8, 8), 10, (4, 8), (16,))
+    assert isinstance(small[6], nn.Identity)
+    assert sum(isinstance(layer, MaxPool2d) for layer in small) == 2
+    # A map larger than 4x4 is still averaged down to it.
+    large = SmallCNN((3, 32, 32), 10, (4, 8), (16,))
+    assert isinstance(large[6], nn.AdaptiveAvgPool2d)
+    assert large[6].output_size == (4, 4)
+    assert large(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_small_cnn_outputs_and_gradients_equal_torch_layers():
+    torch.manual_seed(0)
+    net = SmallCNN((1, 8, 8), 10, (4, 8), (16,))
+    reference = _reference_cnn(net)
+    x = torch.randn(50, 1, 8, 8)
+    y = torch.randint(0, 10, (50,))
+    with torch.no_grad():
+        assert torch.equal(net(x), reference(x))
+    grads = []
+    for module in (net, reference):
+        module.zero_grad()
+        nn.functional.cross_entropy(module(x), y).backward()
+        grads.append(torch.cat([p.grad.ravel() for p in module.parameters()]))
+    assert torch.equal(grads[0], grads[1])
