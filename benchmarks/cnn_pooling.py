@@ -10,7 +10,10 @@ only evaluates the network, which dominates the study's CNN measures:
 - ``predict`` on 51,200 images (200 calls of 256),
 - ``MarginAnalyzer`` (the study's 32 directions, 20 refinement rounds) on
   100 training images: about 450,000 predictions,
-- ``BasinAnalyzer`` (200 filter-normalized directions, CE 0.5),
+- ``BasinAnalyzer`` (200 filter-normalized directions, CE 0.5): a control,
+  ratio ~1: its engine evaluates plain sequential networks layer by layer
+  on channels-last images and pools them by the same strided maxima
+  whichever max-pool layer the module holds,
 - ``LearningCoefficientAnalyzer`` (4 chains, 200 steps): with gradients,
   where both modules use torch's kernel (a control: ratio ~1).
 
@@ -98,8 +101,8 @@ def tasks(images, labels):
     return {
         "predict (51,200 images)": predict,
         "margins (100 images)": margins,
-        "basin radii (200 dirs)": basin,
-        "learning coefficient (control)": llc,
+        "basin radii (control)": basin,
+        "learning coeff. (control)": llc,
     }
 
 
