@@ -66,9 +66,10 @@ class MaxPool2d(nn.MaxPool2d):
     Without gradients, on a CPU, a pool whose stride is its kernel (no
     padding, dilation or ceil mode) takes the elementwise maximum of the
     kernel's strided slices: the same values bit for bit (a maximum does not
-    depend on the order it is taken in), 2-4x faster than torch's
-    channels-first kernel on SmallCNN's small feature maps, and it works
-    under ``torch.func.vmap``. With gradients, on other devices and for any
+    depend on the order it is taken in), about 10x faster than torch's
+    channels-first kernel on SmallCNN's small feature maps (256 x 16 x 8 x 8
+    on one core: 0.16 ms instead of 1.6), and it works under
+    ``torch.func.vmap``. With gradients, on other devices and for any
     other configuration it is :class:`torch.nn.MaxPool2d` itself (whose
     backward pass is the faster one and routes ties as torch does).
 
