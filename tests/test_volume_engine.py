@@ -21,6 +21,7 @@ from flatgen import PoisonedMLPClassifier, VolumeConvergenceDisplay, VolumeEstim
 from flatgen.landscape import (
     CurvaturePreconditioner,
     NetworkBasinLoss,
+    TrainingObjective,
     VolumeSaturationWarning,
     basin_log10_volume,
     log10_unit_ball_volume,
@@ -249,6 +250,54 @@ def test_network_loss_hessian_matches_autograd(space):
     )
     assert_allclose(dense.numpy(), exact.numpy(), rtol=1e-3, atol=1e-5)
     assert pickle.loads(pickle.dumps(loss)).n_dims == n
+
+
+@pytest.mark.parametrize("include_bias", [False, True])
+def test_network_loss_moves_the_perturbed_weights_by_scale_times_z(include_bias):
+    # Independent of the loss's own embedding: the weights a displacement
+    # gives, written parameter by parameter, and the gradient from autograd
+    # through them. Without biases the perturbed entries are two runs of the
+    # flat weights (each layer's weights), with them one.
+    X, y = blobs(n_samples=30, n_classes=3)
+    clf = PoisonedMLPClassifier((4,), max_iter=50, random_state=0).fit(X, y)
+    module = clf.net_.module_
+    objective = TrainingObjective.from_model(clf, X, y, include_bias=include_bias)
+    loss = objective.basin_loss()
+    params = [p.detach().double() for p in module.parameters()]
+    moved = [p for p in params if include_bias or p.ndim >= 2]
+    assert loss.n_dims == sum(p.numel() for p in moved)
+    z = torch.randn((5, loss.n_dims), generator=torch.Generator().manual_seed(0))
+    z = 0.3 * z.double()
+
+    def weights(row):
+        out, position = [], 0
+        for p in params:
+            if include_bias or p.ndim >= 2:
+                size = p.numel()
+                part = slice(position, position + size)
+                out.append(p + (loss.scale[part] * row[part]).view(p.shape))
+                position += size
+            else:
+                out.append(p)
+        return out
+
+    def cross_entropy(w):
+        h = torch.relu(torch.as_tensor(X, dtype=torch.float64) @ w[0].T + w[1])
+        logits = h @ w[2].T + w[3]
+        return torch.nn.functional.cross_entropy(logits, torch.as_tensor(y))
+
+    thetas = loss._displaced(z, "cpu")
+    for row, theta in zip(z, thetas):
+        expected = torch.cat([w.reshape(-1) for w in weights(row)])
+        torch.testing.assert_close(theta.double(), expected, rtol=1e-6, atol=1e-6)
+    values, grads = loss.losses_and_grads(z)
+    for row, value, grad in zip(z, values, grads):
+        point = row.clone().requires_grad_(True)
+        exact = cross_entropy(weights(point))
+        (exact_grad,) = torch.autograd.grad(exact, point)
+        assert value.item() == pytest.approx(exact.item(), rel=1e-5)
+        torch.testing.assert_close(grad, exact_grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(loss(z), values, rtol=1e-6, atol=1e-7)
 
 
 def test_volume_estimator_filter_normalized_and_raw_agree_on_raw_volume(fitted):
