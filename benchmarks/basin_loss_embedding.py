@@ -18,11 +18,10 @@ perturbed weights) and the study's digits CNN (8-16 channels, 400 images).
 """
 
 import argparse
-import time
 
 import numpy as np
 import torch
-from batched_gradients import networks
+from batched_gradients import networks, seconds_per_call
 
 from flatgen.landscape import TrainingObjective
 
@@ -35,13 +34,6 @@ def indexed(basin_loss):
         return theta0 + basin_loss._embed(displacements, theta0.dtype, device)
 
     return displaced
-
-
-def timed(function, argument, calls):
-    start = time.perf_counter()
-    for _ in range(calls):
-        function(argument)
-    return (time.perf_counter() - start) / calls
 
 
 def main():
@@ -74,9 +66,11 @@ def main():
         for _ in range(args.repeats):
             for label, path in paths.items():
                 basin_loss._displaced = path
-                times[label, "loss"].append(timed(basin_loss, segments, args.calls))
+                times[label, "loss"].append(
+                    seconds_per_call(basin_loss, segments, args.calls)
+                )
                 times[label, "grad"].append(
-                    timed(basin_loss.losses_and_grads, chains, args.calls)
+                    seconds_per_call(basin_loss.losses_and_grads, chains, args.calls)
                 )
         basin_loss._displaced = slicewise
         median = {key: float(np.median(value)) for key, value in times.items()}
