@@ -181,6 +181,61 @@ def test_the_inversion_matches_the_loss_moments_against_exact_transforms():
     assert abs(power - (log_v - log_z)) > max(0.08 * math.log(10), 5 * abs(error))
 
 
+def test_each_runs_jackknife_error_is_the_inversions_scatter_over_draws():
+    from scipy.special import gammaln
+
+    from flatgen.landscape._annealed import _gamma_inversion, _inversion_standard_error
+
+    # Independent chains of a power law's Gibbs measure (Gamma(k, t) losses):
+    # the jackknife over the chains of one sample set against the scatter of
+    # the inversion over many independent sample sets.
+    rng = np.random.default_rng(0)
+    k, t, steps, chains = 500.0, 501.0, 40, 16
+    exact = k * math.log(t) - gammaln(k + 1)
+    errors, jackknifed = [], []
+    for _ in range(300):
+        losses = rng.gamma(k, 1.0 / t, size=(steps, chains))
+        errors.append((_gamma_inversion(losses, t, 1.0) - exact) / math.log(10))
+        jackknifed.append(_inversion_standard_error(losses, t, 1.0))
+    scatter = float(np.std(errors))
+    typical = float(np.sqrt(np.mean(np.square(jackknifed))))
+    assert 0.8 * scatter < typical < 1.25 * scatter
+    # Chains that each sit still (one value per chain, repeated): the
+    # chains, not the samples, are what the jackknife counts.
+    still = np.repeat(rng.gamma(k, 1.0 / t, size=(1, chains)), steps, axis=0)
+    spread_out = rng.gamma(k, 1.0 / t, size=(steps, chains))
+    assert _inversion_standard_error(still, t, 1.0) > 3 * _inversion_standard_error(
+        spread_out, t, 1.0
+    )
+    # Groups bound the work: 1,000 chains in 32 groups of about 31.
+    many = rng.gamma(k, 1.0 / t, size=(4, 1000))
+    assert _inversion_standard_error(many, t, 1.0) == pytest.approx(
+        _inversion_standard_error(many, t, 1.0, max_groups=32)
+    )
+    assert _inversion_standard_error(many[:, :1], t, 1.0) == 0.0
+
+
+def test_runs_that_happen_to_agree_do_not_narrow_the_interval_below_their_own_errors():
+    from scipy.stats import t as student_t
+
+    basin = make_basin("rotated_ellipsoid", 40, random_state=0)
+    result = _measure(basin, random_state=0)
+    n_runs = len(result.run_log10_volumes)
+    assert result.run_standard_errors.shape == (n_runs,)
+    assert np.all(result.run_standard_errors > 0)
+    variance = max(
+        np.var(result.run_log10_volumes, ddof=1),
+        np.mean(result.run_standard_errors**2),
+    )
+    quantile = student_t.ppf(0.975, n_runs - 1)
+    lag = 0.5 * np.mean(np.abs(result.hysteresis))
+    half = quantile * math.sqrt(variance / n_runs) + lag
+    low, high = result.log10_volume_ci
+    assert high - low == pytest.approx(2 * half, rel=1e-9)
+    floor = quantile * math.sqrt(np.mean(result.run_standard_errors**2) / n_runs)
+    assert (high - low) / 2 >= floor + lag
+
+
 def test_the_low_rank_whitening_is_the_same_model():
     # P = f I + V diag(s - f) V^T is P' = B diag(s_all) B^T: with u' = B^T u
     # every map agrees with the eigenbasis form P' = B diag(s_all) on u'.

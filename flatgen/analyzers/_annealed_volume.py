@@ -87,13 +87,17 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
     log10_volume_ : ndarray of shape (n_cutoffs,)
         Estimated ``log10`` of the basin volume in ``space``.
     log10_volume_ci_ : ndarray of shape (n_cutoffs, 2)
-        Interval over runs, widened by half the hysteresis.
+        Interval over runs (Student's t; the runs' spread floored by their
+        own jackknife standard errors), widened by half the hysteresis.
     log10_volume_raw_ : ndarray of shape (n_cutoffs,)
         The volume in raw weight space.
     run_log10_volumes_ : ndarray of shape (n_cutoffs, n_runs)
         Each run's estimate.
     hysteresis_ : ndarray of shape (n_cutoffs, n_runs)
         Forward minus backward estimate of each run.
+    run_standard_errors_ : ndarray of shape (n_cutoffs, n_runs)
+        Each run's jackknife standard error of its saddle-point inversion
+        (a floor under the runs' spread in the interval).
     n_temperatures_ : ndarray of shape (n_cutoffs, n_runs)
         Points on each run's path.
     rhat_ : ndarray of shape (n_cutoffs,)
@@ -309,6 +313,7 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
         self.log10_volume_raw_ = self.log10_volume_ + loss.log10_scale_det
         self.run_log10_volumes_ = stack("run_log10_volumes")
         self.hysteresis_ = stack("hysteresis")
+        self.run_standard_errors_ = stack("run_standard_errors")
         self.n_temperatures_ = stack("n_temperatures")
         self.rhat_ = stack("rhat")
         self.acceptance_ = stack("acceptance")

@@ -170,8 +170,9 @@ def measure_annealed_volume(estimator, X, y, *, cutoffs, annealed):
     record : dict or None
         Per measured cutoff (lists): ``cutoffs``, ``log10_volume``,
         ``log10_volume_ci``, ``run_log10_volumes``, ``hysteresis``,
-        ``rhat``, ``reliable``, ``star_shaped_share``, ``cap_share``,
-        ``log10_model_volume``, ``start``, ``metric``; and
+        ``run_standard_errors``, ``rhat``, ``reliable``,
+        ``star_shaped_share``, ``cap_share``, ``log10_model_volume``,
+        ``start``, ``metric``; and
         ``log10_cap_volume`` (the cap ball's), ``basin`` (the set measured),
         ``n_gradients``, ``seconds``, ``warnings``. None when no cutoff is
         measured.
@@ -195,6 +196,7 @@ def measure_annealed_volume(estimator, X, y, *, cutoffs, annealed):
         "log10_volume_ci": est.log10_volume_ci_.tolist(),
         "run_log10_volumes": est.run_log10_volumes_.tolist(),
         "hysteresis": est.hysteresis_.tolist(),
+        "run_standard_errors": est.run_standard_errors_.tolist(),
         "rhat": est.rhat_.tolist(),
         "reliable": est.reliable_.tolist(),
         "star_shaped_share": est.star_shaped_share_.tolist(),
