@@ -1,15 +1,18 @@
-"""Gradients at many weight vectors: flatgen's batched path vs a vmapped grad.
+"""Gradients at many weight vectors: flatgen's batched paths vs autograd's.
 
 The annealed volume's chains and the learning coefficient's chains ask for
 the training loss and its gradient at a handful of weight vectors at once.
-``NetworkLoss.losses_and_grads`` computes the losses with one
-``torch.func.vmap`` over the vectors and their gradients with one ordinary
-backward pass of the losses' sum; the plain alternative vmaps
-``torch.func.grad_and_value`` (a vmapped backward pass). Both are timed here
-side by side on the same network, data and vectors, repeats interleaved, and
-their gradients compared (they agree bit for bit on CPU).
+``NetworkLoss.losses_and_grads`` computes them, for a dense stack (linear
+layers and elementwise activations, the swiss-roll MLP), by batched products
+with the backward pass written out; for other networks (the digits CNN) with
+one ``torch.func.vmap`` forward over the vectors and one ordinary backward
+pass of the losses' sum. Timed side by side on the same network, data and
+vectors, repeats interleaved: flatgen's path, that vmap-forward/autograd
+path ("vmap + backward") and the plain alternative, a vmapped
+``torch.func.grad_and_value``; with the largest difference of the losses and
+gradients from the plain one, relative to the largest gradient entry.
 
-Networks: the swiss-roll experiment's MLP (200 training points, 3,229
+Networks: the swiss-roll experiment's MLP (200 training points, 3,370
 weights) and the study's digits CNN (8-16 channels, 400 training images).
 
     python benchmarks/batched_gradients.py [--repeats 7] [--calls 50]
@@ -60,6 +63,15 @@ def vmapped_grad(network_loss, thetas):
     return losses, grads
 
 
+def vmap_and_backward(network_loss, thetas):
+    """A vmapped forward pass and one backward pass of the losses' sum."""
+    X, y = network_loss.X, network_loss.y
+    thetas = thetas.detach().requires_grad_(True)
+    losses = vmap(lambda theta: network_loss._per_sample(theta, X, y).mean())(thetas)
+    (grads,) = torch.autograd.grad(losses.sum(), thetas)
+    return losses.detach(), grads
+
+
 def seconds_per_call(function, thetas, calls):
     start = time.perf_counter()
     for _ in range(calls):
@@ -77,31 +89,40 @@ def main():
     for name, objective in networks().items():
         network_loss = objective.network_loss
         theta0 = network_loss.theta0
-        flatgen_path = network_loss.losses_and_grads
-
-        def plain(thetas, network_loss=network_loss):
-            return vmapped_grad(network_loss, thetas)
-
+        paths = {
+            "flatgen": network_loss.losses_and_grads,
+            "vmap + backward": lambda t, n=network_loss: vmap_and_backward(n, t),
+            "vmap(grad_and_value)": lambda t, n=network_loss: vmapped_grad(n, t),
+        }
+        written_out = network_loss._dense_ops is not None
+        print(
+            f"{name} ({len(theta0):,} weights): flatgen's path is "
+            + ("the written-out backward" if written_out else "vmap + backward")
+        )
         for n_vectors in (4, 8, 16):
             thetas = theta0 + 1e-3 * torch.randn(n_vectors, len(theta0))
-            ours, theirs = flatgen_path(thetas), plain(thetas)
-            difference = float((ours[1] - theirs[1]).abs().max())
-            difference = max(difference, float((ours[0] - theirs[0]).abs().max()))
-            times = {"flatgen": [], "vmap(grad_and_value)": []}
+            reference = paths["vmap(grad_and_value)"](thetas)
+            scale = float(reference[1].abs().max())
+            differences = {}
+            for label, path in paths.items():
+                losses, grads = path(thetas)
+                differences[label] = max(
+                    float((losses - reference[0]).abs().max()),
+                    float((grads - reference[1]).abs().max()) / scale,
+                )
+            times = {label: [] for label in paths}
             for _ in range(args.repeats):  # interleaved
-                times["flatgen"].append(
-                    seconds_per_call(flatgen_path, thetas, args.calls)
-                )
-                times["vmap(grad_and_value)"].append(
-                    seconds_per_call(plain, thetas, args.calls)
-                )
-            ours_ms = 1e3 * np.median(times["flatgen"])
-            theirs_ms = 1e3 * np.median(times["vmap(grad_and_value)"])
+                for label, path in paths.items():
+                    times[label].append(seconds_per_call(path, thetas, args.calls))
+            ms = {label: 1e3 * np.median(t) for label, t in times.items()}
             print(
-                f"{name} ({len(theta0):,} weights), {n_vectors:2d} vectors: "
-                f"flatgen {ours_ms:.2f} ms, vmap(grad_and_value) {theirs_ms:.2f} ms "
-                f"per call (medians of {args.repeats}); ratio "
-                f"{theirs_ms / ours_ms:.2f}x; largest difference {difference:.1e}"
+                f"  {n_vectors:2d} vectors: "
+                + ", ".join(
+                    f"{label} {ms[label]:.2f} ms ({ms[label] / ms['flatgen']:.2f}x, "
+                    f"difference {differences[label]:.1e})"
+                    for label in paths
+                )
+                + f" per call, medians of {args.repeats}"
             )
 
 

@@ -70,8 +70,9 @@ ACTIVATIONS = {
     ),
     nn.LeakyReLU: Activation(
         lambda m, h: F.leaky_relu_(h, m.negative_slope),
+        # Filled in z's dtype: a float32 0.2 would be off by 1e-8 in float64.
         lambda m, z, a: (
-            torch.where(z > 0, 1.0, m.negative_slope).to(z.dtype),
+            torch.full_like(z, m.negative_slope).masked_fill_(z > 0, 1.0),
             None,
         ),
     ),

@@ -26,6 +26,7 @@ from torch.func import functional_call, jvp, vmap
 
 from ._criterion import sample_loss
 from ._data import DataBatches, is_batches
+from ._dense_gradients import dense_layers, many_losses_and_grads
 from ._parameters import ParameterLayout, flatten_parameters
 
 SCALES = ("adaptive", "filter_normalized", "raw")
@@ -61,6 +62,10 @@ class NetworkLoss:
             param.requires_grad_(False)
         self.layout = ParameterLayout.from_module(self.module)
         self.theta0 = flatten_parameters(self.module)
+        # Written-out gradients for dense stacks under the cross-entropy.
+        self._dense_ops = (
+            dense_layers(self.module) if self.loss.classification else None
+        )
         if is_batches(X):
             self.batches = DataBatches(X, classification=self.loss.classification)
             self.X = self.y = None
@@ -136,9 +141,12 @@ class NetworkLoss:
     def losses_and_grads(self, thetas):
         """Return the mean loss and its gradient at each of many weight vectors.
 
-        The losses by one ``torch.func.vmap`` over the stacked vectors, their
-        gradients by one ordinary backward pass of their sum (each loss
-        depends on its own row only); per batch, summed, over batches.
+        For a plain sequential stack of linear layers and elementwise
+        activations under the cross-entropy, by batched products with the
+        backward pass written out; otherwise the losses by one
+        ``torch.func.vmap`` over the stacked vectors and their gradients by
+        one ordinary backward pass of their sum (each loss depends on its
+        own row only). Per batch, summed, over batches.
 
         Parameters
         ----------
@@ -152,10 +160,11 @@ class NetworkLoss:
         grads : torch.Tensor of shape (B, n_params)
             Their gradients.
         """
-        # The same numbers as vmap(grad_and_value(...)), bit for bit, and
-        # 1.1-1.3x faster on the swiss-roll MLP and the digits CNN at 4-16
-        # vectors (benchmarks/batched_gradients.py): the backward pass is
-        # autograd's own instead of a vmapped one.
+        # Dense stacks on rows: the backward pass written out
+        # (_dense_gradients). Otherwise the same numbers as
+        # vmap(grad_and_value(...)), bit for bit, and 1.1-1.3x faster on the
+        # digits CNN at 4-16 vectors (benchmarks/batched_gradients.py): the
+        # backward pass is autograd's own instead of a vmapped one.
         if self.batches is None:
             return self._batched_losses_and_grads(thetas, self.X, self.y, "mean")
         losses, grads = 0.0, 0.0
@@ -169,6 +178,10 @@ class NetworkLoss:
         return losses / n_samples, grads / n_samples
 
     def _batched_losses_and_grads(self, thetas, X, y, reduction):
+        if self._dense_ops is not None and X.ndim == 2:
+            return many_losses_and_grads(
+                self._dense_ops, self.layout, thetas, X, y, reduction
+            )
         thetas = thetas.detach().requires_grad_(True)
         with torch.enable_grad():
             losses = vmap(
