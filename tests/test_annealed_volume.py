@@ -224,7 +224,8 @@ def test_each_runs_jackknife_error_is_the_inversions_scatter_over_draws(monkeypa
     assert len(calls) == 32
     one_by_one = _inversion_standard_error(many, t, 1.0, max_groups=1000)
     assert 0.5 * one_by_one < grouped < 2 * one_by_one
-    assert _inversion_standard_error(many[:, :1], t, 1.0) == 0.0
+    # One chain has no error to measure: NaN, never a zero floor.
+    assert math.isnan(_inversion_standard_error(many[:, :1], t, 1.0))
 
 
 def test_runs_that_happen_to_agree_do_not_narrow_the_interval_below_their_own_errors():
@@ -246,6 +247,43 @@ def test_runs_that_happen_to_agree_do_not_narrow_the_interval_below_their_own_er
     assert high - low == pytest.approx(2 * half, rel=1e-9)
     floor = quantile * math.sqrt(np.mean(result.run_standard_errors**2) / n_runs)
     assert (high - low) / 2 >= floor + lag
+
+
+def test_an_inversion_error_that_cannot_be_measured_is_warned_not_zeroed(monkeypatch):
+    from scipy.stats import t as student_t
+
+    import flatgen.landscape._annealed as annealed
+
+    basin = make_basin("rotated_ellipsoid", 40, random_state=0)
+    clean = _measure(basin, random_state=0)
+    inversion, failed = annealed._gamma_inversion, []
+
+    def first_jackknife_fails(losses, t, delta):
+        # The jackknife leaves chains out; the first run's first such call fails.
+        if np.shape(losses)[1] < SMALL["n_chains"] and not failed:
+            failed.append(True)
+            return math.nan
+        return inversion(losses, t, delta)
+
+    monkeypatch.setattr(annealed, "_gamma_inversion", first_jackknife_fails)
+    with pytest.warns(ConvergenceWarning, match="could not be measured in 1 of 3"):
+        result = annealed_log10_volume(
+            basin.loss_fn, basin.n_dims, basin.cutoff, **{**SMALL, "random_state": 0}
+        )
+    assert not result.reliable
+    assert np.isnan(result.run_standard_errors[0])
+    np.testing.assert_array_equal(
+        result.run_standard_errors[1:], clean.run_standard_errors[1:]
+    )
+    np.testing.assert_array_equal(result.run_log10_volumes, clean.run_log10_volumes)
+    # The floor is the other runs' errors, not zero and not NaN.
+    floor = np.mean(clean.run_standard_errors[1:] ** 2)
+    variance = max(np.var(result.run_log10_volumes, ddof=1), floor)
+    half = student_t.ppf(0.975, 2) * math.sqrt(variance / 3) + 0.5 * np.mean(
+        np.abs(result.hysteresis)
+    )
+    low, high = result.log10_volume_ci
+    assert high - low == pytest.approx(2 * half, rel=1e-9)
 
 
 def test_the_low_rank_whitening_is_the_same_model():

@@ -159,7 +159,8 @@ class AnnealedVolume:
     run_standard_errors : ndarray of shape (n_runs,)
         Each run's jackknife standard error (log10, over groups of its
         chains) of its saddle-point inversion: a floor under the runs'
-        standard deviation in the interval.
+        standard deviation in the interval (NaN, with a warning, where it
+        could not be measured).
     rhat : float
         Split R-hat of the loss over all chains at the last temperature.
     acceptance : float
@@ -973,11 +974,13 @@ def _inversion_standard_error(losses, t, delta, max_groups=_JACKKNIFE_GROUPS):
     in turn: the inversion's sampling error as the run's own chains see it,
     autocorrelation included (a chain's samples stay together). A run's
     error has this part and the path's, so its square is a floor under the
-    runs' variance that does not depend on how few runs there are.
+    runs' variance that does not depend on how few runs there are. NaN
+    when it cannot be measured (fewer than two chains, or a left-out
+    inversion that is not finite).
     """
     values = np.asarray(losses, dtype=float)
     if values.ndim != 2 or values.shape[1] < 2:
-        return 0.0
+        return math.nan
     n_chains = values.shape[1]
     groups = np.array_split(np.arange(n_chains), min(n_chains, max_groups))
     g = len(groups)
@@ -988,7 +991,9 @@ def _inversion_standard_error(losses, t, delta, max_groups=_JACKKNIFE_GROUPS):
         ]
     )
     spread = float(np.sum((left_out - left_out.mean()) ** 2))
-    return math.sqrt((g - 1) / g * spread) / _LN10 if math.isfinite(spread) else 0.0
+    return (
+        math.sqrt((g - 1) / g * spread) / _LN10 if math.isfinite(spread) else math.nan
+    )
 
 
 def _log_unit_integral(k, x):
@@ -1425,7 +1430,9 @@ def annealed_log10_volume(
     # runs that happened to agree gave intervals that covered the rotated
     # ellipsoid's exact volume in 16 of 20 seeds (see the volume page).
     run_se = np.array([r["inversion_se"] for r in runs])
-    variance = max(float(estimates.var(ddof=1)), float(np.mean(run_se**2)))
+    measured = run_se[np.isfinite(run_se)]
+    floor = float(np.mean(measured**2)) if len(measured) else 0.0
+    variance = max(float(estimates.var(ddof=1)), floor)
     spread = math.sqrt(variance / n_runs)
     quantile = float(student_t.ppf(0.5 + confidence_level / 2, n_runs - 1))
     half = quantile * spread + 0.5 * float(np.mean(np.abs(hysteresis)))
@@ -1453,6 +1460,13 @@ def annealed_log10_volume(
         notes.append(
             f"The runs' chains disagree at the last temperature (split R-hat "
             f"{rhat:.3f} > {_RHAT_MAX}); raise n_steps or lower stone_spread."
+        )
+    if len(measured) < n_runs:
+        notes.append(
+            f"The saddle-point inversion's own error could not be measured in "
+            f"{n_runs - len(measured)} of {n_runs} runs (a group of chains left out "
+            "gave no finite inversion): the interval's floor rests on the other "
+            "runs' errors, or on the runs' spread alone."
         )
     if min(r["exponent"] for r in runs) < _MIN_EXPONENT:
         notes.append(
