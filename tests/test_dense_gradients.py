@@ -126,3 +126,22 @@ def test_modules_beyond_dense_stacks_keep_automatic_differentiation():
     )
     torch.testing.assert_close(values, expected_values)
     torch.testing.assert_close(grads, expected_grads)
+
+
+def test_a_network_loss_with_dense_layers_pickles_and_keeps_its_fast_path():
+    import pickle
+
+    module = _network(nn.Tanh(), True)
+    generator = torch.Generator().manual_seed(4)
+    X = torch.randn(20, 3, generator=generator, dtype=torch.float64)
+    y = torch.randint(0, 4, (20,), generator=generator)
+    loss = NetworkLoss(module, X, y)
+    copy = pickle.loads(pickle.dumps(loss))
+    assert copy._dense_ops is not None
+    thetas = loss.theta0 + 0.2 * torch.randn(
+        3, len(loss.theta0), generator=generator, dtype=torch.float64
+    )
+    for ours, theirs in zip(
+        loss.losses_and_grads(thetas), copy.losses_and_grads(thetas)
+    ):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)

@@ -73,6 +73,18 @@ class NetworkLoss:
             self.batches = None
             self.X, self.y = self._on_device(X, y)
 
+    def __getstate__(self):
+        # The dense layers' activation rules are lambdas: rebuilt, not pickled.
+        state = self.__dict__.copy()
+        state.pop("_dense_ops", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._dense_ops = (
+            dense_layers(self.module) if self.loss.classification else None
+        )
+
     def _on_device(self, X, y):
         device, dtype = self.theta0.device, self.theta0.dtype
         X = torch.as_tensor(X).to(device)
