@@ -26,6 +26,15 @@ def _autograd_losses_and_grads(module, thetas, X, y):
     return torch.stack(losses), torch.stack(grads)
 
 
+def _assert_float64_matches_autograd(loss, module, thetas, X, y):
+    """The path's losses and gradients against autograd's, in float64."""
+    values, grads = loss.losses_and_grads(thetas)
+    expected_values, expected_grads = _autograd_losses_and_grads(module, thetas, X, y)
+    torch.testing.assert_close(values, expected_values, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(grads, expected_grads, rtol=1e-11, atol=1e-13)
+    return grads
+
+
 def _network(activation, bias):
     torch.manual_seed(0)
     return nn.Sequential(
@@ -54,12 +63,7 @@ def test_dense_gradients_match_autograd_at_many_vectors(activation, bias):
     thetas = loss.theta0 + 0.5 * torch.randn(
         5, len(loss.theta0), generator=generator, dtype=torch.float64
     )
-    values, grads = loss.losses_and_grads(thetas)
-    expected_values, expected_grads = _autograd_losses_and_grads(
-        loss.module, thetas, X, y
-    )
-    torch.testing.assert_close(values, expected_values, rtol=1e-13, atol=1e-13)
-    torch.testing.assert_close(grads, expected_grads, rtol=1e-11, atol=1e-13)
+    grads = _assert_float64_matches_autograd(loss, loss.module, thetas, X, y)
     # Each vector has its own, nonzero gradient.
     assert (grads[0] - grads[1]).abs().max() > 1e-3
 
@@ -74,12 +78,7 @@ def test_dense_gradients_over_batches_are_the_whole_sets():
     thetas = whole.theta0 + 0.3 * torch.randn(
         3, len(whole.theta0), generator=generator, dtype=torch.float64
     )
-    values, grads = batched.losses_and_grads(thetas)
-    expected_values, expected_grads = _autograd_losses_and_grads(
-        whole.module, thetas, X, y
-    )
-    torch.testing.assert_close(values, expected_values, rtol=1e-13, atol=1e-13)
-    torch.testing.assert_close(grads, expected_grads, rtol=1e-11, atol=1e-13)
+    _assert_float64_matches_autograd(batched, whole.module, thetas, X, y)
 
 
 def test_float32_dense_gradients_agree_to_rounding():
