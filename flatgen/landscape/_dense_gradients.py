@@ -88,11 +88,6 @@ def many_losses_and_grads(ops, layout, thetas, X, y, reduction="mean"):
             saved.append(op.rule.derivatives(op.layer, h, a)[0])
             h = a
         start += op.n_pieces
-    if h.ndim != 3:
-        raise ValueError(
-            "The network's output must be (n_samples, n_classes) logits; got "
-            f"shape {tuple(h.shape[1:])}."
-        )
     log_probs = torch.log_softmax(h, dim=-1)
     labels = y.view(1, -1, 1).expand(n_vectors, -1, 1)
     sample_losses = -log_probs.gather(-1, labels).squeeze(-1)

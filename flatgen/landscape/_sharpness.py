@@ -62,10 +62,7 @@ class NetworkLoss:
             param.requires_grad_(False)
         self.layout = ParameterLayout.from_module(self.module)
         self.theta0 = flatten_parameters(self.module)
-        # Written-out gradients for dense stacks under the cross-entropy.
-        self._dense_ops = (
-            dense_layers(self.module) if self.loss.classification else None
-        )
+        self._dense_ops = self._dense_layers()
         if is_batches(X):
             self.batches = DataBatches(X, classification=self.loss.classification)
             self.X = self.y = None
@@ -81,9 +78,11 @@ class NetworkLoss:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._dense_ops = (
-            dense_layers(self.module) if self.loss.classification else None
-        )
+        self._dense_ops = self._dense_layers()
+
+    def _dense_layers(self):
+        # Written-out gradients for dense stacks under the cross-entropy.
+        return dense_layers(self.module) if self.loss.classification else None
 
     def _on_device(self, X, y):
         device, dtype = self.theta0.device, self.theta0.dtype
