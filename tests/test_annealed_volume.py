@@ -10,12 +10,15 @@ from sklearn.exceptions import ConvergenceWarning
 
 from flatgen import AnnealedVolumeEstimator, PoisonedMLPClassifier, make_spirals
 from flatgen.landscape import (
+    TrainingObjective,
     VolumeSaturationWarning,
     annealed_log10_volume,
     basin_log10_volume,
     make_basin,
 )
 from flatgen.landscape._annealed import _Landscape
+
+from .conftest import blobs
 
 SMALL = {
     "n_runs": 3,
@@ -348,7 +351,7 @@ def test_on_star_shaped_bodies_both_definitions_are_the_same_set():
     assert star.log10_volume == sublevel.log10_volume
     np.testing.assert_array_equal(star.hysteresis, sublevel.hysteresis)
     assert star.star_shaped_share == 1.0
-    # Each chain step checks 15 more points of its segment.
+    # Each chain step checks the 16 points of its segment.
     assert star.n_evaluations > 10 * sublevel.n_evaluations
 
 
@@ -408,6 +411,29 @@ def test_the_star_energy_is_the_segments_maximum_and_its_gradient():
     # A point whose segment passes the crest lies outside the basin at
     # cutoffs below the crest, however low its own loss (|z| = 3: sin^2 3).
     assert values[3].item() > 0.99 > math.sin(3.0) ** 2
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_loss_that_writes_its_segments_gives_the_same_star_energy():
+    # A network's basin loss evaluates whole segments through losses_along;
+    # the energies and forces are those of the rows s z evaluated one by one.
+    X, y = blobs(n_samples=40, n_classes=3)
+    clf = PoisonedMLPClassifier((6,), max_iter=200, random_state=0).fit(X, y)
+    loss = TrainingObjective.from_model(clf, X, y).basin_loss()
+    n = loss.n_dims
+    grad = loss.losses_and_grads
+    args = (None, torch.ones(n, dtype=torch.float64), 0.0, math.inf)
+    settings = (torch.float32, "cpu", 64)
+    along = _Landscape(loss, grad, *args, *settings, segment_points=16)
+    rows = _Landscape(lambda z: loss(z), grad, *args, *settings, segment_points=16)
+    assert hasattr(loss, "losses_along")
+    generator = torch.Generator().manual_seed(0)
+    u = 3.0 * torch.randn((6, n), generator=generator, dtype=torch.float64)
+    values, grads = along.value_and_grad(u)
+    expected_values, expected_grads = rows.value_and_grad(u)
+    torch.testing.assert_close(values, expected_values, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads, expected_grads, rtol=1e-5, atol=1e-6)
+    assert along.n_evaluations == rows.n_evaluations == 6 * 16
 
 
 def test_same_seed_same_numbers_whatever_n_jobs():

@@ -298,6 +298,13 @@ def test_network_loss_moves_the_perturbed_weights_by_scale_times_z(include_bias)
         assert value.item() == pytest.approx(exact.item(), rel=1e-5)
         torch.testing.assert_close(grad, exact_grad, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(loss(z), values, rtol=1e-6, atol=1e-7)
+    # Along segments from the minimum: the losses at the rows s z.
+    shares = torch.tensor([0.25, 0.5, 1.0], dtype=torch.float64)
+    along = loss.losses_along(z, shares)
+    assert along.shape == (3, 5) and along.dtype == torch.float64
+    for share, row in zip(shares, along):
+        expected = [cross_entropy(weights(share * point)).item() for point in z]
+        np.testing.assert_allclose(row.numpy(), expected, rtol=1e-5)
 
 
 def test_volume_estimator_filter_normalized_and_raw_agree_on_raw_volume(fitted):

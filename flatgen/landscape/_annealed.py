@@ -402,21 +402,41 @@ class _Landscape:
             out.append(torch.nan_to_num(values.reshape(-1), nan=math.inf))
         return torch.cat(out) - self.loss0
 
-    def _segment_max(self, z, n_points=None):
-        """Return the loss's maximum over the segment's inner points, and where.
+    def _z_losses_along(self, z, shares):
+        """Losses (minus the minimum's) at ``s z``, shape ``(len(shares), len(z))``.
+
+        Through the loss's own ``losses_along`` (a network's basin loss
+        writes the segments' weights without building the rows ``s z``).
+        """
+        self.n_evaluations += len(z) * len(shares)
+        rows = z.to(self.device, self.dtype)
+        with torch.no_grad():
+            values = self.loss_fn.losses_along(rows, shares)
+        values = torch.as_tensor(values).to("cpu", torch.float64)
+        values = torch.nan_to_num(values.reshape(len(shares), len(z)), nan=math.inf)
+        return values - self.loss0
+
+    def _segment_max(self, z, n_points=None, with_end=False):
+        """Return the loss's maximum over the segment's points, and where.
 
         The segment from the minimum to ``z`` is resolved at ``n_points``
-        (default ``segment_points``) evenly spaced points (``s = k / K``,
-        ``z`` itself the last); the minimum (``s = 0``) counts as loss 0.
+        (default ``segment_points``) evenly spaced points (``s = k / K``),
+        its inner ones and, ``with_end``, ``z`` itself (``s = 1``); the
+        minimum (``s = 0``) counts as loss 0.
         """
         n_points = self.segment_points if n_points is None else n_points
-        shares = torch.arange(1, n_points, dtype=torch.float64) / n_points
+        last = n_points + 1 if with_end else n_points
+        shares = torch.arange(1, last, dtype=torch.float64) / n_points
         # Points in groups of at most ``batch`` rows: memory stays that of
         # one batch whatever ``segment_points`` and the number of rows.
         group = max(1, self.batch // len(z))
         values = []
-        for start in range(0, n_points - 1, group):
+        along = getattr(self.loss_fn, "losses_along", None)
+        for start in range(0, len(shares), group):
             part = shares[start : start + group]
+            if along is not None:
+                values.append(self._z_losses_along(z, part))
+                continue
             inner = (part[:, None, None] * z[None]).reshape(-1, z.shape[1])
             values.append(self._z_losses(inner).reshape(len(part), len(z)))
         top, where = torch.cat(values).max(0)
@@ -430,15 +450,15 @@ class _Landscape:
         The gradient is the loss's at the maximum, ``s grad l(s z)`` (where
         the maximum is at ``s = 0``, the minimum, it is zero). HMC only
         needs a deterministic force; the energy is this maximum itself.
+        The maximum is found from losses alone, the end point among them,
+        and one gradient is taken there: on the swiss-roll network at
+        beta = 1 the maximum lies inside the segment at most steps, where a
+        gradient at the end point first would be a second one.
         """
-        values, grads = self._z_value_and_grad(z)
-        top, share = self._segment_max(z)
-        inner = top > values
-        if bool(inner.any()):
-            rows = torch.nonzero(inner).reshape(-1)
-            at = share[rows][:, None]
-            values_in, grads_in = self._z_value_and_grad(at * z[rows])
-            values[rows], grads[rows] = values_in, at * grads_in
+        _, share = self._segment_max(z, with_end=True)
+        # ``1.0 * z`` is ``z`` exactly: an end-point maximum is z's own.
+        values, grads = self._z_value_and_grad(share[:, None] * z)
+        grads = share[:, None] * grads
         floor = values < 0  # the whole segment below the minimum's loss
         values = torch.where(floor, 0.0, values)
         grads = torch.where(floor[:, None], 0.0, grads)
@@ -459,11 +479,10 @@ class _Landscape:
 
     def energies(self, z):
         """Return the energy at rows ``z`` (as :meth:`value_and_grad`), no gradient."""
-        values = self._z_losses(z)
         if self.segment_points:
-            top, _ = self._segment_max(z)
-            values = torch.clamp(torch.maximum(values, top), min=0.0)
-        return values.numpy()
+            top, _ = self._segment_max(z, with_end=True)
+            return torch.clamp(top, min=0.0).numpy()
+        return self._z_losses(z).numpy()
 
     def losses(self, z):
         """Return the loss itself at rows ``z`` (radius searches)."""

@@ -182,6 +182,46 @@ class NetworkBasinLoss:
         thetas = self._displaced(torch.as_tensor(displacements), evaluator.device)
         return torch.as_tensor(evaluator.loss(thetas), dtype=torch.float64)
 
+    def losses_along(self, displacements, shares):
+        """Training loss at ``s z`` for every share ``s`` and row ``z``.
+
+        The same numbers as calling this object on the stacked rows
+        ``s z`` (to the network's rounding), without building them: the
+        weight vectors ``theta* + s embed(scale * z)`` are written in one
+        product and one sum, which makes the losses along many segments
+        (the star-shaped basin's energy) about a sixth cheaper on the
+        swiss-roll MLP (``benchmarks/segment_losses.py``).
+
+        Parameters
+        ----------
+        displacements : torch.Tensor of shape (B, n_dims)
+            Displacements from the minimum, in this object's space.
+        shares : torch.Tensor of shape (K,)
+            Points along each segment from the minimum, as shares of it.
+
+        Returns
+        -------
+        losses : torch.Tensor of shape (K, B), dtype float64
+            Mean training cross-entropy at each point of each segment.
+        """
+        evaluator = self.objective.evaluator
+        device = evaluator.device
+        displacements = torch.as_tensor(displacements)
+        theta0 = self._theta0.to(device)
+        steps = self._embed(displacements, torch.float64, device)
+        shares = torch.as_tensor(shares, dtype=torch.float64, device=device)
+        # The product in float64, rounded once to the network's dtype; the
+        # entries left unperturbed get theta* + 0, theta* exactly.
+        thetas = torch.empty(
+            (len(shares), len(displacements), len(theta0)),
+            dtype=theta0.dtype,
+            device=device,
+        )
+        torch.mul(shares[:, None, None], steps[None], out=thetas)
+        thetas = thetas.add_(theta0).reshape(-1, len(theta0))
+        losses = torch.as_tensor(evaluator.loss(thetas), dtype=torch.float64)
+        return losses.reshape(len(shares), len(displacements))
+
     def losses_and_grads(self, displacements):
         """Training loss and its gradient at each displacement.
 
