@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 
 import joblib
@@ -317,6 +318,35 @@ def test_parallel_steps_match_serial(tmp_path):
     with joblib.parallel_config(backend="threading"):
         assert serial.run(steps, "t") == parallel.run(steps, "t")
     assert sorted(parallel.computed) == [f"s{i}" for i in range(5)]
+
+
+def _square_with_workers(value, n_jobs=None):
+    return {"square": value**2, "n_jobs": n_jobs, "thread": threading.get_ident()}
+
+
+def test_steps_parallel_inside_run_last_with_every_worker(tmp_path):
+    # The annealed volume spreads its runs over workers itself: it gets all
+    # of them, one such step at a time, after the pooled steps; the worker
+    # count reaches it as an argument, not as part of its cache key.
+    pooled = [Step(f"s{i}", _square, {"value": i}, {"value": i}) for i in range(3)]
+    inside = [
+        Step(f"w{i}", _square_with_workers, {"value": i}, {"value": i}, (), True)
+        for i in range(2)
+    ]
+    runner = StepRunner(tmp_path, data_key="d", n_jobs=2, verbose=0)
+    with joblib.parallel_config(backend="threading"):
+        results = runner.run(pooled + inside, "t")
+    assert [results[f"s{i}"] for i in range(3)] == [0, 1, 4]
+    for i in range(2):
+        assert results[f"w{i}"]["square"] == i**2
+        assert results[f"w{i}"]["n_jobs"] == 2
+        # In the calling thread, not in the pool's.
+        assert results[f"w{i}"]["thread"] == threading.get_ident()
+    assert runner.computed[-2:] == ["w0", "w1"]
+    # Another worker count: the same keys, the results reused.
+    serial = StepRunner(tmp_path, data_key="d", n_jobs=1, verbose=0)
+    again = serial.run(pooled + inside, "t")
+    assert again["w1"]["n_jobs"] == 2 and sorted(serial.reused) == sorted(results)
 
 
 @pytest.mark.parametrize(

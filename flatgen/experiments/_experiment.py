@@ -273,6 +273,7 @@ def _measure_steps(run, fits):
                     {**data, **kwargs},
                     kwargs,
                     depends=(fit,),
+                    parallel_inside=measure.parallel_inside,
                 )
             )
     return steps

@@ -53,6 +53,9 @@ class Measure:
     per_family : bool, default=False
         Whether ``settings`` also takes ``family=`` (the model's family):
         its settings, and so its cache key, then differ between families.
+    parallel_inside : bool, default=False
+        Whether ``func`` takes ``n_jobs`` and spreads its work over the
+        workers itself (see :class:`Step`).
     """
 
     name: str
@@ -63,6 +66,7 @@ class Measure:
     needs_test: bool = False
     summarize: object = None
     per_family: bool = False
+    parallel_inside: bool = False
 
 
 def _optional(settings, *names):
@@ -441,6 +445,7 @@ MEASURES = {
             EXTREMES,
             _annealed_settings,
             _annealed_report,
+            parallel_inside=True,
         ),
         # Loss along random directions at one cutoff (cross-section figure).
         Measure("basin", measure_basin, EXTREMES, _basin_settings, _basin_report),

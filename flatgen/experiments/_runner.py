@@ -1,5 +1,6 @@
 """Run an experiment's steps in parallel, reusing the ones a previous run finished."""
 
+import itertools
 import os
 import platform
 import sys
@@ -37,6 +38,12 @@ class Step:
         result; part of the cache key.
     depends : tuple of StepKey or str, default=()
         Names of earlier steps whose results are in ``kwargs``.
+    parallel_inside : bool, default=False
+        Whether ``func`` takes ``n_jobs`` and spreads its own work over
+        that many workers (the annealed volume's runs). Such steps run
+        after the others, one at a time, each with all the runner's
+        workers; ``n_jobs`` is not part of the cache key (the result does
+        not depend on it).
     """
 
     name: str
@@ -44,6 +51,7 @@ class Step:
     kwargs: dict
     settings: dict
     depends: tuple = field(default_factory=tuple)
+    parallel_inside: bool = False
 
 
 class StepRunner:
@@ -106,15 +114,35 @@ class StepRunner:
                 todo.append(step)
         if not todo:
             return results
+        pooled = [step for step in todo if not step.parallel_inside]
+
+        # A step that spreads its own work over workers gets them all, one
+        # such step at a time: one worker each would leave the pool idle
+        # behind the slowest (the poisoned net's annealed runs take about
+        # twice the clean net's).
+        def one_at_a_time():
+            for step in todo:
+                if step.parallel_inside:
+                    kwargs = {**step.kwargs, "n_jobs": self.n_jobs}
+                    key = self.keys[step.name]
+                    yield compute_and_save(
+                        self.cache, str(step.name), key, step.func, kwargs
+                    )
+
         tasks = (
             delayed(compute_and_save)(
                 self.cache, str(step.name), self.keys[step.name], step.func, step.kwargs
             )
-            for step in todo
+            for step in pooled
         )
         # Never more workers than steps: each one starts a torch runtime.
-        n_jobs = min(self.n_jobs, len(todo))
-        records = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
+        n_jobs = min(self.n_jobs, len(pooled))
+        records = (
+            Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
+            if pooled
+            else iter(())
+        )
+        records = itertools.chain(records, one_at_a_time())
         bar = tqdm(
             records,
             total=len(todo),

@@ -151,7 +151,7 @@ def measure_flatness(estimator, X, y, *, cutoffs, volume, curvature):
     return record
 
 
-def measure_annealed_volume(estimator, X, y, *, cutoffs, annealed):
+def measure_annealed_volume(estimator, X, y, *, cutoffs, annealed, n_jobs=None):
     """Basin log-volume by annealing (thermodynamic integration) at some cutoffs.
 
     Parameters
@@ -164,6 +164,9 @@ def measure_annealed_volume(estimator, X, y, *, cutoffs, annealed):
         at or below the minimum's loss are left out).
     annealed : dict
         Parameters of :class:`~flatgen.AnnealedVolumeEstimator`.
+    n_jobs : int, default=None
+        Workers over the runs, in place of ``annealed``'s (the numbers do
+        not depend on it).
 
     Returns
     -------
@@ -184,6 +187,8 @@ def measure_annealed_volume(estimator, X, y, *, cutoffs, annealed):
     cutoffs = cutoffs[cutoffs > _CUTOFF_CLEARANCE * loss0]
     if len(cutoffs) == 0:
         return None
+    if n_jobs is not None:
+        annealed = {**annealed, "n_jobs": n_jobs}
     est = AnnealedVolumeEstimator(cutoff=cutoffs.tolist(), **annealed)
     with warnings.catch_warnings():
         # Kept in warnings_, which the report lists.

@@ -28,18 +28,19 @@ FULL = {
     "basin_directions": 200,
     # Cutoffs at which the clean and the most poisoned network's volume is
     # also measured by annealing (AnnealedVolumeEstimator), with its options.
-    # Empty unless asked for (--annealed-cutoffs): each of a network's four
-    # runs takes about 4.5 (clean) to 7.5 (beta = 1) minutes per cutoff on
-    # one core and its diagnostics still warn (see the volume page of the
-    # user guide).
+    # Empty unless asked for (--annealed-cutoffs): beta = 1's four runs take
+    # about 11 minutes per cutoff on two cores, the clean net's less, and
+    # beta = 1's diagnostics still warn (see the volume page of the user
+    # guide).
     "annealed_cutoffs": [],
     # Four runs of 8 chains cost what two of 16 do, and Student's t over
     # four runs is 3.2 against 12.7 over two: beta = 1's interval 12 orders
-    # wide instead of 25, the clean one's 2.4 instead of 4.7. 30 HMC
-    # transitions per temperature instead of 20 shorten the paths' lag,
-    # which set most of beta = 1's interval (7.8-9.3 orders wide over three
-    # seeds, against 12.3 and 20.5 with 20; see the volume page).
-    "annealed": {"n_runs": 4, "n_chains": 8, "n_steps": 30},
+    # wide instead of 25, the clean one's 2.4 instead of 4.7. 40 HMC
+    # transitions per temperature shorten the paths' lag, which sets most
+    # of beta = 1's interval: 8.1-9.2 orders wide over two seeds, against
+    # 6.1-12.1 over three with 30 and 12.3-20.5 with 20 (see the volume
+    # page).
+    "annealed": {"n_runs": 4, "n_chains": 8, "n_steps": 40},
     "margin_directions": 64,
     "margin_refine": 40,
     "grid_resolution": 200,
