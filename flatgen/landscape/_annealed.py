@@ -436,9 +436,9 @@ class _Landscape:
             part = shares[start : start + group]
             if along is not None:
                 values.append(self._z_losses_along(z, part))
-                continue
-            inner = (part[:, None, None] * z[None]).reshape(-1, z.shape[1])
-            values.append(self._z_losses(inner).reshape(len(part), len(z)))
+            else:
+                inner = (part[:, None, None] * z[None]).reshape(-1, z.shape[1])
+                values.append(self._z_losses(inner).reshape(len(part), len(z)))
         top, where = torch.cat(values).max(0)
         return top, shares[where]
 
