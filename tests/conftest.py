@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -11,9 +13,10 @@ from flatgen import PoisonedMLPClassifier, SpiralSampler, make_spirals
 # One step-signing key for the whole run, outside the user's cache: set before
 # any joblib worker starts, so workers (which sign) and the main process
 # (which verifies) use the same key.
-os.environ["FLATGEN_STEP_KEY_FILE"] = os.path.join(
-    tempfile.mkdtemp(prefix="flatgen-test-key-"), "step-signing.key"
-)
+# The folder goes when the run ends: one per run would otherwise pile up.
+_KEY_FOLDER = tempfile.mkdtemp(prefix="flatgen-test-key-")
+atexit.register(shutil.rmtree, _KEY_FOLDER, ignore_errors=True)
+os.environ["FLATGEN_STEP_KEY_FILE"] = os.path.join(_KEY_FOLDER, "step-signing.key")
 
 
 # What `pytest -m "not slow"` leaves out (marked here or with @pytest.mark.slow):
