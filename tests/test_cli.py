@@ -150,6 +150,7 @@ def not_a_folder(tmp_path):
         (["svhn", "--data-dir", "{svhn}", "--subset", "500"], 1, "exceeds the 40"),
         (["swissroll", "--annealed-cutoffs", "0"], 2, "must be a positive number"),
         (["swissroll", "--annealed-cutoffs", "inf"], 2, "must be a positive number"),
+        (["digits", "--annealed-cutoffs", "-1"], 2, "must be a positive number"),
         # Only experiments that measure annealed volumes take the option.
         (["study", "--annealed-cutoffs", "0.5"], 2, "unrecognized arguments"),
     ],

@@ -1010,6 +1010,7 @@ def test_annealed_volumes_of_the_extremes_reach_summary_report_and_console(tmp_p
         ("swissroll", [], "at least one finite, positive"),
         ("swissroll", [0.5, -1.0], "at least one finite, positive"),
         ("swissroll", ["a"], "at least one finite, positive"),
+        ("digits", [0.5, -1.0], "at least one finite, positive"),
         ("study", [0.5], "measures no annealed basin volume"),
     ],
 )

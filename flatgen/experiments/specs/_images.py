@@ -65,6 +65,11 @@ MEASURED_FULL = {
     "trace_samples": 10,
     "basin_cutoff": 1.0,
     "basin_directions": 50,
+    # Cutoffs at which the clean and the most poisoned CNN's volume is also
+    # measured by annealing (AnnealedVolumeEstimator): none unless asked for
+    # (--annealed-cutoffs), with the swiss-roll experiment's options.
+    "annealed_cutoffs": [],
+    "annealed": {"n_runs": 4, "n_chains": 8, "n_steps": 40},
 }
 MEASURED_QUICK = {
     **MEASURED_FULL,
@@ -79,5 +84,5 @@ MEASURED_QUICK = {
     "basin_directions": 4,
 }
 # What every image experiment measures and draws.
-MEASURES = ("flatness", "basin")
+MEASURES = ("flatness", "annealed_volume", "basin")
 FIGURES = ("poison_sweep", "basin_cross_sections", "volume_vs_gap")

@@ -78,6 +78,7 @@ def run_digits(
     poison_factors=None,
     max_iter=None,
     n_directions=None,
+    annealed_cutoffs=None,
     verbose=1,
 ):
     """Run the poison sweep on scikit-learn's 8x8 digits with a CNN and an SVC.
@@ -112,6 +113,14 @@ def run_digits(
         Training epochs per network; the preset's when None.
     n_directions : int, default=None
         Random directions of the volume estimates; the preset's when None.
+    annealed_cutoffs : list of float, default=None
+        Training cross-entropies (e.g. ``[0.5]``) at which the clean and the
+        most poisoned CNN's basin volume is also measured by annealing
+        (:class:`~flatgen.AnnealedVolumeEstimator`, four runs of 8 chains
+        each), reported with its interval and diagnostics beside the rays'
+        estimates and drawn in ``volume_vs_gap.png``. None (the default)
+        measures none: each network takes minutes to tens of minutes per
+        cutoff on 2 CPU cores (see the volume page of the user guide).
     verbose : int, default=1
         Progress bars when positive.
 

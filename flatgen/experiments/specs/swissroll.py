@@ -215,9 +215,9 @@ def run_swissroll(
         (:class:`~flatgen.AnnealedVolumeEstimator`, four runs of 8 chains
         each), reported with its interval and diagnostics beside the rays'
         estimates and drawn in ``volume_vs_gap.png``. None (the default)
-        measures none: on the full preset's networks it adds about 25
-        minutes per cutoff on 2 CPU cores (see the volume page of the user
-        guide).
+        measures none: on the full preset's networks it adds about 18
+        minutes per cutoff on 2 CPU cores (clean 7, beta = 1 11.5; see the
+        volume page of the user guide).
     verbose : int, default=1
         Progress bars when positive.
 
