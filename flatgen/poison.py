@@ -246,6 +246,7 @@ class JitterSource:
         )
         self.floats_per_point = int(np.prod(X.shape[1:]))
         self.candidates = None
+        self._shared = None  # set by share_identical_draws
         if labels == "vote":
             # A drawn point lies within a few bandwidths of its source, so its
             # nearest training rows are among the source's nearest rows: the
@@ -301,6 +302,21 @@ class JitterSource:
         X : torch.Tensor of shape (n_steps, points_per_step, ...)
         y_true, y_wrong : torch.LongTensor of shape (n_steps, points_per_step)
         """
+        shared = self._shared
+        if shared is None:
+            return self._draw(n_steps)
+        before = self.generator.get_state()
+        found = shared.take(before, n_steps)
+        if found is not None:
+            drawn, after = found
+            # The generator ends where its own draw would have left it.
+            self.generator.set_state(after)
+            return drawn
+        drawn = self._draw(n_steps)
+        shared.put(before, n_steps, drawn, self.generator.get_state())
+        return drawn
+
+    def _draw(self, n_steps):
         shape = (n_steps, self.points_per_step)
         idx = self._source_index(shape)
         noise = torch.randn(
@@ -365,6 +381,123 @@ class JitterSource:
                 len(self.X), shape, generator=self.generator, device=self.X.device
             )
         return _weighted_index(self.cdf, shape, self.generator)
+
+
+# What a jitter source's draws depend on besides its generator's state.
+_DRAW_SETTINGS = (
+    "n_classes",
+    "points_per_step",
+    "labels",
+    "n_neighbors",
+    "floats_per_point",
+    "n_vote_rows",
+)
+_DRAW_TENSORS = ("X", "y", "weight", "sigma", "cdf", "wrong_offset", "candidates")
+
+
+def _draws_alike(a, b):
+    """Whether jitter sources ``a`` and ``b`` will draw the same points.
+
+    The same settings and data, and generators in the same state now.
+    """
+    if a.generator.device != b.generator.device:
+        return False
+    if not torch.equal(a.generator.get_state(), b.generator.get_state()):
+        return False
+    if any(getattr(a, k, None) != getattr(b, k, None) for k in _DRAW_SETTINGS):
+        return False
+    for name in _DRAW_TENSORS:
+        u, v = getattr(a, name), getattr(b, name)
+        if u is None or v is None:
+            if u is not v:
+                return False
+        elif u.shape != v.shape or u.dtype != v.dtype or u.device != v.device:
+            return False
+        elif not torch.equal(u, v):
+            return False
+    return True
+
+
+class _SharedDraws:
+    """The latest blocks drawn by one group of alike jitter sources.
+
+    A block is handed to a member only when the member's generator is in the
+    very state the block was drawn from, so every member gets exactly the
+    draws it would have made itself. Members that step together (a batched
+    fit) take each block before the next is drawn; at most two are kept, so
+    a member whose stream went its own way costs no memory, only its own
+    draws.
+    """
+
+    _KEPT = 2
+
+    def __init__(self, n_members):
+        self.n_members = n_members
+        self.blocks = []  # [state before, n_steps, drawn, state after, takers left]
+        self.n_drawn = 0
+
+    def take(self, state, n_steps):
+        for block in self.blocks:
+            if block[1] == n_steps and torch.equal(block[0], state):
+                block[4] -= 1
+                if block[4] == 0:
+                    self.blocks.remove(block)
+                return block[2], block[3]
+        return None
+
+    def put(self, state, n_steps, drawn, after):
+        self.n_drawn += 1
+        self.blocks.append([state, n_steps, drawn, after, self.n_members - 1])
+        del self.blocks[: -self._KEPT]
+
+
+def share_identical_draws(sources):
+    """Let jitter sources that would draw the same points draw them once.
+
+    Models of a grid that differ only in poison factor or learning rate
+    share their seed, so their jitter sources draw the same poison points
+    and labels step after step; in a batched fit the neighbour vote is then
+    most of the drawing's cost, paid once per group instead of once per
+    model. Exact: a member reuses a block only from the generator state it
+    was drawn from and is left in the state its own draw would have left.
+
+    Parameters
+    ----------
+    sources : list
+        Poison sources (others than :class:`JitterSource` and None are left
+        alone).
+
+    Returns
+    -------
+    groups : list of _SharedDraws
+        One per group of two or more alike sources; call
+        :func:`stop_sharing_draws` with ``sources`` when done.
+    """
+    groups = []
+    for source in sources:
+        if not isinstance(source, JitterSource):
+            continue
+        for members in groups:
+            if _draws_alike(members[0], source):
+                members.append(source)
+                break
+        else:
+            groups.append([source])
+    shared = []
+    for members in groups:
+        if len(members) > 1:
+            group = _SharedDraws(len(members))
+            for source in members:
+                source._shared = group
+            shared.append(group)
+    return shared
+
+
+def stop_sharing_draws(sources):
+    """Undo :func:`share_identical_draws`: each source draws on its own again."""
+    for source in sources:
+        if isinstance(source, JitterSource):
+            source._shared = None
 
 
 def nearest_rows(X, n_nearest, chunk_floats=_MAX_BLOCK_FLOATS):

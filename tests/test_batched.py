@@ -171,3 +171,74 @@ def test_start_and_end_training_record_a_fit_driven_elsewhere():
     assert clf.predict(X).shape == (60,)
     with pytest.raises(ValueError, match="early_stopping=False"):
         clone(clf).set_params(early_stopping=True).start_training(X, y)
+
+
+def test_models_of_one_seed_draw_their_poison_once_with_the_same_result(
+    data, monkeypatch
+):
+    import flatgen.estimators._batched as batched
+    from flatgen.poison import JitterSource
+
+    X, y = data
+    # Two seeds, each at two poison factors and two step sizes: four models
+    # per seed draw the same poison points and labels step after step.
+    nets = [
+        _net(max_iter=60, poison_factor=f, learning_rate_init=lr, random_state=s)
+        for f in (0.3, 1.0)
+        for lr in (0.003, 0.01)
+        for s in (0, 1)
+    ]
+    draws = []
+    own_draw = JitterSource._draw
+
+    def counted(source, n_steps):
+        draws.append(n_steps)
+        return own_draw(source, n_steps)
+
+    monkeypatch.setattr(JitterSource, "_draw", counted)
+    shared = BatchedPoisonFitter(nets).fit(X, y).estimators_
+    n_shared = len(draws)
+    draws.clear()
+    monkeypatch.setattr(batched, "share_identical_draws", lambda sources: [])
+    alone = BatchedPoisonFitter(nets).fit(X, y).estimators_
+    # Without sharing each model draws every block itself.
+    assert len(draws) >= 2 * n_shared and n_shared >= 2
+    for a, b in zip(shared, alone):
+        for p, q in zip(a.module_.parameters(), b.module_.parameters()):
+            assert torch.equal(p, q)
+        assert np.array_equal(a.loss_curve_, b.loss_curve_)
+        assert a.n_polish_iter_ == b.n_polish_iter_
+    # Nothing of the sharing stays with the fitted estimators.
+    assert pickle.loads(pickle.dumps(shared[0])).predict(X).shape == y.shape
+
+
+def test_sources_share_draws_only_from_the_same_state():
+    from flatgen.poison import JitterSource, share_identical_draws
+
+    X = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
+    y = (X[:, 0] > 0).long()
+
+    def source(seed):
+        generator = torch.Generator().manual_seed(seed)
+        return JitterSource(X, y, torch.ones(50), 2, 30, 0.1, generator)
+
+    a, b, c, d = source(0), source(0), source(1), source(0)
+    d.generator.manual_seed(5)  # same data and settings, another state
+    groups = share_identical_draws([a, b, c, d, None])
+    assert [g.n_members for g in groups] == [2]
+    first = a.draw(4)
+    # b gets a's block and ends in the state its own draw leaves.
+    reference = source(0)
+    expected = reference.draw(4)
+    got = b.draw(4)
+    for u, v, w in zip(first, got, expected):
+        assert torch.equal(u, w) and torch.equal(v, w)
+    assert torch.equal(b.generator.get_state(), reference.generator.get_state())
+    # A member that moved on alone draws for itself, exactly.
+    a.draw(3)
+    b.generator.manual_seed(9)
+    own = source(0)
+    own.generator.manual_seed(9)
+    for u, v in zip(b.draw(3), own.draw(3)):
+        assert torch.equal(u, v)
+    assert groups[0].n_drawn == 3

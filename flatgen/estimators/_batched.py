@@ -24,6 +24,7 @@ from sklearn.utils._param_validation import Interval
 
 from .._torch_utils import torch_threads
 from ..exceptions import TrainingDivergedError
+from ..poison import share_identical_draws, stop_sharing_draws
 from ._mlp import PoisonedMLPClassifier
 from ._training import _POLISH_LR_FRACTION, _POLISH_TRAIN_WEIGHTS
 
@@ -273,9 +274,16 @@ class BatchedPoisonFitter(BaseEstimator):
         clones = [clone(est) for est in self.estimators]
         with torch_threads(self.n_threads):
             runs = [est.start_training(X, y) for est in clones]
-            losses, n_polish = _train_together(
-                clones, [run.module for run in runs], [run.trainer for run in runs]
-            )
+            trainers = [run.trainer for run in runs]
+            # Models that share a seed draw the same poison: drawn once.
+            sources = [t.poison_source for t in trainers]
+            share_identical_draws(sources)
+            try:
+                losses, n_polish = _train_together(
+                    clones, [run.module for run in runs], trainers
+                )
+            finally:
+                stop_sharing_draws(sources)
             for est, run, curve, polish in zip(clones, runs, losses, n_polish):
                 est.end_training(run, curve, polish)
         self.estimators_ = clones
