@@ -173,7 +173,10 @@ class BatchedPoisonFitter(BaseEstimator):
     fitted estimator with every fitted attribute and warning of a separate
     fit. Results agree with separate fits statistically (same objective,
     schedule and seeds; batched arithmetic sums in another order), not bit
-    for bit.
+    for bit. Models whose poison sources would draw the same points (the
+    same seed, data and poison settings: a grid over poison factors and
+    step sizes) draw each block once; every model still gets exactly the
+    draws of its own seed.
 
     Full-batch training only: ``batch_size``, ``early_stopping``,
     ``warm_start`` and ``callbacks`` must keep their defaults (each needs

@@ -169,8 +169,9 @@ def run_svhn(
         (:class:`~flatgen.AnnealedVolumeEstimator`, four runs of 8 chains
         each), reported with its interval and diagnostics beside the rays'
         estimates and drawn in ``volume_vs_gap.png``. None (the default)
-        measures none: each network takes minutes to tens of minutes per
-        cutoff on 2 CPU cores (see the volume page of the user guide).
+        measures none: on the digits experiment's smaller CNN one run took
+        over 41 minutes of one core, so expect hours per network and cutoff
+        on a CPU (see the volume page of the user guide).
     verbose : int, default=1
         Progress bars when positive.
 
