@@ -464,8 +464,7 @@ def share_identical_draws(sources):
     Parameters
     ----------
     sources : list
-        Poison sources (others than :class:`JitterSource` and None are left
-        alone).
+        Poison sources; sources of other kinds, and None, are left alone.
 
     Returns
     -------
