@@ -125,6 +125,15 @@ def test_asking_for_the_adaptive_whitening_with_a_cap_starts_from_the_ball():
     assert (auto.start, auto.metric) == ("cap ball", "adaptive")
     assert auto.log10_volume == named.log10_volume
     np.testing.assert_array_equal(auto.run_log10_volumes, named.run_log10_volumes)
+    # Such a path uses no quadratic model, so none is built: no
+    # Hessian-vector product is taken, the same numbers come out.
+
+    def no_hvp(vectors):
+        raise AssertionError("a Hessian-vector product was taken")
+
+    bare = _measure(basin, metric="adaptive", hvp=no_hvp, **kwargs)
+    assert bare.log10_volume == auto.log10_volume and bare.n_hvp == 0
+    assert math.isnan(bare.log10_model_volume) and model.n_hvp == basin.n_dims
     # The cap does not bind: both measure the basin itself. From a ball far
     # larger than the basin these short paths lag (1.4-2.9 orders between
     # forward and backward; measured -0.07 and +0.68 off under the two

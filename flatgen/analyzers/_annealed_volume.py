@@ -105,7 +105,9 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
     acceptance_ : ndarray of shape (n_cutoffs,)
         Mean HMC acceptance rate.
     log10_model_volume_ : ndarray of shape (n_cutoffs,)
-        Volume of the calibrated quadratic model's basin.
+        Volume of the calibrated quadratic model's basin; NaN on paths from
+        the cap ball with ``metric='adaptive'`` (the default), which build
+        no model.
     star_shaped_share_ : ndarray of shape (n_cutoffs,)
         Share of final samples reached from the minimum by a straight
         segment inside the basin (1: the set measured is the star-shaped

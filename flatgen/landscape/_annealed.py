@@ -166,7 +166,9 @@ class AnnealedVolume:
     acceptance : float
         Mean HMC acceptance rate.
     log10_model_volume : float
-        ``log10`` volume of the calibrated quadratic model's basin.
+        ``log10`` volume of the calibrated quadratic model's basin (NaN on
+        paths from the cap ball with ``metric='adaptive'``, which use no
+        model and do not build one).
     saddle_temperature : float
         The inverse temperature ``t*`` the volume was inverted at.
     n_temperatures : ndarray of shape (n_runs,)
@@ -190,7 +192,8 @@ class AnnealedVolume:
         Loss evaluations of the radius searches (model calibration and
         star-shape check).
     n_hvp : int
-        Hessian-vector products of the quadratic model.
+        Hessian-vector products of the quadratic model (0 where none is
+        built).
     seconds : float
         Wall time.
     n_dims, cutoff, loss0, max_radius, confidence_level : scalars
@@ -1354,16 +1357,25 @@ def annealed_log10_volume(
         )
         if max_radius is None:
             landscape.max_radius = math.sqrt(2 * delta) * 2.0**60
-        basis, curvatures = _calibrated_model(landscape, hvp, n_dims, delta)
+        # From the cap ball with the adaptive whitening the path uses no
+        # quadratic model: its n Hessian-vector products, eigendecomposition
+        # and 2n radius searches are skipped (most of the time of a
+        # 13,000-weight network's run).
+        needs_model = metric != "adaptive" or start == "model" or max_radius is None
+        if needs_model:
+            basis, curvatures = _calibrated_model(landscape, hvp, n_dims, delta)
         n_calibration = landscape.n_evaluations
     t0 = (n_dims / 2 + 1) / delta
-    calibrated = curvatures
-    curvatures, log_inside, reach = _model_in_ball(
-        curvatures, t0, landscape.max_radius, _stream(seed, 4, 0).initial_seed()
-    )
-    scale = curvatures.rsqrt()
-    log_det = float(torch.log(scale).sum())
-    raised = curvatures > calibrated
+    if needs_model:
+        calibrated = curvatures
+        curvatures, log_inside, reach = _model_in_ball(
+            curvatures, t0, landscape.max_radius, _stream(seed, 4, 0).initial_seed()
+        )
+        scale = curvatures.rsqrt()
+        log_det = float(torch.log(scale).sum())
+        raised = curvatures > calibrated
+    else:
+        log_det, log_inside = math.nan, math.nan
     # A model floored to fit the cap ball, or whose draws reach near the
     # cap: the cap bounds the basin in some directions (the Gibbs measure
     # lives at the cap's surface), and the path starts from the cap ball
@@ -1373,9 +1385,11 @@ def annealed_log10_volume(
     # for it with a cap starts there too (the beta = 1 swiss-roll network,
     # whose model fits the ball: 15 min from the ball, against a path from
     # the model unfinished after 37 min).
-    if start == "auto":
+    if not needs_model:
+        from_ball = True
+    elif start == "auto":
         from_ball = max_radius is not None and (
-            metric == "adaptive" or bool(raised.any()) or reach >= _BALL_REACH
+            bool(raised.any()) or reach >= _BALL_REACH
         )
     else:
         from_ball = start == "cap ball"
@@ -1468,6 +1482,8 @@ def annealed_log10_volume(
     log10_model = (
         log10_unit_ball_volume(n_dims)
         + (0.5 * n_dims * math.log(2 * delta) + log_det) / _LN10
+        if needs_model
+        else math.nan
     )
     if np.max(np.abs(hysteresis)) > _HYSTERESIS_MAX:
         notes.append(
@@ -1529,7 +1545,7 @@ def annealed_log10_volume(
         reliable=not notes,
         n_gradients=int(sum(r["n_gradients"] for r in runs)),
         n_evaluations=int(n_calibration + sum(r["n_evaluations"] for r in runs)),
-        n_hvp=int(n_dims),
+        n_hvp=int(n_dims) if needs_model else 0,
         seconds=time.perf_counter() - start_time,
         n_dims=int(n_dims),
         cutoff=delta_cutoff,
