@@ -143,6 +143,20 @@ def test_every_basin_is_seeded_differentiable_and_zero_at_the_minimum(kind):
     assert torch.isfinite(grad).all() and (losses > 0).all()
 
 
+@pytest.mark.parametrize("kind", [k for k in BASIN_KINDS if k != "spiked"])
+def test_losses_along_segments_are_the_losses_at_their_points(kind):
+    # One rotation per row instead of one per point: the same losses.
+    basin = make_basin(kind, 40, random_state=1)
+    generator = torch.Generator().manual_seed(0)
+    z = torch.randn((5, 40), generator=generator, dtype=torch.float64)
+    z = 0.3 * z / z.norm(dim=1, keepdim=True)
+    shares = torch.tensor([0.25, 0.5, 1.0], dtype=torch.float64)
+    along = basin.loss_fn.losses_along(z, shares)
+    expected = torch.stack([basin.loss_fn(s * z) for s in shares])
+    assert along.shape == (3, 5) and bool((expected > 0).all())
+    torch.testing.assert_close(along, expected, rtol=1e-12, atol=0.0)
+
+
 @pytest.mark.parametrize("kind", ["rotated_ellipsoid", "power_law", "spiked"])
 def test_the_exact_quadratic_model_measures_quadratic_basins_exactly(kind):
     basin = make_basin(kind, 300, random_state=0)
@@ -174,3 +188,10 @@ def test_the_hessian_at_the_minimum_is_the_quadratic_part():
 def test_bad_requests_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_basin(**kwargs)
+
+
+def test_a_body_too_small_for_its_exact_volume_says_so():
+    # Ten dimensions: the quartic's transform is heavy-tailed along the
+    # Bromwich line, so no exact volume; the error says what size works.
+    with pytest.raises(RuntimeError, match="n_dims >= 40"):
+        make_basin("quartic", 10, random_state=0)

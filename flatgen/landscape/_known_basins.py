@@ -69,6 +69,34 @@ BASIN_KINDS = (
 )
 
 
+class _RotatedLoss:
+    """A loss ``profile(z Q)`` of displacements ``z`` (``Q`` None: ``z`` itself).
+
+    The rotation is linear, so the losses along a segment from the minimum,
+    ``profile(s z Q)``, need ``z Q`` once: :meth:`losses_along` spares the
+    annealed estimator's segment maxima one ``n x n`` product per point (on
+    the 1,000-D quartic body they were three fifths of its time).
+    """
+
+    def __init__(self, rotation, profile):
+        self.rotation = rotation
+        self.profile = profile
+
+    def _rotated(self, z):
+        if self.rotation is None:
+            return z
+        return z @ self.rotation.to(z.device, z.dtype)
+
+    def __call__(self, z):
+        return self.profile(self._rotated(z))
+
+    def losses_along(self, displacements, shares):
+        """Losses at ``s z``, shape ``(len(shares), len(displacements))``."""
+        y = self._rotated(torch.as_tensor(displacements))
+        shares = torch.as_tensor(shares, dtype=y.dtype, device=y.device)
+        return torch.stack([self.profile(share * y) for share in shares])
+
+
 @dataclass(frozen=True)
 class KnownBasin:
     """A loss of displacements whose basin has an exactly known volume.
@@ -87,7 +115,9 @@ class KnownBasin:
         The shape in words.
     loss_fn : callable
         Maps a (B, n_dims) float64 tensor of displacements to B losses;
-        differentiable by torch autograd.
+        differentiable by torch autograd. The rotated bodies' also has
+        ``losses_along(z, shares)``, the losses at ``s z`` for every share
+        ``s`` (shape ``(len(shares), B)``) from one rotation of ``z``.
     max_radius : float
         The cap ball the volume is measured in (``inf``: the basin is
         bounded without it); pass it to the estimators.
@@ -168,7 +198,13 @@ def _bromwich(log_laplace, cutoff, t_bounds=(1e-6, 1e8)):
         integral = np.trapezoid(terms, w) / math.pi
         values.append(base + math.log(integral))
     if abs(values[1] - values[0]) > 1e-8:
-        raise RuntimeError("the Bromwich quadrature did not converge")
+        # In few dimensions the transform decays as a power of w, not as a
+        # Gaussian bump, beyond the range this rule covers.
+        raise RuntimeError(
+            "The exact volume's Bromwich quadrature did not converge: in few "
+            "dimensions this body's Laplace transform has heavy tails; use "
+            "n_dims >= 40 (the quartic body fails below about 36)."
+        )
     return values[1]
 
 
@@ -294,6 +330,9 @@ def make_basin(kind, n_dims=1000, *, cutoff=1.0, random_state=None):
     ValueError
         For an unknown ``kind``, ``n_dims`` below 2 or above the rotated
         kinds' limit, or a cutoff that is not a positive number.
+    RuntimeError
+        Where the exact volume's quadrature does not converge (the
+        ``'quartic'`` body in fewer than about 36 dimensions).
 
     Examples
     --------
@@ -309,9 +348,6 @@ def make_basin(kind, n_dims=1000, *, cutoff=1.0, random_state=None):
     n, c = int(n_dims), float(cutoff)
     rotation = None if kind == "ellipsoid" else torch.as_tensor(_rotation(n, rng))
 
-    def rotated(z):
-        return z if rotation is None else z @ rotation.to(z.device, z.dtype)
-
     if kind in ("ellipsoid", "rotated_ellipsoid", "power_law"):
         if kind == "power_law":
             log_lam = math.log(100.0) - 1.5 * np.log(np.arange(1, n + 1))
@@ -323,8 +359,10 @@ def make_basin(kind, n_dims=1000, *, cutoff=1.0, random_state=None):
             )
         lam = torch.as_tensor(np.exp(log_lam))
 
-        def loss_fn(z):
-            return 0.5 * (rotated(z).square() * lam.to(z)).sum(1)
+        def profile(y):
+            return 0.5 * (y.square() * lam.to(y)).sum(1)
+
+        loss_fn = _RotatedLoss(rotation, profile)
 
         log_volume = _ellipsoid(log_lam, c)
     elif kind == "spiked":
@@ -353,9 +391,10 @@ def make_basin(kind, n_dims=1000, *, cutoff=1.0, random_state=None):
         b = kappas[which] * a**2
         at, bt = torch.as_tensor(a), torch.as_tensor(b)
 
-        def loss_fn(z):
-            y = rotated(z)
-            return (0.5 * at.to(z) * y.square() + bt.to(z) * y.square().square()).sum(1)
+        def profile(y):
+            return (0.5 * at.to(y) * y.square() + bt.to(y) * y.square().square()).sum(1)
+
+        loss_fn = _RotatedLoss(rotation, profile)
 
         # y = u / sqrt(a): each term is (u^2/2 + kappa u^4) and |dy| = |du| / sqrt(a).
         parts = [
@@ -374,12 +413,13 @@ def make_basin(kind, n_dims=1000, *, cutoff=1.0, random_state=None):
         s = 10 ** rng.uniform(-1, 1, n)
         at, st = torch.as_tensor(a), torch.as_tensor(s)
 
-        def loss_fn(z):
-            y = rotated(z) / st.to(z)
-            # log cosh(y), stably: |y| + log1p(exp(-2|y|)) - log 2.
+        def profile(y):
+            y = y / st.to(y)
             # log cosh(y) = y + softplus(-2 y) - log 2: smooth and stable.
             soft = torch.nn.functional.softplus(-2 * y)
-            return (at.to(z) * (y + soft - math.log(2))).sum(1)
+            return (at.to(y) * (y + soft - math.log(2))).sum(1)
+
+        loss_fn = _RotatedLoss(rotation, profile)
 
         def log_laplace(t):
             # int cosh(y/s)^(-t a) dy = s B(1/2, t a / 2).
@@ -396,8 +436,10 @@ def make_basin(kind, n_dims=1000, *, cutoff=1.0, random_state=None):
         reach = 0.5 * radius
         weight, basis = c / reach**2, rotation[:, :m]
 
-        def loss_fn(z):
-            return weight * (z @ basis.to(z)).square().sum(1)
+        def profile(y):
+            return weight * y.square().sum(1)
+
+        loss_fn = _RotatedLoss(basis, profile)
 
         log_volume = _cap_bound(m, n - m, reach, radius)
         text = f"{m} rotated coordinates quadratic (reaching 0.5), {n - m} flat"
@@ -415,8 +457,8 @@ def make_basin(kind, n_dims=1000, *, cutoff=1.0, random_state=None):
         lam, ridge = torch.as_tensor(np.exp(log_lam)), 10.0 * c
         inner = math.asin(math.sqrt(c / ridge)) / math.pi
 
-        def loss_fn(z):
-            u = (rotated(z).square() * lam.to(z)).sum(1)  # rho^2
+        def profile(y):
+            u = (y.square() * lam.to(y)).sum(1)  # rho^2
             # Near the minimum the series of sin^2(pi rho) in x = pi^2 rho^2
             # (sqrt has no derivative at 0; the series is exact to 1e-17
             # there): zero and a Hessian 2 pi^2 h lam at the minimum.
@@ -427,6 +469,8 @@ def make_basin(kind, n_dims=1000, *, cutoff=1.0, random_state=None):
             wave = torch.where(small, series, torch.sin(math.pi * rho).square())
             beyond = 1.0 + 4.0 * (rho - 1.5).square()
             return ridge * torch.where(rho <= 1.5, wave, beyond)
+
+        loss_fn = _RotatedLoss(rotation, profile)
 
         # {rho < r}: an ellipsoid, ln volume ln w_n + n ln r - sum ln lam / 2.
         log_unit = _ellipsoid(log_lam, 0.5)
@@ -468,10 +512,12 @@ def make_basin(kind, n_dims=1000, *, cutoff=1.0, random_state=None):
         a = torch.as_tensor(np.exp(log_a))
         square = torch.as_tensor(degrees == 2.0)
 
-        def loss_fn(z):
-            y2 = rotated(z).square()
-            terms = torch.where(square.to(z.device), y2, y2.square())
-            return (a.to(z) * terms).sum(1)
+        def profile(y):
+            y2 = y.square()
+            terms = torch.where(square.to(y.device), y2, y2.square())
+            return (a.to(y) * terms).sum(1)
+
+        loss_fn = _RotatedLoss(rotation, profile)
 
         log_volume = _power_body(log_a, degrees, c)
     return KnownBasin(
