@@ -85,6 +85,7 @@ _cutoff = _number("positive", lambda value: value > 0)
 
 
 def _common(parser, name):
+    from .experiments._spec import ANNEALED_MEASURES
     from .experiments.specs import get_spec
 
     parser.add_argument(
@@ -134,15 +135,21 @@ def _common(parser, name):
         metavar="N",
         help="random directions per volume estimate (default: the preset's)",
     )
-    if "annealed_volume" in get_spec(name).measures:
+    measures = get_spec(name).measures
+    if any(m in ANNEALED_MEASURES for m in measures):
+        which = (
+            "every network's (of the families in the preset's volume_families)"
+            if "study_volume" in measures
+            else "the clean and the most poisoned network's"
+        )
         parser.add_argument(
             "--annealed-cutoffs",
             type=_cutoff,
             nargs="+",
             metavar="CE",
-            help="training cross-entropies at which the clean and the most "
-            "poisoned network's basin volume is also measured by annealing, "
-            "with intervals (minutes per network; default: none)",
+            help=f"training cross-entropies at which {which} basin volume is "
+            "also measured by annealing, with intervals (minutes per network; "
+            "default: none)",
         )
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bars, only the summary"

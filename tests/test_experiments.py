@@ -683,6 +683,70 @@ def test_a_family_with_its_own_data_keys_its_steps_by_that_data(
     assert any("net beta" in step for step in again.steps["reused"])
 
 
+@pytest.mark.slow
+def test_the_study_ranks_annealed_basin_volumes_of_the_families_asked(
+    two_family_run, tmp_path
+):
+    from flatgen.experiments import run_experiment
+
+    out, first = two_family_run
+    shutil.copytree(out, tmp_path, dirs_exist_ok=True)
+    annealed = {"n_runs": 2, "n_chains": 4, "n_steps": 2, "max_temperatures": 200}
+    spec = tiny_study(**TINY_CNNS, annealed=annealed)
+    again = run_experiment(
+        spec, tmp_path, quick=True, verbose=0, annealed_cutoffs=[1.0]
+    )
+    # Only the MLPs' volumes are new: fits and every other measure reused.
+    mlps = [r for r in again.study["models"] if r["family"] == "mlp"]
+    assert sorted(again.steps["computed"]) == sorted(
+        f"study_volume {r['name']}" for r in mlps
+    )
+    volume, radius = "neg_log10_basin_volume_ce1", "neg_log10_volume_radius_ce1"
+    found = again.study["basin_volumes"]
+    assert set(found) == {r["name"] for r in mlps}
+    for row in again.study["models"]:
+        if row["family"] == "cnn":  # not in the preset's volume_families
+            assert volume not in row["measures"] and row["name"] not in found
+            continue
+        record = found[row["name"]]
+        log_v = record["log10_volume"][0]
+        assert row["measures"][volume] == -log_v
+        assert row["measures"][radius] == pytest.approx(
+            (record["log10_cap_volume"] - log_v) / record["n_dims"], rel=1e-12
+        )
+        # Inside the cap ball: a positive per-weight radius measure.
+        assert row["measures"][radius] > 0
+        assert (volume in row["flags"]) == (
+            not record["reliable"][0] or record["cap_share"][0] >= 0.5
+        )
+    # Ranked over the MLPs alone, pooled as in their family; the CNNs'
+    # ranking has no volume.
+    kept = [r for r in mlps if r["train_accuracy"] >= 0.9]
+    pooled = {r["measure"]: r for r in again.study["ranking"]}
+    assert pooled[volume]["n_models"] == pooled[radius]["n_models"] == len(kept)
+    families = {f["family"]: f for f in again.study["families"]}
+    assert volume not in {r["measure"] for r in families["cnn"]["ranking"]}
+    # The other measures' rankings are those of the run without volumes.
+    before = {r["measure"]: r for r in first.study["ranking"]}
+    for name, row in before.items():
+        assert pooled[name]["tau"] == row["tau"]
+    report = (tmp_path / "report.md").read_text()
+    assert "The basin log-volume was measured by annealing" in report
+    assert "Not measured on CNNs on the 8x8 digits" in report
+    loaded = ExperimentResult.from_json(tmp_path / "summary.json")
+    assert loaded.study["basin_volumes"] == json.loads(json.dumps(found))
+
+
+def test_an_experiment_without_annealed_volumes_refuses_their_cutoffs(tmp_path):
+    from flatgen.experiments import run_experiment
+
+    with pytest.raises(ValueError, match="measures no annealed basin volume"):
+        run_experiment(
+            _moons_spec(), tmp_path, quick=True, verbose=0, annealed_cutoffs=[0.5]
+        )
+    assert not (tmp_path / "steps").exists()
+
+
 def test_the_learning_coefficient_takes_its_family_s_steps():
     from flatgen.experiments.specs import get_spec
 
@@ -1011,7 +1075,8 @@ def test_annealed_volumes_of_the_extremes_reach_summary_report_and_console(tmp_p
         ("swissroll", [0.5, -1.0], "at least one finite, positive"),
         ("swissroll", ["a"], "at least one finite, positive"),
         ("digits", [0.5, -1.0], "at least one finite, positive"),
-        ("study", [0.5], "measures no annealed basin volume"),
+        ("study", [0.0], "at least one finite, positive"),
+        ("study", [float("nan")], "at least one finite, positive"),
     ],
 )
 def test_bad_annealed_cutoffs_are_refused_before_any_work(

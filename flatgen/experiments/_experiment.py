@@ -22,7 +22,7 @@ from ._runner import (
     prepare_out,
     versions,
 )
-from ._spec import ExperimentSpec, Model, StepKey
+from ._spec import ANNEALED_MEASURES, ExperimentSpec, Model, StepKey
 from ._steps import fit_model, fit_models_together
 
 # Most networks trained in one batch (one batch holds ~35 MB per network of
@@ -59,7 +59,7 @@ def make_settings(
 
 
 def _check_annealed_cutoffs(spec, cutoffs):
-    if "annealed_volume" not in spec.measures:
+    if not any(name in ANNEALED_MEASURES for name in spec.measures):
         raise ValueError(
             f"Experiment {spec.name!r} measures no annealed basin volume, so it "
             "takes no `annealed_cutoffs`."
@@ -130,8 +130,12 @@ class ExperimentRun:
         }[applies_to]()
 
     def record(self, stage, model):
-        """Return the result of step ``stage`` for ``model``."""
-        return self.records[StepKey(stage, model.name)]
+        """Return the result of step ``stage`` for ``model``.
+
+        None where the stage took no step of this model (a measure taken of
+        some families only).
+        """
+        return self.records.get(StepKey(stage, model.name))
 
     def title(self, template):
         """Return a title template with the training-set size filled in."""
@@ -256,6 +260,8 @@ def _measure_steps(run, fits):
         for model in run.select(measure.applies_to):
             if measure.per_family:
                 kwargs = measure.settings(run.settings, run.seeds, family=model.family)
+                if kwargs is None:  # nothing asked of this model's family
+                    continue
             fit = StepKey("fit", model.name)
             arrays = model.data or run.data
             data = {

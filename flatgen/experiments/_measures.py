@@ -145,6 +145,82 @@ def _annealed_report(result, model, record):
         result.annealed_volumes[model.name] = _plain_record(record)
 
 
+def _study_volume_settings(s, seeds, family=None):
+    # Without annealed cutoffs no step; per family, only the families the
+    # preset names (a digits CNN takes over an hour per network).
+    if not s.get("annealed_cutoffs"):
+        return None
+    if family is not None and family not in s.get("volume_families", []):
+        return None
+    return {
+        "cutoffs": s["annealed_cutoffs"],
+        # One worker per network: the study spreads its networks instead.
+        "annealed": {
+            **s.get("annealed", {}),
+            "n_jobs": 1,
+            "random_state": seeds["directions"],
+        },
+    }
+
+
+def volume_measure_names(cutoff):
+    """Names of the study's two volume measures at ``cutoff``."""
+    return (
+        f"neg_log10_basin_volume_ce{cutoff:g}",
+        f"neg_log10_volume_radius_ce{cutoff:g}",
+    )
+
+
+def _study_volume_report(result, model, record):
+    """Add the annealed basin volume to the model's study row, flagged where unsure.
+
+    Two measures per cutoff, oriented as the others (larger: sharper):
+    minus the log-volume (the paper's measure; it scales with the number
+    of weights, so across widths it mostly counts weights), and minus
+    ``log10`` of the radius of the ball with the basin's volume in units
+    of the cap's radius, ``(log10 V_cap - log10 V) / n`` (per weight).
+    Either this or the zoo may report first: the second joins them.
+    """
+    if record is None:
+        return
+    details = _plain_record(record)
+    result.study.setdefault("basin_volumes", {})[model.name] = details
+    for row in result.study.get("models", []):
+        if row["name"] == model.name:
+            _add_basin_volume(row, details)
+
+
+def _add_basin_volume(row, details):
+    n_dims = details.get("n_dims")
+    for i, cutoff in enumerate(details["cutoffs"]):
+        volume, radius = volume_measure_names(cutoff)
+        value = details["log10_volume"][i]
+        value = float("nan") if value is None else float(value)
+        row["measures"][volume] = -value
+        row["measures"][radius] = (
+            (details["log10_cap_volume"] - value) / n_dims if n_dims else float("nan")
+        )
+        reasons = _volume_flags(details, i)
+        if reasons:
+            row["flags"][volume] = row["flags"][radius] = reasons
+
+
+def _volume_flags(details, i):
+    """Say in a few words why an annealed volume is not trusted, or ''."""
+    reasons = []
+    if not details["reliable"][i]:
+        rhat = details["rhat"][i]
+        lag = np.nanmax(np.abs(np.asarray(details["hysteresis"][i], dtype=float)))
+        reasons.append(
+            f"annealing diagnostics warned (split R-hat {rhat:.2f}, "
+            f"forward/backward lag {lag:.1f} orders)"
+        )
+    share = details["cap_share"][i]
+    if share is not None and share >= 0.5:
+        reasons.append("the cap bounds the basin")
+    return "; ".join(reasons)
+
+
 _FLOAT_LISTS = (
     "log10_volume",
     "log10_volume_ci",
@@ -277,6 +353,9 @@ def _zoo_report(result, model, record):
     found = result.study.get("learning_coefficients", {})
     if model.name in found:
         _add_learning_coefficient(result.study["models"][-1], found[model.name])
+    volumes = result.study.get("basin_volumes", {})
+    if model.name in volumes:
+        _add_basin_volume(result.study["models"][-1], volumes[model.name])
 
 
 def _llc_settings(s, seeds, family=None):
@@ -384,7 +463,9 @@ def _rank(kept, options):
     """Return the ranking and the scale sweep over the records ``kept``."""
     if len(kept) < 3:
         return [], []
-    names = list(kept[0]["measures"])
+    # A measure some models lack (the volume, taken of one family only) is
+    # NaN for them, which the ranking leaves out.
+    names = list(dict.fromkeys(m for r in kept for m in r["measures"]))
     gaps = np.array([r["generalization_gap"] for r in kept])
     # Pooled over families, the family separates the granulated groups.
     pooled = len({r.get("family") for r in kept}) > 1
@@ -392,7 +473,10 @@ def _rank(kept, options):
         {**r["params"], "family": r["family"]} if pooled else r["params"] for r in kept
     ]
     ranking = rank_measures(
-        {m: np.array([r["measures"][m] for r in kept]) for m in names},
+        {
+            m: np.array([r["measures"].get(m, np.nan) for r in kept], dtype=float)
+            for m in names
+        },
         gaps,
         params,
         **options,
@@ -480,6 +564,16 @@ MEASURES = {
             NETWORKS,
             _llc_settings,
             _llc_report,
+            per_family=True,
+        ),
+        # The study's basin log-volume by annealing (opt-in: minutes per
+        # network), added to the zoo's rows.
+        Measure(
+            "study_volume",
+            measure_annealed_volume,
+            NETWORKS,
+            _study_volume_settings,
+            _study_volume_report,
             per_family=True,
         ),
     )

@@ -2,6 +2,8 @@
 
 import os
 
+import numpy as np
+
 from ..io import atomic_writer
 from ..landscape._annealed import CAP_SHARE_WARN
 from ..landscape._volume import rests_on_few_rays
@@ -281,6 +283,7 @@ def _study_text(result):
         ]
     text += _disagreement_text(study.get("disagreements", []), families)
     text += _llc_text(study, result.settings.get("family_labels", {}))
+    text += _volume_text(study, result.settings)
     if flagged:
         text += [
             "",
@@ -320,6 +323,54 @@ def _llc_text(study, labels):
         "only; poisoned minima mix worse, so the two together show how much "
         "of its tau the sampler sets.",
     ]
+
+
+def _volume_text(study, settings):
+    """How the annealed basin volumes were measured, how wide, how trusted."""
+    found = study.get("basin_volumes")
+    if not found:
+        return []
+    preset = settings.get("annealed", {})
+    widths, reliable, total, seconds = [], 0, 0, 0.0
+    for record in found.values():
+        seconds += record.get("seconds", 0.0)
+        for (low, high), ok in zip(record["log10_volume_ci"], record["reliable"]):
+            total += 1
+            reliable += bool(ok)
+            if low is not None and high is not None:
+                widths.append(high - low)
+    labels = settings.get("family_labels", {})
+    measured = {r["family"] for r in study["models"] if r["name"] in found}
+    left = [f for f in settings.get("families", []) if f not in measured]
+    width_text = (
+        f"median 95 % interval {np.median(widths):.1f} orders of magnitude wide "
+        f"({min(widths):.1f}-{max(widths):.1f})"
+        if widths
+        else "no finite interval"
+    )
+    lines = [
+        "",
+        "The basin log-volume was measured by annealing "
+        f"(AnnealedVolumeEstimator: {preset.get('n_runs', 4)} runs of "
+        f"{preset.get('n_chains', 16)} chains, {preset.get('n_steps', 20)} HMC "
+        "transitions per temperature) at training cross-entropy "
+        + ", ".join(f"{c:g}" for c in settings.get("annealed_cutoffs", []))
+        + f" on {len(found)} models: {width_text}; {reliable} of {total} "
+        f"estimates without a diagnostic warning; {seconds / 60:.0f} min of "
+        "worker time. neg_log10_basin_volume ranks minus the log-volume (the "
+        "paper's measure; it grows with the number of weights, so across "
+        "widths it also orders widths), neg_log10_volume_radius minus log10 "
+        "of the radius of the ball of equal volume in units of the cap's "
+        "radius (per weight).",
+    ]
+    if left:
+        names = ", ".join(labels.get(f, f) for f in left)
+        lines[-1] += (
+            f" Not measured on {names} (the preset's volume_families): those "
+            "models have no value and are left out of these measures' "
+            "rankings, pooled ones included."
+        )
+    return lines
 
 
 def _table_title(text):

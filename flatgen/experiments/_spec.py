@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# The measures that take a run's ``annealed_cutoffs`` (the command line
+# offers --annealed-cutoffs to the experiments that take one of them).
+ANNEALED_MEASURES = ("annealed_volume", "study_volume")
+
 
 @dataclass(frozen=True)
 class StepKey:

@@ -176,7 +176,8 @@ def measure_annealed_volume(estimator, X, y, *, cutoffs, annealed, n_jobs=None):
         ``run_standard_errors``, ``rhat``, ``reliable``,
         ``star_shaped_share``, ``cap_share``, ``log10_model_volume``,
         ``start``, ``metric``; and
-        ``log10_cap_volume`` (the cap ball's), ``basin`` (the set measured),
+        ``log10_cap_volume`` (the cap ball's), ``n_dims`` (weights
+        perturbed), ``basin`` (the set measured),
         ``n_gradients``, ``seconds``, ``warnings``. None when no cutoff is
         measured.
     """
@@ -210,6 +211,7 @@ def measure_annealed_volume(estimator, X, y, *, cutoffs, annealed, n_jobs=None):
         "start": est.start_.tolist(),
         "metric": est.metric_.tolist(),
         "log10_cap_volume": est.log10_cap_volume_,
+        "n_dims": int(est.n_dims_),
         "basin": est.basin,
         "n_gradients": int(est.n_gradients_),
         "seconds": float(est.seconds_),

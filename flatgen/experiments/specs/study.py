@@ -61,6 +61,16 @@ FULL = {
     "llc_steps": 2000,
     "cnn_llc_steps": 1000,
     "llc_localization": 100.0,
+    # The basin log-volume by annealing at these cross-entropies (the
+    # paper's measure, with intervals): empty unless asked for
+    # (--annealed-cutoffs), as it takes minutes per MLP and over an hour
+    # per CNN, so only the families named here. Two runs of 8 chains with
+    # 10 HMC transitions per temperature: a fifth of the swiss-roll
+    # experiment's preset (4 runs, 40 transitions), enough to order
+    # minima tens of orders of magnitude apart, with wider intervals.
+    "annealed_cutoffs": [],
+    "annealed": {"n_runs": 2, "n_chains": 8, "n_steps": 10},
+    "volume_families": ["mlp"],
     "n_bootstrap": 1000,
     # The second family: small CNNs on scikit-learn's 8x8 digits (training,
     # test, and the rest as the poison pool), poison factor x channels x
@@ -283,7 +293,7 @@ SPEC = ExperimentSpec(
     seeds=("data", "split", "network", "directions", "bootstrap", "digits"),
     load=load,
     models=grid,
-    measures=("zoo", "llc"),
+    measures=("zoo", "llc", "study_volume"),
     figures=("measure_ranking",),
     sweep_title="Swiss roll, {n_train} training points",
     paper=(
@@ -314,6 +324,7 @@ def run_study(
     device="cpu",
     poison_factors=None,
     max_iter=None,
+    annealed_cutoffs=None,
     verbose=1,
 ):
     """Rank flatness measures by how well they predict the generalization gap.
@@ -356,6 +367,14 @@ def run_study(
     max_iter : int, default=None
         Optimizer steps per network of both grids; each family's preset when
         None or equal to the MLP preset's.
+    annealed_cutoffs : list of float, default=None
+        Training cross-entropies at which every MLP's basin log-volume is
+        also measured by annealing (:class:`~flatgen.AnnealedVolumeEstimator`,
+        two runs of 8 chains) and ranked, as minus the log-volume and per
+        weight (minus log10 of the radius of the ball of equal volume, in
+        units of the cap's); none by default: about 2 min of one core per
+        4 x 32 MLP and 7 min per 4 x 64 one, over an hour per digits CNN
+        (not measured; the preset's ``volume_families``).
     verbose : int, default=1
         Progress bars when positive.
 
