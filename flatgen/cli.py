@@ -138,18 +138,18 @@ def _common(parser, name):
     measures = get_spec(name).measures
     if any(m in ANNEALED_MEASURES for m in measures):
         which = (
-            "every network's (of the families in the preset's volume_families)"
+            "every MLP's basin volume is also measured by annealing and ranked"
             if "study_volume" in measures
-            else "the clean and the most poisoned network's"
+            else "the clean and the most poisoned network's basin volume is "
+            "also measured by annealing"
         )
         parser.add_argument(
             "--annealed-cutoffs",
             type=_cutoff,
             nargs="+",
             metavar="CE",
-            help=f"training cross-entropies at which {which} basin volume is "
-            "also measured by annealing, with intervals (minutes per network; "
-            "default: none)",
+            help=f"training cross-entropies at which {which}, with intervals "
+            "(minutes per network; default: none)",
         )
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bars, only the summary"

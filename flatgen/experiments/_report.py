@@ -260,12 +260,15 @@ def _study_text(result):
         ]
     if not ranking:
         return "\n".join(lines + ["Fewer than 3 models fit their training set."])
+    # One entry per model and reason, naming every measure it flags (the
+    # two volume measures share theirs).
+    grouped = {}
+    for m in study["models"]:
+        for k, v in m["flags"].items():
+            grouped.setdefault((m["name"], v), []).append(k)
     flagged = sorted(
-        {
-            f"{m['name']}: {k} ({v})"
-            for m in study["models"]
-            for k, v in m["flags"].items()
-        }
+        f"{name}: {', '.join(measures)} ({reason})"
+        for (name, reason), measures in grouped.items()
     )
     # A measure that is not finite for some models ranks fewer of them: say so.
     text = list(lines)
@@ -357,11 +360,11 @@ def _volume_text(study, settings):
         + ", ".join(f"{c:g}" for c in settings.get("annealed_cutoffs", []))
         + f" on {len(found)} models: {width_text}; {reliable} of {total} "
         f"estimates without a diagnostic warning; {seconds / 60:.0f} min of "
-        "worker time. neg_log10_basin_volume ranks minus the log-volume (the "
-        "paper's measure; it grows with the number of weights, so across "
-        "widths it also orders widths), neg_log10_volume_radius minus log10 "
-        "of the radius of the ball of equal volume in units of the cap's "
-        "radius (per weight).",
+        "worker time. neg_log10_basin_volume_ce* ranks minus the log-volume "
+        "(the paper's measure; it grows with the number of weights, so across "
+        "widths it also orders widths), neg_log10_volume_radius_ce* minus "
+        "log10 of the radius of the ball of equal volume in units of the "
+        "cap's radius (per weight).",
     ]
     if left:
         names = ", ".join(labels.get(f, f) for f in left)

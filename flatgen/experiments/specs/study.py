@@ -283,7 +283,8 @@ SPEC = ExperimentSpec(
     "digits (poison factor x channels x learning rate x seed), measure each "
     "minimum (curvature, worst-case and average sharpness, PAC-Bayes flatness, "
     "relative flatness, Fisher-Rao and path norms, norm products, input "
-    "margin, basin radius, local learning coefficient) and rank the measures "
+    "margin, basin radius, local learning coefficient; the MLPs' basin "
+    "log-volume by annealing when asked) and rank the measures "
     "by Kendall's tau with the "
     "generalization gap, per family and pooled, overall and per grid axis, "
     "with bootstrap intervals.",
@@ -338,7 +339,8 @@ def run_study(
     PAC-Bayes flatness, relative flatness of the last layer, Fisher-Rao norm,
     path norm, products of spectral and Frobenius norms, median input margin,
     mean basin radius, local learning coefficient: over every model and over
-    those whose chains mixed) and ranks the measures by Kendall's
+    those whose chains mixed; with ``annealed_cutoffs``, the MLPs' basin
+    log-volume) and ranks the measures by Kendall's
     tau with the gap, over the models that fit their training set: per
     family and pooled, each overall with a bootstrap interval and granulated
     along each axis (Jiang et al., 2020); the report names the measures
@@ -372,9 +374,9 @@ def run_study(
         also measured by annealing (:class:`~flatgen.AnnealedVolumeEstimator`,
         two runs of 8 chains) and ranked, as minus the log-volume and per
         weight (minus log10 of the radius of the ball of equal volume, in
-        units of the cap's); none by default: about 2 min of one core per
-        4 x 32 MLP and 7 min per 4 x 64 one, over an hour per digits CNN
-        (not measured; the preset's ``volume_families``).
+        units of the cap's); none by default: 1.5-2.5 min of one core per
+        4 x 32 MLP and about 5 min per 4 x 64 one, over an hour per digits
+        CNN (not measured; the preset's ``volume_families``).
     verbose : int, default=1
         Progress bars when positive.
 
