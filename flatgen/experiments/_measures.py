@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..landscape._annealed import CAP_SHARE_WARN
 from ._ranking import family_disagreements, rank_measures
 from ._results import Flatness, Margins
 from ._steps import (
@@ -216,7 +217,7 @@ def _volume_flags(details, i):
             f"forward/backward lag {lag:.1f} orders)"
         )
     share = details["cap_share"][i]
-    if share is not None and share >= 0.5:
+    if share is not None and share >= CAP_SHARE_WARN:
         reasons.append("the cap bounds the basin")
     return "; ".join(reasons)
 
