@@ -151,8 +151,7 @@ def not_a_folder(tmp_path):
         (["swissroll", "--annealed-cutoffs", "0"], 2, "must be a positive number"),
         (["swissroll", "--annealed-cutoffs", "inf"], 2, "must be a positive number"),
         (["digits", "--annealed-cutoffs", "-1"], 2, "must be a positive number"),
-        # Only experiments that measure annealed volumes take the option.
-        (["study", "--annealed-cutoffs", "0.5"], 2, "unrecognized arguments"),
+        (["study", "--annealed-cutoffs", "nan"], 2, "must be a positive number"),
     ],
 )
 def test_bad_arguments_one_line_error(
