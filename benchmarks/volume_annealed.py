@@ -14,7 +14,9 @@ whitening and, on paths from the cap ball, the adaptive one
 For each shape and estimator: the error of the estimate (log10 V_est -
 log10 V_true, orders of magnitude), the width of its 95 % interval, whether
 the interval covers the truth, whether the estimator warned, and its time; then
-the coverage of the annealed interval over ``--seeds`` seeds.
+the coverage of the annealed interval over ``--seeds`` seeds (for a long
+coverage study of one shape, stoppable and resumable seed by seed,
+``benchmarks/volume_coverage.py``).
 
     python benchmarks/volume_annealed.py                 # n = 1000, 20 seeds
     python benchmarks/volume_annealed.py --n-dims 200 --seeds 5
