@@ -33,6 +33,8 @@ from flatgen.landscape import annealed_log10_volume, make_basin
 from flatgen.landscape._known_basins import BASIN_KINDS
 
 RECORDS = Path(__file__).parent / "records"
+# Each seed takes minutes: far more than this is a typing error.
+MAX_SEEDS = 10_000
 
 
 def seed_list(text):
@@ -40,10 +42,19 @@ def seed_list(text):
     seeds = []
     for part in text.split(","):
         low, _, high = part.partition("-")
-        seeds.extend(range(int(low), int(high or low) + 1))
-    if not seeds or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"seeds must be non-negative; got {text!r}")
-    return seeds
+        try:
+            low, high = int(low), int(high or low)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"seeds are numbers or ranges like 0-19; got {part!r}"
+            ) from None
+        if low < 0 or high < low or high - low >= MAX_SEEDS:
+            raise argparse.ArgumentTypeError(
+                f"a seed range runs from a non-negative seed up to at most "
+                f"{MAX_SEEDS - 1} more; got {part!r}"
+            )
+        seeds.extend(range(low, high + 1))
+    return sorted(set(seeds))
 
 
 def machine():
