@@ -185,6 +185,18 @@ def main():
     args = parser.parse_args()
     out = args.out or RECORDS / f"annealed_coverage_{args.kind}_{args.n_dims}.jsonl"
     label = f"{args.kind} n={args.n_dims}"
+    # A record of another shape would make this one skip its seeds and mix
+    # two shapes in one summary: refuse it.
+    other = {
+        (line["kind"], line["n_dims"])
+        for line in read_record(out)
+        if (line["kind"], line["n_dims"]) != (args.kind, args.n_dims)
+    }
+    if other:
+        parser.error(
+            f"--out {out} holds seeds of {sorted(other)}, not of "
+            f"{(args.kind, args.n_dims)}: name another record"
+        )
     if not args.summary:
         torch.set_num_threads(1)
         basin = make_basin(args.kind, args.n_dims, random_state=0)
