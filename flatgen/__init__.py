@@ -42,6 +42,7 @@ _EXPORTS = {
     "VolumeConvergenceDisplay": "plotting",
     "VolumeEstimator": "analyzers",
     "VolumeGapDisplay": "plotting",
+    "WorstCaseFlatnessAnalyzer": "analyzers",
     "make_spirals": "datasets",
 }
 

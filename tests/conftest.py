@@ -34,6 +34,7 @@ SLOW_DOCTESTS = {
     "flatgen.analyzers._sharpness.SharpnessAnalyzer",
     "flatgen.analyzers._slices.LossSlice",
     "flatgen.analyzers._volume.VolumeEstimator",
+    "flatgen.analyzers._sharpness.WorstCaseFlatnessAnalyzer",
     "flatgen.estimators._batched.BatchedPoisonFitter",
     "flatgen.estimators._mlp.PoisonedMLPClassifier",
 }

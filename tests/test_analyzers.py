@@ -24,6 +24,7 @@ from flatgen import (
     RelativeFlatnessAnalyzer,
     SharpnessAnalyzer,
     VolumeEstimator,
+    WorstCaseFlatnessAnalyzer,
 )
 from flatgen.analyzers import log10_ball_volume
 from flatgen.landscape import VolumeSaturationWarning
@@ -66,6 +67,7 @@ def assert_unchanged(estimator, before):
         SharpnessAnalyzer(n_steps=3, random_state=0),
         SharpnessAnalyzer("average", "filter_normalized", n_draws=8),
         PACBayesAnalyzer(n_draws=8, random_state=0),
+        WorstCaseFlatnessAnalyzer(n_steps=3, random_state=0),
         NormAnalyzer(),
         RelativeFlatnessAnalyzer(),
     ],
@@ -331,6 +333,7 @@ def test_analysis_seeds_are_shared_across_analyzers(fitted):
         (SharpnessAnalyzer(n_steps=5), "sharpness_"),
         (SharpnessAnalyzer("average", n_draws=16), "sharpness_"),
         (PACBayesAnalyzer(n_draws=16), "flatness_"),
+        (WorstCaseFlatnessAnalyzer(n_steps=3, scale="adaptive"), "flatness_"),
         (NormAnalyzer("log10_path_norm"), "log10_path_norm_"),
     ],
 )
@@ -357,11 +360,27 @@ def test_pac_bayes_search_that_never_crosses_warns(fitted):
     assert pac.capped_ and pac.sigma_ == 0.01
 
 
+def test_worst_case_flatness_that_never_crosses_warns(fitted):
+    from sklearn.exceptions import ConvergenceWarning
+
+    clf, X, y = fitted
+    with pytest.warns(ConvergenceWarning, match="radius_ is only a lower bound"):
+        flat = WorstCaseFlatnessAnalyzer(bound=1e6, radius_max=0.01, n_steps=2)
+        flat.fit(clf, X, y)
+    assert flat.capped_ and flat.radius_ == 0.01 and flat.flatness_ == 1e4
+    # Not capped: the search ends where the ascent's sharpness meets the bound.
+    flat = WorstCaseFlatnessAnalyzer(n_steps=3, random_state=0).fit(clf, X, y)
+    at = SharpnessAnalyzer(radius=flat.radius_, scale="raw", n_steps=3, random_state=0)
+    beyond = clone(at).set_params(radius=1.01 * flat.radius_)
+    assert at.fit(clf, X, y).sharpness_ <= 0.1 < beyond.fit(clf, X, y).sharpness_
+
+
 SCORERS = {
     "basin": BasinAnalyzer(n_directions=50, cutoff=0.5, random_state=0),
     "curvature": CurvatureAnalyzer(random_state=0),
     "sharpness": SharpnessAnalyzer(random_state=0),
     "pac_bayes": PACBayesAnalyzer(random_state=0),
+    "worst_case_flatness": WorstCaseFlatnessAnalyzer(random_state=0),
     "fisher_rao": NormAnalyzer(norm="fisher_rao"),
     "margin": MarginAnalyzer(random_state=0),
     "relative_flatness": RelativeFlatnessAnalyzer(),

@@ -18,6 +18,7 @@ from flatgen import (
     PerturbationPath,
     SharpnessAnalyzer,
     VolumeEstimator,
+    WorstCaseFlatnessAnalyzer,
 )
 from flatgen.landscape import DataBatches, LossHessian, TrainingObjective, is_batches
 
@@ -184,6 +185,8 @@ BATCH_ANALYZERS = [
     (SharpnessAnalyzer(n_steps=3, random_state=0), "sharpness_", 1e-7),
     (SharpnessAnalyzer("average", n_draws=8, random_state=0), "sharpness_", 1e-9),
     (PACBayesAnalyzer(n_draws=8, random_state=0), "flatness_", 1e-6),
+    # A bisection to rtol 1e-3: rounding may move one decision, one step.
+    (WorstCaseFlatnessAnalyzer(n_steps=3, random_state=0), "flatness_", 4e-3),
     (NormAnalyzer(), "fisher_rao_", 1e-9),
     (
         LearningCoefficientAnalyzer(

@@ -16,6 +16,7 @@ from flatgen.landscape import (
     log10_path_norm,
     pac_bayes_sigma,
     perturbation_scale,
+    worst_case_radius,
     worst_case_sharpness,
 )
 
@@ -85,6 +86,51 @@ def test_pac_bayes_sigma_of_a_quadratic():
         losses_at, theta0, scale, bound=1e6, sigma_max=1.0, seed=3
     )
     assert capped and sigma == 1.0
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_worst_case_radius_of_a_quadratic_is_its_closed_form(adaptive):
+    H, theta0, _, loss_and_grad = quadratic()
+    scale = theta0.abs() if adaptive else torch.ones_like(theta0)
+    S = np.diag(scale.numpy())
+    bound = 0.1
+    # rho^2 / 2 lambda_max(S H S) = bound: the radius written out.
+    expected = np.sqrt(2 * bound / np.linalg.eigvalsh(S @ H @ S)[-1])
+    radius, capped, n_evaluations = worst_case_radius(
+        loss_and_grad, theta0, scale, bound=bound, n_steps=60, rtol=1e-4, seed=1
+    )
+    assert not capped and 5 < n_evaluations < 40
+    assert radius == pytest.approx(expected, rel=2e-3)
+    # A bound never reached within radius_max is flagged, not hidden.
+    radius, capped, _ = worst_case_radius(
+        loss_and_grad, theta0, scale, bound=1e6, radius_max=1.0, seed=1
+    )
+    assert capped and radius == 1.0
+    with pytest.raises(ValueError, match="bound must be a positive"):
+        worst_case_radius(loss_and_grad, theta0, scale, bound=0.0)
+    with pytest.raises(ValueError, match="radius_max must be a positive"):
+        worst_case_radius(loss_and_grad, theta0, scale, radius_max=np.inf)
+
+
+def test_worst_case_radius_on_a_network_is_where_its_sharpness_meets_the_bound():
+    net, X, y = tiny_network(bias=True)
+    loss = NetworkLoss(net, X, y)
+    scale = perturbation_scale(loss.layout, loss.theta0, "raw", include_bias=True)
+    bound = 0.1
+    radius, capped, _ = worst_case_radius(
+        loss.loss_and_grad, loss.theta0, scale, bound=bound, n_steps=30, seed=0
+    )
+    assert not capped and radius > 0
+
+    def sharpness(r):
+        found, _ = worst_case_sharpness(
+            loss.loss_and_grad, loss.theta0, scale, r, n_steps=30, seed=0
+        )
+        return found
+
+    # At the radius the ascent (same starts) stays within the bound; 5 %
+    # further it does not.
+    assert sharpness(radius) <= bound < sharpness(1.05 * radius)
 
 
 def tiny_network(bias=False, seed=0):

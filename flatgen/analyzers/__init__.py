@@ -8,7 +8,11 @@ from ._margins import MarginAnalyzer, MarginPlotter
 from ._norms import NormAnalyzer
 from ._path import PerturbationPath
 from ._relative_flatness import RelativeFlatnessAnalyzer
-from ._sharpness import PACBayesAnalyzer, SharpnessAnalyzer
+from ._sharpness import (
+    PACBayesAnalyzer,
+    SharpnessAnalyzer,
+    WorstCaseFlatnessAnalyzer,
+)
 from ._slices import LossSlice
 from ._volume import VolumeEstimator, log10_ball_volume
 
@@ -26,5 +30,6 @@ __all__ = [
     "RelativeFlatnessAnalyzer",
     "SharpnessAnalyzer",
     "VolumeEstimator",
+    "WorstCaseFlatnessAnalyzer",
     "log10_ball_volume",
 ]

@@ -1,4 +1,4 @@
-"""Sharpness analyzers: worst-case and average loss increase, PAC-Bayes flatness."""
+"""Sharpness analyzers: worst-case and average loss increase, tolerated scales."""
 
 import warnings
 from numbers import Integral, Real
@@ -12,6 +12,7 @@ from ..landscape import (
     average_sharpness,
     pac_bayes_sigma,
     perturbation_scale,
+    worst_case_radius,
     worst_case_sharpness,
 )
 from ..landscape._sharpness import SCALES
@@ -329,5 +330,161 @@ class PACBayesAnalyzer(FlatnessAnalyzer):
                 "estimator's loss is not finite or not at a minimum on this X, y."
             )
         self.flatness_ = 1.0 / self.sigma_**2
+        self.score_ = -self.flatness_
+        return self
+
+
+class WorstCaseFlatnessAnalyzer(FlatnessAnalyzer):
+    """Worst-case flatness: the largest ball of weights the minimum tolerates.
+
+    The largest ``radius`` with ``max_{||u|| <= radius} L(theta* + s * u)
+    - L(theta*) <= bound``, the maximum found by projected gradient ascent
+    (as in :class:`SharpnessAnalyzer`, from the same seeded starts at every
+    radius) and the radius by bisection on ``log radius``. The worst-case
+    sharpness then needs no radius set by hand: each model gets the one at
+    which its loss rises by ``bound``. Jiang et al. (2020) rank networks by
+    ``1 / radius**2`` ("sharpness.flatness"; with ``scale='adaptive'``
+    "sharpness.mag.flatness"); their bound is 0.1 on the training error,
+    here it is on the mean training cross-entropy. On a quadratic ``radius
+    = sqrt(2 bound / lambda_max(S H S))``; on a network the ascent finds a
+    lower bound of each maximum, so ``radius_`` is an upper bound of the
+    exact radius.
+
+    Parameters
+    ----------
+    bound : float, default=0.1
+        Largest tolerated loss increase.
+    scale : {'adaptive', 'filter_normalized', 'raw'}, default='raw'
+        Per-weight scale ``s`` of the perturbation (``'raw'``: Jiang et
+        al.'s ``sharpness.flatness``; ``'adaptive'``: their magnitude-aware
+        variant).
+    n_steps : int, default=20
+        Gradient-ascent steps per start and radius.
+    n_restarts : int, default=1
+        Random starts per radius; the largest increase is kept.
+    radius_max : float, default=10.0
+        Upper end of the search.
+    rtol : float, default=1e-3
+        Relative precision of the radius.
+    include_bias : bool, default=False
+        Whether biases and normalization parameters are perturbed.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the starts.
+    n_threads : int, default=1
+        Number of torch threads.
+
+    Attributes
+    ----------
+    radius_ : float
+        The largest tolerated radius.
+    capped_ : bool
+        Whether the loss stayed below the bound up to ``radius_max`` (then
+        ``radius_`` is only a lower bound; a ConvergenceWarning says so).
+    flatness_ : float
+        ``1 / radius_**2`` (larger is sharper).
+    n_evaluations_ : int
+        Radii tried, each ``n_restarts * (n_steps + 1)`` gradients.
+    base_loss_ : float
+        Training loss at the minimum.
+    score_ : float
+        ``-flatness_``, returned when called as a scorer: larger is flatter,
+        like every flatness scorer.
+
+    See Also
+    --------
+    SharpnessAnalyzer : The loss increase at a given radius.
+    PACBayesAnalyzer : The same search under Gaussian noise.
+
+    Examples
+    --------
+    >>> from flatgen import PoisonedMLPClassifier, WorstCaseFlatnessAnalyzer
+    >>> from flatgen import make_spirals
+    >>> X, y = make_spirals(100, random_state=0)
+    >>> clf = PoisonedMLPClassifier(max_iter=300, random_state=0).fit(X, y)
+    >>> WorstCaseFlatnessAnalyzer(n_steps=5, random_state=0).fit(clf, X, y).radius_ > 0
+    True
+    """
+
+    _parameter_constraints = {
+        **_COMMON,
+        "bound": [Interval(Real, 0, None, closed="neither")],
+        "n_steps": [Interval(Integral, 1, None, closed="left")],
+        "n_restarts": [Interval(Integral, 1, None, closed="left")],
+        "radius_max": [Interval(Real, 0, None, closed="neither")],
+        "rtol": [Interval(Real, 0, 1, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        bound=0.1,
+        scale="raw",
+        *,
+        n_steps=20,
+        n_restarts=1,
+        radius_max=10.0,
+        rtol=1e-3,
+        include_bias=False,
+        random_state=None,
+        n_threads=1,
+    ):
+        self.bound = bound
+        self.scale = scale
+        self.n_steps = n_steps
+        self.n_restarts = n_restarts
+        self.radius_max = radius_max
+        self.rtol = rtol
+        self.include_bias = include_bias
+        self.random_state = random_state
+        self.n_threads = n_threads
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, estimator, X, y):
+        """Find the largest tolerated ball around ``estimator``'s weights on ``X, y``.
+
+        Parameters
+        ----------
+        estimator : fitted network model
+            A flatgen classifier, a skorch net, an sklearn ``MLPClassifier``, a
+            ``torch.nn.Module`` returning logits, or a Pipeline ending in one
+            (see :ref:`any-model`).
+            It is not modified.
+        X : array-like of shape (n_samples, ...)
+            Training inputs.
+        y : array-like of shape (n_samples,)
+            Training labels (class indices for skorch nets and modules).
+
+        Returns
+        -------
+        self : WorstCaseFlatnessAnalyzer
+            The analyzer, with results in its ``*_`` attributes.
+        """
+        landscape, theta0, scale = _landscape(self, estimator, X, y)
+        (seed,) = analysis_seeds(self.random_state)
+        with landscape.threads():
+            self.radius_, self.capped_, self.n_evaluations_ = worst_case_radius(
+                landscape.loss_and_grad,
+                theta0,
+                scale,
+                bound=float(self.bound),
+                n_steps=self.n_steps,
+                n_restarts=self.n_restarts,
+                radius_max=float(self.radius_max),
+                rtol=float(self.rtol),
+                seed=seed,
+            )
+        if self.capped_:
+            warnings.warn(
+                f"The loss rose less than bound={self.bound:g} even in the ball of "
+                f"radius_max={self.radius_max:g}: radius_ is only a lower bound and "
+                "flatness_ an upper bound. Raise radius_max.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        if self.radius_ <= 0:
+            raise ValueError(
+                "The training loss rises above the bound in any ball: the "
+                "estimator's loss is not finite or not at a minimum on this X, y."
+            )
+        self.flatness_ = 1.0 / self.radius_**2
         self.score_ = -self.flatness_
         return self

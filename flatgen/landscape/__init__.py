@@ -44,6 +44,7 @@ from ._sharpness import (
     average_sharpness,
     pac_bayes_sigma,
     perturbation_scale,
+    worst_case_radius,
     worst_case_sharpness,
 )
 from ._volume import (
@@ -82,6 +83,7 @@ __all__ = [
     "log10_path_norm",
     "pac_bayes_sigma",
     "perturbation_scale",
+    "worst_case_radius",
     "worst_case_sharpness",
     "VolumeSaturationWarning",
     "basin_log10_volume",
