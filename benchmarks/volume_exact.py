@@ -151,7 +151,11 @@ def main():
             hits, ess = 0, []
             for seed in range(n_seeds):
                 r = basin_log10_volume(
-                    loss, n, 1.0, n_directions=300, random_state=seed,
+                    loss,
+                    n,
+                    1.0,
+                    n_directions=300,
+                    random_state=seed,
                     **estimators[estimator],
                 )
                 lo, hi = r.log10_volume_ci

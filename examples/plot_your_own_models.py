@@ -40,8 +40,14 @@ X_train, X_test, y_train, y_test = train_test_split(
 # softmax, as skorch's default NLLLoss expects.
 torch.manual_seed(RANDOM_STATE)
 module = nn.Sequential(
-    nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
-    nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 2), nn.Softmax(dim=-1),
+    nn.Linear(2, 64),
+    nn.ReLU(),
+    nn.Linear(64, 64),
+    nn.ReLU(),
+    nn.Linear(64, 64),
+    nn.ReLU(),
+    nn.Linear(64, 2),
+    nn.Softmax(dim=-1),
 )
 skorch_net = NeuralNetClassifier(
     module,

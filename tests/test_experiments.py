@@ -544,7 +544,8 @@ def test_study_ranks_every_measure_over_the_fitted_models(tiny_study_run):
     loaded = ExperimentResult.from_json(tmp_path / "summary.json")
     assert loaded.study["ranking"] == json.loads(json.dumps(ranking))
     # The perturbation-based measures again at half their scale; x1 is the
-    # ranking's own tau.
+    # ranking's own tau. The scales each model sets by a loss increase are
+    # taken at the preset bound alone, but for the raw PAC-Bayes one.
     sweep = {row["measure"]: row["taus"] for row in study["scale_sweep"]}
     assert set(sweep) == {
         "worst_case_sharpness",
@@ -553,6 +554,11 @@ def test_study_ranks_every_measure_over_the_fitted_models(tiny_study_run):
         "pac_bayes_flatness",
     }
     by_measure = {r["measure"]: r["tau"] for r in ranking}
+    assert {
+        "adaptive_pac_bayes_flatness",
+        "worst_case_flatness",
+        "adaptive_worst_case_flatness",
+    } <= set(by_measure)
     for measure, taus in sweep.items():
         assert list(taus) == ["0.5", "1"]
         assert taus["1"]["tau"] == by_measure[measure]
@@ -572,6 +578,56 @@ def test_study_ranks_every_measure_over_the_fitted_models(tiny_study_run):
         by_measure
     )
     assert "learning coefficient's chains mixed" in report
+
+
+def test_the_study_sets_each_scale_per_model_by_its_bound():
+    from flatgen import (
+        PACBayesAnalyzer,
+        PoisonedMLPClassifier,
+        WorstCaseFlatnessAnalyzer,
+    )
+    from flatgen.experiments._steps import _tolerated_scales
+
+    from .conftest import blobs
+
+    X, y = blobs(n_samples=60, n_classes=3)
+    clf = PoisonedMLPClassifier(
+        hidden_layer_sizes=(8,), max_iter=200, random_state=0
+    ).fit(X, y)
+    pac = {"bound": 0.1, "n_draws": 4}
+    flat = {"bound": 0.1, "n_steps": 2, "rtol": 0.01}
+    found = _tolerated_scales(clf, X, y, pac, flat, 0.5, seed=3)
+    # Each value is its analyzer's 1 / scale**2 at half the preset bound.
+    expected = {
+        "pac_bayes_flatness": PACBayesAnalyzer(0.05, "raw", n_draws=4),
+        "adaptive_pac_bayes_flatness": PACBayesAnalyzer(0.05, "adaptive", n_draws=4),
+        "worst_case_flatness": WorstCaseFlatnessAnalyzer(
+            0.05, "raw", n_steps=2, rtol=0.01
+        ),
+        "adaptive_worst_case_flatness": WorstCaseFlatnessAnalyzer(
+            0.05, "adaptive", n_steps=2, rtol=0.01
+        ),
+    }
+    assert set(found) == set(expected)
+    for name, analyzer in expected.items():
+        value, reason = found[name]
+        analyzer.set_params(random_state=3).fit(clf, X, y)
+        assert value == analyzer.flatness_ and reason is None
+        assert math.isfinite(value) and value > 0
+    # Without the worst-case settings only the raw PAC-Bayes search runs.
+    assert list(_tolerated_scales(clf, X, y, pac, None, 1.0, seed=3)) == [
+        "pac_bayes_flatness"
+    ]
+    # A search that reaches its cap is flagged as a bound.
+    capped = _tolerated_scales(
+        clf, X, y, {**pac, "sigma_max": 1e-6}, {**flat, "radius_max": 1e-6}, 1.0, 3
+    )
+    assert {name: reason for name, (_, reason) in capped.items()} == {
+        "pac_bayes_flatness": "upper bound: sigma capped",
+        "adaptive_pac_bayes_flatness": "upper bound: sigma capped",
+        "worst_case_flatness": "upper bound: radius capped",
+        "adaptive_worst_case_flatness": "upper bound: radius capped",
+    }
 
 
 @pytest.mark.slow
@@ -662,7 +718,8 @@ def test_study_ranks_per_family_and_pooled(two_family_run):
     from PIL import Image
 
     width, height = Image.open(out / "measure_ranking.png").size
-    assert width > 2.5 * height
+    # One panel is 7 in wide and 0.38 in per measure (+ 1.6 in) tall.
+    assert width / height > 2.5 * 7.0 / (0.38 * len(pooled) + 1.6)
 
 
 @pytest.mark.slow

@@ -321,6 +321,11 @@ def _zoo_settings(s, seeds):
             "bound": s["pac_bayes_bound"],
             "n_draws": s["pac_bayes_samples"],
         },
+        "flatness": {
+            "bound": s["flatness_bound"],
+            "n_steps": s["sharpness_steps"],
+            "rtol": s["flatness_rtol"],
+        },
         "margins": {
             "n_directions": s["margin_directions"],
             "n_refine": s["margin_refine"],

@@ -24,6 +24,7 @@ from ..analyzers import (
     RelativeFlatnessAnalyzer,
     SharpnessAnalyzer,
     VolumeEstimator,
+    WorstCaseFlatnessAnalyzer,
 )
 from ..landscape import VolumeSaturationWarning
 
@@ -292,6 +293,7 @@ def measure_zoo(
     margins,
     basin,
     seed,
+    flatness=None,
     scale_factors=(),
 ):
     """Every measure of the study for one fitted network, oriented alike.
@@ -311,7 +313,8 @@ def measure_zoo(
         ``radius`` (worst case, raw weights), ``adaptive_radius``,
         ``sigma`` (average case, adaptive), ``n_steps`` and ``n_draws``.
     pac_bayes : dict
-        Parameters of :class:`~flatgen.PACBayesAnalyzer`.
+        Parameters of :class:`~flatgen.PACBayesAnalyzer` (raw noise; the
+        adaptive one as well when ``flatness`` is given).
     margins : dict
         Parameters of :class:`~flatgen.MarginAnalyzer`.
     basin : dict
@@ -319,9 +322,16 @@ def measure_zoo(
         the paper's basin radius enters as ``-log10`` of the mean radius.
     seed : int
         Seed of every random part.
+    flatness : dict, default=None
+        Parameters of :class:`~flatgen.WorstCaseFlatnessAnalyzer` (``bound``,
+        ``n_steps``, ``rtol``): the scales set per model by a loss increase.
+        With it, three more measures: the worst-case flatness ``1 /
+        radius**2`` in raw and adaptive weights, and the PAC-Bayes flatness
+        of adaptive noise (Jiang et al.'s "sharpness.flatness",
+        "sharpness.mag.flatness" and "pacbayes.mag.flatness").
     scale_factors : sequence of float, default=()
         Multiples of the perturbation scale (sharpness radii, average sigma,
-        PAC-Bayes bound) at which those measures are taken again.
+        raw PAC-Bayes bound) at which those measures are taken again.
 
     Returns
     -------
@@ -329,7 +339,7 @@ def measure_zoo(
         ``values`` (measure name -> float) and ``flags`` (measure name ->
         why it is only a bound, or why it is missing: NaN values are left
         out of the ranking), ``base_loss``, and ``scale_sweep`` (measure
-        name -> {factor: value}; a PAC-Bayes value whose sigma reached its
+        name -> {factor: value}; a value whose searched scale reached its
         cap is a bound, flagged as ``"<measure>@<factor>"``).
     """
     values, flags = {}, {}
@@ -346,16 +356,24 @@ def measure_zoo(
                 values[name] = value
             else:
                 sweep.setdefault(name, {})[key] = value
-        bound = {**pac_bayes, "bound": pac_bayes["bound"] * factor}
-        flatness, capped = _pac_bayes_flatness(estimator, X, y, bound, seed)
-        name = "pac_bayes_flatness"
-        if factor == 1.0:
-            values[name] = flatness
-        else:
-            sweep.setdefault(name, {})[key] = flatness
-        if capped:
-            label = name if factor == 1.0 else f"{name}@{key}"
-            flags[label] = "upper bound: sigma capped"
+        # The scales set per model are taken at the preset bound alone (a
+        # sweep of their bound would triple their cost on the CNNs); the
+        # raw PAC-Bayes bound is swept as before.
+        for name, (value, reason) in _tolerated_scales(
+            estimator,
+            X,
+            y,
+            pac_bayes,
+            flatness if factor == 1.0 else None,
+            factor,
+            seed,
+        ).items():
+            if factor == 1.0:
+                values[name] = value
+            else:
+                sweep.setdefault(name, {})[key] = value
+            if reason:
+                flags[name if factor == 1.0 else f"{name}@{key}"] = reason
     relative = RelativeFlatnessAnalyzer(random_state=seed).fit(estimator, X, y)
     values["relative_flatness"] = relative.relative_flatness_
     norms = NormAnalyzer().fit(estimator, X, y)
@@ -440,11 +458,49 @@ def _scaled_sharpness(estimator, X, y, sharpness, factor, seed):
     return values
 
 
-def _pac_bayes_flatness(estimator, X, y, pac_bayes, seed):
-    """PAC-Bayes flatness and whether its sigma reached the cap (a bound)."""
-    pac = PACBayesAnalyzer(**pac_bayes, random_state=seed)
-    _fit_recording_convergence(pac, estimator, X, y)
-    return pac.flatness_, bool(pac.capped_)
+def _tolerated_scales(estimator, X, y, pac_bayes, flatness, factor, seed):
+    """Measure the flatness measures whose scale each model sets by a loss rise.
+
+    Returns measure name -> (``1 / scale**2``, why it is a bound or None),
+    each bound ``factor`` times its preset: the PAC-Bayes sigma of raw
+    noise, and with ``flatness`` that of adaptive noise and the worst-case
+    radius in raw and adaptive weights.
+    """
+    searches = [
+        ("pac_bayes_flatness", PACBayesAnalyzer, pac_bayes, "raw", "sigma"),
+    ]
+    if flatness is not None:
+        searches += [
+            (
+                "adaptive_pac_bayes_flatness",
+                PACBayesAnalyzer,
+                pac_bayes,
+                "adaptive",
+                "sigma",
+            ),
+            (
+                "worst_case_flatness",
+                WorstCaseFlatnessAnalyzer,
+                flatness,
+                "raw",
+                "radius",
+            ),
+            (
+                "adaptive_worst_case_flatness",
+                WorstCaseFlatnessAnalyzer,
+                flatness,
+                "adaptive",
+                "radius",
+            ),
+        ]
+    found = {}
+    for name, kind, params, scale, what in searches:
+        params = {**params, "bound": params["bound"] * factor, "scale": scale}
+        analyzer = kind(**params, random_state=seed)
+        _fit_recording_convergence(analyzer, estimator, X, y)
+        reason = f"upper bound: {what} capped" if analyzer.capped_ else None
+        found[name] = (analyzer.flatness_, reason)
+    return found
 
 
 def _fit_recording_convergence(analyzer, estimator, X, y):

@@ -41,6 +41,13 @@ FULL = {
     "sharpness_samples": 64,
     "pac_bayes_bound": 0.1,
     "pac_bayes_samples": 64,
+    # Scales set per model by a stated loss increase instead of by hand:
+    # the largest worst-case ball (raw and adaptive weights) and the largest
+    # adaptive Gaussian noise whose mean loss rises by at most this bound.
+    # The radius to 1 %, far below its spread across models; each radius
+    # tried costs sharpness_steps + 1 gradients.
+    "flatness_bound": 0.1,
+    "flatness_rtol": 0.01,
     # The perturbation-based measures are also taken at these multiples of
     # their scale (sharpness radii, average sigma, PAC-Bayes bound): the
     # report shows how each one's tau depends on it.
