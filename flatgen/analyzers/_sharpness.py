@@ -316,22 +316,9 @@ class PACBayesAnalyzer(FlatnessAnalyzer):
                 rtol=float(self.rtol),
                 seed=seed,
             )
-        if self.capped_:
-            warnings.warn(
-                f"The mean loss rose less than bound={self.bound:g} even at "
-                f"sigma_max={self.sigma_max:g}: sigma_ is only a lower bound and "
-                "flatness_ an upper bound. Raise sigma_max.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-        if self.sigma_ <= 0:
-            raise ValueError(
-                "The training loss rises above the bound under any noise: the "
-                "estimator's loss is not finite or not at a minimum on this X, y."
-            )
-        self.flatness_ = 1.0 / self.sigma_**2
-        self.score_ = -self.flatness_
-        return self
+        return _tolerated(
+            self, "sigma", f"the mean loss increase at sigma_max={self.sigma_max:g}"
+        )
 
 
 class WorstCaseFlatnessAnalyzer(FlatnessAnalyzer):
@@ -472,19 +459,35 @@ class WorstCaseFlatnessAnalyzer(FlatnessAnalyzer):
                 rtol=float(self.rtol),
                 seed=seed,
             )
-        if self.capped_:
-            warnings.warn(
-                f"The loss rose less than bound={self.bound:g} even in the ball of "
-                f"radius_max={self.radius_max:g}: radius_ is only a lower bound and "
-                "flatness_ an upper bound. Raise radius_max.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-        if self.radius_ <= 0:
-            raise ValueError(
-                "The training loss rises above the bound in any ball: the "
-                "estimator's loss is not finite or not at a minimum on this X, y."
-            )
-        self.flatness_ = 1.0 / self.radius_**2
-        self.score_ = -self.flatness_
-        return self
+        return _tolerated(
+            self,
+            "radius",
+            "the largest loss increase found in the ball of "
+            f"radius_max={self.radius_max:g}",
+        )
+
+
+def _tolerated(analyzer, name, at_cap):
+    """Finish a search for the largest tolerated scale ``name_``: flag, check, score.
+
+    Sets ``flatness_ = 1 / scale**2`` and ``score_``; warns when the search
+    reached its cap (``at_cap`` says where the loss stayed within the bound)
+    and refuses a scale of zero (no minimum to measure).
+    """
+    scale = getattr(analyzer, f"{name}_")
+    if analyzer.capped_:
+        warnings.warn(
+            f"{at_cap[0].upper()}{at_cap[1:]} stayed within bound="
+            f"{analyzer.bound:g}: {name}_ is only a lower bound and flatness_ an "
+            f"upper bound. Raise {name}_max.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    if scale <= 0:
+        raise ValueError(
+            f"The training loss rises above the bound at any {name}: the "
+            "estimator's loss is not finite or not at a minimum on this X, y."
+        )
+    analyzer.flatness_ = 1.0 / scale**2
+    analyzer.score_ = -analyzer.flatness_
+    return analyzer
