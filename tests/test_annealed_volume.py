@@ -65,6 +65,44 @@ def test_bodies_beyond_their_quadratic_model_are_measured(kind):
     assert result.n_gradients > 0 and result.seconds > 0
 
 
+def test_a_body_flat_at_its_minimum_takes_its_axes_from_the_cutoff():
+    from flatgen.landscape._annealed import _level_set_hessian
+    from flatgen.landscape._volume import _autograd_hvp
+
+    # Flat to second order in every direction: the Hessian at the minimum
+    # is zero and says nothing of the axes; the Hessians where rays meet
+    # the cutoff share the rotated body's axes.
+    basin = make_basin("lp_ball", 40, random_state=1)
+    rotation = basin.loss_fn.rotation.to(torch.float64)
+    landscape = _Landscape(
+        basin.loss_fn,
+        None,
+        None,
+        torch.ones(40, dtype=torch.float64),
+        0.0,
+        math.inf,
+        torch.float64,
+        None,
+        1024,
+    )
+
+    def hvp_at(point):
+        return _autograd_hvp(basin.loss_fn, torch.float64, None, at=point)
+
+    hessian = _level_set_hessian(landscape, hvp_at, 40, basin.cutoff)
+    in_axes = rotation.T @ hessian @ rotation
+    off_diagonal = in_axes - torch.diag(torch.diagonal(in_axes))
+    assert float(off_diagonal.abs().max()) < 1e-9 * float(in_axes.abs().max())
+    assert bool((torch.diagonal(in_axes) > 0).all())
+    # The estimator takes them there (8 Hessians more), and only there.
+    flat = _measure(basin, random_state=0)
+    assert flat.n_hvp == 9 * 40
+    curved = _measure(
+        make_basin("rotated_ellipsoid", 40, random_state=0), random_state=0
+    )
+    assert curved.n_hvp == 40
+
+
 @pytest.mark.parametrize("metric", ["model", "adaptive"])
 def test_a_basin_bounded_by_the_cap_is_measured_along_its_surface(metric):
     # Half the directions flat: the chains' measure fills the cap ball and

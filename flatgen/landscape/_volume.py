@@ -531,12 +531,15 @@ def _refuse_descent(loss_fn, n_dims, step, dtype, device):
         )
 
 
-def _autograd_hvp(loss_fn, dtype, device):
-    """Hessian-vector products at 0 by double backprop through ``loss_fn``."""
+def _autograd_hvp(loss_fn, dtype, device, at=None):
+    """Hessian-vector products at 0 (or ``at``) by double backprop of ``loss_fn``."""
 
     def hvp(vectors):
         vectors = vectors.to(device, dtype)
-        origin = torch.zeros_like(vectors, requires_grad=True)
+        if at is None:
+            origin = torch.zeros_like(vectors, requires_grad=True)
+        else:
+            origin = at.to(device, dtype).expand_as(vectors).clone().requires_grad_()
         losses = _differentiable_losses(loss_fn, origin)
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(losses.sum(), origin, create_graph=True)
