@@ -26,7 +26,7 @@ from flatgen.landscape import (
     basin_log10_volume,
     log10_unit_ball_volume,
 )
-from flatgen.landscape._volume import _PROBE_BLOCK, _whitened_trace
+from flatgen.landscape._volume import _PROBE_BLOCK, _whitened_trace, full_hessian
 
 from .conftest import blobs
 
@@ -564,6 +564,20 @@ def test_full_quadratic_model_is_exact_on_a_rotated_four_decade_ellipsoid():
     assert result.effective_sample_size > 99
     assert result.preconditioner_rank == n and result.n_hvp >= n
     assert result.warnings == ()
+
+
+def test_full_hessian_sums_and_symmetrizes_across_blocks():
+    # Two blocks and a remainder; products that are not symmetric (as
+    # float32 network products are not quite) come back as (A + A^T) / 2.
+    n = 2 * _PROBE_BLOCK + 37
+    generator = torch.Generator().manual_seed(0)
+    first, second = (
+        torch.randn(n, n, generator=generator, dtype=torch.float64) for _ in range(2)
+    )
+    hessian = full_hessian(lambda v: v @ first.T, lambda v: v @ second.T, n_dims=n)
+    total = first + second
+    assert_allclose(hessian.numpy(), (0.5 * (total + total.T)).numpy(), atol=1e-12)
+    assert torch.equal(hessian, hessian.T)
 
 
 def test_full_quadratic_model_refuses_more_dimensions_than_it_can_hold():

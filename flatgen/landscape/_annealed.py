@@ -90,6 +90,7 @@ from ._volume import (
     _check_int,
     _differentiable_losses,
     _stream,
+    full_hessian,
     log10_unit_ball_volume,
 )
 
@@ -517,18 +518,6 @@ class _Landscape:
         return radii[0], capped[0]
 
 
-def _full_hessian(hvp, n_dims):
-    """Return the whole Hessian from batched products with the unit vectors."""
-    rows = []
-    for start in range(0, n_dims, 256):
-        stop = min(start + 256, n_dims)
-        units = torch.zeros((stop - start, n_dims), dtype=torch.float64)
-        units[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
-        rows.append(hvp(units).to("cpu", torch.float64))
-    hessian = torch.cat(rows)
-    return 0.5 * (hessian + hessian.T)
-
-
 def _level_set_hessian(landscape, hvp_at, n_dims, delta):
     """Mean Hessian at ``_LEVEL_POINTS`` points where seeded rays meet the cutoff.
 
@@ -545,10 +534,8 @@ def _level_set_hessian(landscape, hvp_at, n_dims, delta):
     radii, _ = landscape.radii(
         rays, delta, np.full(_LEVEL_POINTS, math.sqrt(2 * delta))
     )
-    total = torch.zeros((n_dims, n_dims), dtype=torch.float64)
-    for ray, radius in zip(rays, radii):
-        total += _full_hessian(hvp_at(ray * float(radius)), n_dims)
-    return total / _LEVEL_POINTS
+    products = [hvp_at(ray * float(radius)) for ray, radius in zip(rays, radii)]
+    return full_hessian(*products, n_dims=n_dims).div_(_LEVEL_POINTS)
 
 
 def _calibrated_model(landscape, hvp, n_dims, delta, hvp_at=None):
@@ -563,15 +550,17 @@ def _calibrated_model(landscape, hvp, n_dims, delta, hvp_at=None):
     per run) and gradients. Returns the eigenvectors, the curvatures and the
     number of Hessian-vector products taken.
     """
-    hessian = _full_hessian(hvp, n_dims)
+    hessian = full_hessian(hvp, n_dims=n_dims)
     n_products = n_dims
     values, vectors = torch.linalg.eigh(hessian)
     top = float(values.abs().max())
     n_flat = int((values <= _FLAT_SHARE * top).sum()) if top > 0 else n_dims
     if hvp_at is not None and 2 * n_flat >= n_dims:
-        hessian = hessian + _level_set_hessian(landscape, hvp_at, n_dims, delta)
+        del vectors  # at most two n x n matrices held at a time
+        hessian += _level_set_hessian(landscape, hvp_at, n_dims, delta)
         n_products += _LEVEL_POINTS * n_dims
         values, vectors = torch.linalg.eigh(hessian)
+    del hessian
     guess = np.sqrt(2 * delta / np.maximum(values.numpy(), 1e-300))
     guess = np.minimum(guess, landscape.max_radius)
     both = torch.cat([vectors.T, -vectors.T])
@@ -1215,7 +1204,8 @@ def annealed_log10_volume(
         Maps a (B, n_dims) float tensor of displacements to B losses,
         differentiable by torch autograd. The minimum is at ``z = 0``.
     n_dims : int
-        Dimension ``n`` (at most 20,000: the model is the whole Hessian).
+        Dimension ``n`` (at most 20,000: the model is the whole Hessian,
+        about 3.5 ``n x n`` float64 matrices at the peak, 11 GB there).
     cutoff : float
         Loss level that ends the basin, above ``loss_fn(0)``.
     basin : {'star', 'sublevel'}, default='star'
