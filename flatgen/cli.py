@@ -143,13 +143,27 @@ def _common(parser, name):
             else "the clean and the most poisoned network's basin volume is "
             "also measured by annealing"
         )
-        parser.add_argument(
+        preset = get_spec(name).full.get("annealed_cutoffs") or []
+        default = (
+            " ".join(f"{c:g}" for c in preset) + ", none with --quick"
+            if preset
+            else "none"
+        )
+        annealed = parser.add_mutually_exclusive_group()
+        annealed.add_argument(
             "--annealed-cutoffs",
             type=_cutoff,
             nargs="+",
             metavar="CE",
             help=f"training cross-entropies at which {which}, with intervals "
-            "(minutes per network; default: none)",
+            f"(minutes per network; default: {default})",
+        )
+        annealed.add_argument(
+            "--no-annealed",
+            dest="annealed_cutoffs",
+            action="store_const",
+            const=[],
+            help="measure no basin volume by annealing",
         )
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bars, only the summary"

@@ -152,6 +152,11 @@ def not_a_folder(tmp_path):
         (["swissroll", "--annealed-cutoffs", "inf"], 2, "must be a positive number"),
         (["digits", "--annealed-cutoffs", "-1"], 2, "must be a positive number"),
         (["study", "--annealed-cutoffs", "nan"], 2, "must be a positive number"),
+        (
+            ["swissroll", "--no-annealed", "--annealed-cutoffs", "0.5"],
+            2,
+            "not allowed with argument --no-annealed",
+        ),
     ],
 )
 def test_bad_arguments_one_line_error(
@@ -222,6 +227,32 @@ def test_n_jobs_beyond_the_cores_is_capped_in_one_line(monkeypatch, tmp_path, ca
     assert status == 130
     assert seen["n_jobs"] == usable_cores()
     assert f"--n-jobs 999 is more than the {usable_cores()} usable CPU cores" in stderr
+
+
+@pytest.mark.parametrize(
+    "args, cutoffs",
+    [
+        ((), None),
+        (("--no-annealed",), []),
+        (("--annealed-cutoffs", "1", "0.5"), [1, 0.5]),
+    ],
+)
+def test_annealed_cutoffs_default_to_the_preset_and_can_be_left_out(
+    args, cutoffs, monkeypatch, tmp_path, capsys
+):
+    from flatgen import experiments
+
+    seen = {}
+
+    def record(out, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt  # stop before any work
+
+    monkeypatch.setattr(experiments, "run_swissroll", record)
+    status, _, _ = run_cli(capsys, "swissroll", *args, "--out", str(tmp_path))
+    assert status == 130
+    # None takes the preset's (the full run's 0.5); [] measures none.
+    assert seen.get("annealed_cutoffs") == cutoffs
 
 
 def test_interrupt_during_start_up_is_the_same_one_line(monkeypatch, capsys):

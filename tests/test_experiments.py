@@ -1125,15 +1125,31 @@ def test_annealed_volumes_of_the_extremes_reach_summary_report_and_console(tmp_p
     assert plain.annealed_volumes == {}
 
 
+def test_the_swiss_roll_anneals_at_its_preset_cutoff_unless_left_out():
+    from flatgen.experiments._experiment import make_settings
+    from flatgen.experiments.specs import get_spec
+
+    spec = get_spec("swissroll")
+
+    def cutoffs(quick, given):
+        settings = make_settings(spec, quick, None, None, None, given)
+        return settings["annealed_cutoffs"]
+
+    assert cutoffs(False, None) == [0.5]  # the full run measures it
+    assert cutoffs(True, None) == []  # --quick stays quick
+    assert cutoffs(False, []) == [] and cutoffs(False, ()) == []
+    assert cutoffs(True, [1.0, 0.5, 1.0]) == [0.5, 1.0]
+    assert get_spec("study").full["annealed_cutoffs"] == []
+
+
 @pytest.mark.parametrize(
     "spec, cutoffs, match",
     [
-        ("swissroll", [], "at least one finite, positive"),
-        ("swissroll", [0.5, -1.0], "at least one finite, positive"),
-        ("swissroll", ["a"], "at least one finite, positive"),
-        ("digits", [0.5, -1.0], "at least one finite, positive"),
-        ("study", [0.0], "at least one finite, positive"),
-        ("study", [float("nan")], "at least one finite, positive"),
+        ("swissroll", [0.5, -1.0], "finite, positive cross-entropies"),
+        ("swissroll", ["a"], "finite, positive cross-entropies"),
+        ("digits", [0.5, -1.0], "finite, positive cross-entropies"),
+        ("study", [0.0], "finite, positive cross-entropies"),
+        ("study", [float("nan")], "finite, positive cross-entropies"),
     ],
 )
 def test_bad_annealed_cutoffs_are_refused_before_any_work(

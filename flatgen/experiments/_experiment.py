@@ -68,10 +68,13 @@ def _check_annealed_cutoffs(spec, cutoffs):
         values = np.unique(np.asarray(cutoffs, dtype=float).ravel())
     except (TypeError, ValueError):
         values = np.array([np.nan])
-    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
+    # An empty list asks for none (the way to leave out a preset's).
+    if values.size == 0:
+        return []
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
         raise ValueError(
-            "`annealed_cutoffs` must hold at least one finite, positive "
-            f"cross-entropy. Got {cutoffs!r} instead."
+            "`annealed_cutoffs` must be finite, positive cross-entropies, or "
+            f"an empty list for none. Got {cutoffs!r} instead."
         )
     return values.tolist()
 
@@ -401,8 +404,9 @@ def run_experiment(
         Training cross-entropies at which the clean and the most poisoned
         network's basin volume is also measured by annealing
         (:class:`~flatgen.AnnealedVolumeEstimator`); the preset's when None
-        (none in the shipped presets: minutes per network and cutoff).
-        Only for experiments that take the ``'annealed_volume'`` measure.
+        (``[0.5]`` for the swiss roll's full run, none elsewhere: minutes
+        per network and cutoff), none for ``[]``. Only for experiments that
+        take the ``'annealed_volume'`` measure.
     verbose : int, default=1
         Progress bars when positive.
     **options
