@@ -134,7 +134,13 @@ def measure_flatness(estimator, X, y, *, cutoffs, volume, curvature):
     }
     if np.any(valid):
         est = VolumeEstimator(cutoff=cutoffs[valid].tolist(), **volume)
-        est.fit(estimator, X, y)
+        with warnings.catch_warnings():
+            # What these warn of is kept in the record (effective sample
+            # size, capped share), which the report and console flag per
+            # cutoff: as warnings they repeated it for every network.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", VolumeSaturationWarning)
+            est.fit(estimator, X, y)
         record["log10_volume"][valid] = est.log10_volume_
         record["log10_volume_ci"][valid] = est.log10_volume_ci_
         record["mean_log_radius"][valid] = est.mean_log_radius_
