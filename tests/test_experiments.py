@@ -544,21 +544,23 @@ def test_study_ranks_every_measure_over_the_fitted_models(tiny_study_run):
     loaded = ExperimentResult.from_json(tmp_path / "summary.json")
     assert loaded.study["ranking"] == json.loads(json.dumps(ranking))
     # The perturbation-based measures again at half their scale; x1 is the
-    # ranking's own tau. The scales each model sets by a loss increase are
-    # taken at the preset bound alone, but for the raw PAC-Bayes one.
+    # ranking's own tau. On the MLPs (the preset's flatness_sweep_families)
+    # the scales each model sets by a loss increase are swept by their bound.
     sweep = {row["measure"]: row["taus"] for row in study["scale_sweep"]}
+    by_rule = {
+        "adaptive_pac_bayes_flatness",
+        "worst_case_flatness",
+        "adaptive_worst_case_flatness",
+    }
     assert set(sweep) == {
         "worst_case_sharpness",
         "adaptive_worst_case_sharpness",
         "adaptive_average_sharpness",
         "pac_bayes_flatness",
+        *by_rule,
     }
     by_measure = {r["measure"]: r["tau"] for r in ranking}
-    assert {
-        "adaptive_pac_bayes_flatness",
-        "worst_case_flatness",
-        "adaptive_worst_case_flatness",
-    } <= set(by_measure)
+    assert by_rule <= set(by_measure)
     for measure, taus in sweep.items():
         assert list(taus) == ["0.5", "1"]
         assert taus["1"]["tau"] == by_measure[measure]
@@ -714,6 +716,27 @@ def test_study_ranks_per_family_and_pooled(two_family_run):
     assert "Scale sweep, CNNs on the 8x8 digits" in report
     assert set(study["learning_coefficients"]) == {r["name"] for r in study["models"]}
     assert families["cnn"]["scale_sweep"] and study["scale_sweep"]
+    # The bound of the scales set by rule is swept on the MLPs alone, so
+    # neither the CNNs nor the pooled ranking has it.
+    swept = {
+        where: {row["measure"] for row in sweep}
+        for where, sweep in [
+            ("mlp", families["mlp"]["scale_sweep"]),
+            ("cnn", families["cnn"]["scale_sweep"]),
+            ("pooled", study["scale_sweep"]),
+        ]
+    }
+    assert "worst_case_flatness" in swept["mlp"]
+    assert (
+        swept["cnn"]
+        == swept["pooled"]
+        == swept["mlp"]
+        - {
+            "adaptive_pac_bayes_flatness",
+            "worst_case_flatness",
+            "adaptive_worst_case_flatness",
+        }
+    )
     # Three panels side by side: pooled, then one per family.
     from PIL import Image
 

@@ -304,7 +304,7 @@ def _margin_report(result, model, plotter):
     )
 
 
-def _zoo_settings(s, seeds):
+def _zoo_settings(s, seeds, family=None):
     return {
         "curvature": {
             "n_iter": s["curvature_iter"],
@@ -336,6 +336,7 @@ def _zoo_settings(s, seeds):
             "max_radius": s["basin_max_radius"],
         },
         "scale_factors": list(s.get("scale_factors", [])),
+        "flatness_swept": family in s.get("flatness_sweep_families", []),
         "seed": seeds["directions"],
     }
 
@@ -491,8 +492,20 @@ def _rank(kept, options):
 
 
 def _scale_sweep(kept, ranking, gaps, params, options):
-    """Tau of each perturbation-based measure at every multiple of its scale."""
-    swept = kept[0].get("scale_sweep") or {}
+    """Tau of each perturbation-based measure at every multiple of its scale.
+
+    Only the measures and multiples every model was taken at (pooled over
+    families, a sweep one family alone has is left out).
+    """
+    swept = {
+        measure: [
+            f
+            for f in factors
+            if all(f in r["scale_sweep"].get(measure, {}) for r in kept)
+        ]
+        for measure, factors in (kept[0].get("scale_sweep") or {}).items()
+    }
+    swept = {measure: factors for measure, factors in swept.items() if factors}
     if not swept:
         return []
     values = {
@@ -561,6 +574,7 @@ MEASURES = {
             _zoo_settings,
             _zoo_report,
             summarize=_zoo_ranking,
+            per_family=True,
         ),
         # The study's local learning coefficient (SGLD chains), added to the
         # zoo's rows.
