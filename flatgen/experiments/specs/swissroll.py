@@ -29,7 +29,7 @@ FULL = {
     # Cutoffs at which the clean and the most poisoned network's volume is
     # also measured by annealing (AnnealedVolumeEstimator), with its options:
     # the paper's headline number, measured where the rays only bound it.
-    # About 18 minutes on two cores (clean 7, beta = 1 11.5, whose
+    # About 24 minutes on two cores (clean 9, beta = 1 15, whose
     # diagnostics still warn; see the volume page of the user guide);
     # --no-annealed (annealed_cutoffs=[]) leaves it out.
     "annealed_cutoffs": [0.5],
@@ -217,8 +217,8 @@ def run_swissroll(
         (:class:`~flatgen.AnnealedVolumeEstimator`, four runs of 8 chains
         each), reported with its interval and diagnostics beside the rays'
         estimates and drawn in ``volume_vs_gap.png``. None (the default)
-        takes the preset's: ``[0.5]`` for the full run, about 18 minutes
-        per cutoff on 2 CPU cores (clean 7, beta = 1 11.5; see the volume
+        takes the preset's: ``[0.5]`` for the full run, about 24 minutes
+        per cutoff on 2 CPU cores (clean 9, beta = 1 15; see the volume
         page of the user guide), none for ``quick``; ``[]`` measures none.
     verbose : int, default=1
         Progress bars when positive.
