@@ -1146,6 +1146,15 @@ def test_annealed_volumes_of_the_extremes_reach_summary_report_and_console(tmp_p
     # The shipped presets leave the cutoffs empty: the step measures nothing.
     plain = run_experiment(base, tmp_path / "plain", random_state=3, **kwargs)
     assert plain.annealed_volumes == {}
+    # The annealed estimates get a panel of their own beside the rays' (on
+    # one axis they would lie far above the rays' view).
+    from PIL import Image
+
+    width, height = Image.open(tmp_path / "volume_vs_gap.png").size
+    plain_width, plain_height = Image.open(
+        tmp_path / "plain" / "volume_vs_gap.png"
+    ).size
+    assert width / height > 2 > 1.6 > plain_width / plain_height
 
 
 def test_the_swiss_roll_anneals_at_its_preset_cutoff_unless_left_out():

@@ -180,12 +180,16 @@ def volume_gap(
     labels : list of str
         Model names.
     title : str, default=None
-        Axes title.
+        Figure title.
     name : str, default='volume_vs_gap.png'
         File name.
     annealed : list of tuple, default=()
-        ``(gap, cutoff, log10_volume, (low, high))`` of annealed estimates,
-        drawn as black diamonds with their intervals.
+        ``(gap, cutoff, log10_volume, (low, high), reliable, label)`` of
+        annealed estimates, drawn in a second panel with their intervals
+        (hollow where a diagnostic warned). They lie hundreds or thousands
+        of orders above the rays' estimates, which are set by a few rays,
+        so one axis would show neither the gap between the networks nor the
+        intervals.
 
     Returns
     -------
@@ -194,28 +198,68 @@ def volume_gap(
     name : str
         The file written.
     """
-    fig, ax = _figure()
+    if not annealed:
+        fig, ax = _figure()
+    else:
+        fig, (ax, right) = _figure(ncols=2, width=5.2)
     display = VolumeGapDisplay(
         gaps, volumes, cutoffs, log10_volume_ci=ci, labels=labels
     )
     display.plot(ax=ax)
-    for i, (gap, cutoff, value, (low, high)) in enumerate(annealed):
+    if annealed:
+        _annealed_panel(right, annealed)
+        ax.set_title("by rays (VolumeEstimator)", fontsize="medium")
+        if title is not None:
+            fig.suptitle(title)
+    elif title is not None:
+        ax.set_title(title)
+    return display, _save(fig, out, name)
+
+
+def _annealed_panel(ax, annealed):
+    """Draw the annealed estimates against the gap, one marker per cutoff."""
+    by_cutoff = sorted({cutoff for _, cutoff, *_ in annealed})
+    warned, labelled = False, set()
+    for gap, cutoff, value, (low, high), reliable, label in annealed:
+        j = by_cutoff.index(cutoff)
+        color = OKABE_ITO[(j + 4) % len(OKABE_ITO)]
         ax.errorbar(
             [gap],
             [value],
             yerr=[[value - low], [high - value]],
-            fmt="D",
-            color="black",
-            markersize=6,
+            fmt=("D", "o", "s")[j % 3],
+            color=color,
+            markerfacecolor=color if reliable else "white",
+            markersize=7,
             capsize=4,
-            zorder=5,
-            label=f"annealed, CE {cutoff:g} (95 % CI)" if i == 0 else None,
+            zorder=3,
+            label=None if j in labelled else f"CE {cutoff:g}, 95 % interval",
         )
-    if annealed:
-        ax.legend(fontsize="small")
-    if title is not None:
-        ax.set_title(title)
-    return display, _save(fig, out, name)
+        labelled.add(j)
+        ax.annotate(
+            label,
+            (gap, value),
+            xytext=(6, 0),
+            textcoords="offset points",
+            fontsize="x-small",
+            va="center",
+        )
+        warned |= not reliable
+    if warned:
+        ax.plot(
+            [],
+            [],
+            "D",
+            color="0.3",
+            markerfacecolor="white",
+            label="hollow: a diagnostic warned",
+        )
+    ax.margins(x=0.15, y=0.15)
+    ax.set_xlabel("generalization gap (train − test accuracy)")
+    ax.set_ylabel("log$_{10}$ basin volume")
+    ax.set_title("by annealing (AnnealedVolumeEstimator)", fontsize="medium")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
 
 
 def margin_distributions(out, margins, labels, name="margins.png"):
