@@ -67,7 +67,8 @@ def _volume_vs_gap(run):
                         cutoff,
                         record["log10_volume"][i],
                         record["log10_volume_ci"][i],
-                        bool(record.get("reliable", [True] * (i + 1))[i]),
+                        # Unknown (a step cached without it): drawn as warned.
+                        bool(record.get("reliable", [False] * (i + 1))[i]),
                         f"beta={m.poison_factor:g}",
                     )
                 )
