@@ -3,6 +3,7 @@
 import pytest
 import torch
 from torch import nn
+from torch.autograd import forward_ad
 from torch.func import vmap
 
 from flatgen.networks import MaxPool2d, SmallCNN
@@ -59,6 +60,72 @@ def test_gradients_are_torch_max_pool_gradients():
         (layer(leaf) * torch.arange(32.0).reshape(2, 4, 4)).sum().backward()
         grads.append(leaf.grad)
     assert torch.equal(grads[0], grads[1])
+
+
+def _pool_derivatives(layer, x, weights, tangent):
+    """Values, gradient, a Hessian-vector product and a forward-mode derivative."""
+    leaf = x.clone().requires_grad_()
+    out = layer(leaf)
+    (grad,) = torch.autograd.grad(
+        (out.nan_to_num() * weights).sum(), leaf, create_graph=True
+    )
+    (second,) = torch.autograd.grad(
+        (grad * tangent).sum() + (out * out).nan_to_num().sum(), leaf
+    )
+    with forward_ad.dual_level():
+        dual = forward_ad.make_dual(x.clone(), tangent)
+        forward = forward_ad.unpack_dual(layer(dual)).tangent
+    return out.detach(), grad.detach(), second, forward
+
+
+# torch's own forward-mode max-pool warns that it uses torch.jit.script.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "kernel, shape",
+    [
+        (2, (5, 3, 8, 8)),
+        (2, (4, 2, 9, 7)),
+        ((2, 1), (3, 2, 6, 1)),
+        ((1, 2), (3, 2, 1, 6)),
+        (3, (2, 4, 10, 11)),
+        (2, (3, 8, 8)),
+    ],
+)
+def test_training_path_differentiates_as_torch_max_pool(kernel, shape, dtype):
+    # With gradients the pool runs torch's channels-last kernel and torch's
+    # backward on its indices: every derivative equals torch's bit for bit,
+    # whichever element of a tied, infinite or NaN window it routes to.
+    generator = torch.Generator().manual_seed(4)
+    x = torch.randn(shape, generator=generator, dtype=dtype)
+    x.view(-1)[::7] = float("nan")
+    x.view(-1)[1::5] = 0.0
+    x.view(-1)[2::11] = -float("inf")
+    x.view(-1)[3::13] = float("inf")
+    tangent = torch.randn(shape, generator=generator, dtype=dtype)
+    for images in (x, torch.relu(x.nan_to_num(posinf=1.0, neginf=-1.0))):
+        weights = torch.randn(
+            nn.MaxPool2d(kernel)(images).shape, generator=generator, dtype=dtype
+        )
+        ours = _pool_derivatives(MaxPool2d(kernel), images, weights, tangent)
+        theirs = _pool_derivatives(nn.MaxPool2d(kernel), images, weights, tangent)
+        for a, b in zip(ours, theirs):
+            assert a.shape == b.shape
+            assert torch.equal(torch.isnan(a), torch.isnan(b))
+            assert torch.equal(a.nan_to_num(), b.nan_to_num())
+
+
+def test_training_path_leaves_function_transforms_to_torch():
+    # Under torch.func.grad the pool is torch's own (a custom autograd
+    # function would need rules for every transform).
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+
+    def total(layer):
+        return lambda images: (layer(images) ** 2).sum()
+
+    ours = torch.func.grad(total(MaxPool2d(2)))(x)
+    theirs = torch.func.grad(total(nn.MaxPool2d(2)))(x)
+    assert torch.equal(ours, theirs)
 
 
 def _reference_cnn(net):
