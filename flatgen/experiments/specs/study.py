@@ -50,9 +50,8 @@ FULL = {
     "flatness_rtol": 0.01,
     # The families whose bound is swept too (the scale factors below times
     # 0.1): on an MLP the three searches take a few seconds, on a digits CNN
-    # about 10 s per bound, so the CNNs' sweep would add about 5 minutes
-    # to the study.
-    "flatness_sweep_families": ["mlp"],
+    # about 10 s per bound.
+    "flatness_sweep_families": ["mlp", "cnn"],
     # The perturbation-based measures are also taken at these multiples of
     # their scale (sharpness radii, average sigma, PAC-Bayes bound): the
     # report shows how each one's tau depends on it.
