@@ -1,11 +1,11 @@
 """SmallCNN's pooling layers: flatgen's vs torch's, side by side.
 
 ``flatgen.networks.SmallCNN`` max-pools with :class:`flatgen.networks.MaxPool2d`
-(without gradients, on a CPU: maxima of strided slices instead of torch's
-channels-first kernel) and puts an identity where the adaptive average pool
-would pool a map to its own size. Both give the same numbers bit for bit;
-this script checks that on one trained network and times the work that
-only evaluates the network, which dominates the study's CNN measures:
+(on a CPU: without gradients, maxima of strided slices instead of torch's
+channels-first kernel; with gradients, torch's channels-last kernel and
+torch's backward on its indices) and puts an identity where the adaptive
+average pool would pool a map to its own size. Both give the same numbers
+bit for bit; this script checks that on one trained network and times:
 
 - ``predict`` on 51,200 images (200 calls of 256),
 - ``MarginAnalyzer`` (the study's 32 directions, 20 refinement rounds) on
@@ -14,8 +14,10 @@ only evaluates the network, which dominates the study's CNN measures:
   ratio ~1: its engine evaluates plain sequential networks layer by layer
   on channels-last images and pools them by the same strided maxima
   whichever max-pool layer the module holds,
-- ``LearningCoefficientAnalyzer`` (4 chains, 200 steps): with gradients,
-  where both modules use torch's kernel (a control: ratio ~1).
+- the training loss's gradient on the 400 training images (50 forward and
+  backward passes, as in training; the gradients compared),
+- ``LearningCoefficientAnalyzer`` (4 chains, 200 steps): gradients of 4
+  weight vectors at once.
 
 The network: the study's digits CNN (16-32 channels, 32 hidden units, 400
 training images, SGD at learning rate 0.1, 300 steps). The reference is the
@@ -92,6 +94,17 @@ def tasks(images, labels):
         )
         return analyzer.fit(est, images, labels).radii_
 
+    def gradients(est):
+        module = est.net_.module_
+        inputs, targets = torch.as_tensor(images), torch.as_tensor(labels)
+        grads = []
+        for _ in range(50):
+            module.zero_grad()
+            loss = nn.functional.cross_entropy(module(inputs), targets)
+            loss.backward()
+            grads.append(torch.cat([p.grad.ravel() for p in module.parameters()]))
+        return torch.stack(grads).numpy()
+
     def llc(est):
         analyzer = LearningCoefficientAnalyzer(n_chains=4, n_steps=200, random_state=0)
         with warnings.catch_warnings():
@@ -102,7 +115,8 @@ def tasks(images, labels):
         "predict (51,200 images)": predict,
         "margins (100 images)": margins,
         "basin radii (control)": basin,
-        "learning coeff. (control)": llc,
+        "gradients (400 images, x50)": gradients,
+        "learning coefficient": llc,
     }
 
 
