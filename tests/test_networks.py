@@ -8,18 +8,19 @@ from torch.func import vmap
 
 from flatgen.networks import MaxPool2d, SmallCNN
 
+# Pools whose stride is their kernel, on the shapes that take each path's
+# edge cases.
+POOL_CASES = [
+    (2, (5, 3, 8, 8)),
+    (2, (4, 2, 9, 7)),  # odd sides: the last row and column are dropped
+    ((2, 1), (3, 2, 6, 1)),
+    ((1, 2), (3, 2, 1, 6)),
+    (3, (2, 4, 10, 11)),
+    (2, (3, 8, 8)),  # no batch dimension
+]
 
-@pytest.mark.parametrize(
-    "kernel, shape",
-    [
-        (2, (5, 3, 8, 8)),
-        (2, (4, 2, 9, 7)),  # odd sides: the last row and column are dropped
-        ((2, 1), (3, 2, 6, 1)),
-        ((1, 2), (3, 2, 1, 6)),
-        (3, (2, 4, 10, 11)),
-        (2, (3, 8, 8)),  # no batch dimension
-    ],
-)
+
+@pytest.mark.parametrize("kernel, shape", POOL_CASES)
 def test_inference_path_equals_torch_max_pool(kernel, shape):
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     x.view(-1)[::7] = float("nan")
@@ -81,17 +82,7 @@ def _pool_derivatives(layer, x, weights, tangent):
 # torch's own forward-mode max-pool warns that it uses torch.jit.script.
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize(
-    "kernel, shape",
-    [
-        (2, (5, 3, 8, 8)),
-        (2, (4, 2, 9, 7)),
-        ((2, 1), (3, 2, 6, 1)),
-        ((1, 2), (3, 2, 1, 6)),
-        (3, (2, 4, 10, 11)),
-        (2, (3, 8, 8)),
-    ],
-)
+@pytest.mark.parametrize("kernel, shape", POOL_CASES)
 def test_training_path_differentiates_as_torch_max_pool(kernel, shape, dtype):
     # With gradients the pool runs torch's channels-last kernel and torch's
     # backward on its indices: every derivative equals torch's bit for bit,
