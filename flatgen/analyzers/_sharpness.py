@@ -193,11 +193,11 @@ class PACBayesAnalyzer(FlatnessAnalyzer):
     """PAC-Bayes flatness: the largest weight noise the minimum tolerates.
 
     The largest ``sigma`` with ``E_u[L(theta* + sigma * s * u)] - L(theta*)
-    <= bound``, ``u ~ N(0, I)``, by bisection on ``log sigma`` with common
-    random numbers; Jiang et al. (2020) found ``1 / sigma**2``
-    ("pacbayes.flatness") among the measures most correlated with the
-    generalization gap. Their bound is 0.1 on the training error; here it is
-    on the mean training cross-entropy.
+    <= bound``, ``u ~ N(0, I)``, by a bracketing root search on ``log sigma``
+    (Chandrupatla's method) with common random numbers; Jiang et al.
+    (2020) found ``1 / sigma**2`` ("pacbayes.flatness") among the measures
+    most correlated with the generalization gap. Their bound is 0.1 on the
+    training error; here it is on the mean training cross-entropy.
 
     Parameters
     ----------
@@ -327,7 +327,7 @@ class WorstCaseFlatnessAnalyzer(FlatnessAnalyzer):
     The largest ``radius`` with ``max_{||u|| <= radius} L(theta* + s * u)
     - L(theta*) <= bound``, the maximum found by projected gradient ascent
     (as in :class:`SharpnessAnalyzer`, from the same seeded starts at every
-    radius) and the radius by bisection on ``log radius``. The worst-case
+    radius) and the radius by a bracketing root search on ``log radius``. The worst-case
     sharpness then needs no radius set by hand: each model gets the one at
     which its loss rises by ``bound``. Jiang et al. (2020) rank networks by
     ``1 / radius**2`` ("sharpness.flatness"; with ``scale='adaptive'``
