@@ -50,7 +50,7 @@ FULL = {
     "flatness_rtol": 0.01,
     # The families whose bound is swept too (the scale factors below times
     # 0.1): on an MLP the three searches take a few seconds, on a digits CNN
-    # about 10 s per bound.
+    # 3-5 s per bound (benchmarks/tolerated_scale_search.py).
     "flatness_sweep_families": ["mlp", "cnn"],
     # The perturbation-based measures are also taken at these multiples of
     # their scale (sharpness radii, average sigma, PAC-Bayes bound): the
