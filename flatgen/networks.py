@@ -81,8 +81,13 @@ class MaxPool2d(nn.MaxPool2d):
       included, with the forward pass about 3x faster (1,600 x 8 x 8 x 8 on
       one core: 1.6 ms instead of 4.4, the layout change included).
 
-    Under ``torch.func`` transforms with gradients, on other devices and for
-    any other configuration it is :class:`torch.nn.MaxPool2d` itself.
+    Under ``torch.func.vmap`` alone (a batched network's gradients, as the
+    learning coefficient's chains take them) the same channels-last path
+    pools the vmapped images as one batch, the numbers again torch's bit
+    for bit (the chains' gradients of a digits CNN about 1.3x faster).
+    Under the other ``torch.func`` transforms with gradients, on other
+    devices and for any other configuration it is
+    :class:`torch.nn.MaxPool2d` itself.
 
     Parameters
     ----------
@@ -117,9 +122,23 @@ class MaxPool2d(nn.MaxPool2d):
             return super().forward(x)
         if not torch.is_grad_enabled():
             return strided_max(x, kernel, height_dim=-2).contiguous()
-        if x.ndim in (3, 4) and not torch._C._functorch.is_functorch_wrapped_tensor(x):
+        if x.ndim in (3, 4) and _plain_or_vmapped(x):
             return _channels_last_max_pool(x, kernel)
         return super().forward(x)
+
+
+def _plain_or_vmapped(x):
+    """Whether ``x`` is a plain tensor or one batched by ``vmap`` alone.
+
+    Such a tensor reaches the channels-last pool (under ``vmap`` through its
+    batching rule: the chains' images pooled as one batch, as a batched
+    network's gradients need); under the other ``torch.func`` transforms the
+    pool stays torch's.
+    """
+    functorch = torch._C._functorch
+    while functorch.is_batchedtensor(x):
+        x = functorch.get_unwrapped(x)
+    return not functorch.is_functorch_wrapped_tensor(x)
 
 
 class _ChannelsLastMaxPool(torch.autograd.Function):
@@ -165,6 +184,16 @@ class _ChannelsLastMaxPool(torch.autograd.Function):
             grad, x, kernel, kernel, [0, 0], [1, 1], False, indices
         )
         return grad_x, None
+
+    @staticmethod
+    def vmap(info, in_dims, x, kernel):
+        # The vmapped axis joins the images: one 4-D batch for the kernel.
+        x = x.movedim(in_dims[0], 0)
+        size = x.shape[0]
+        batch = x.reshape(-1, *x.shape[-3:])
+        values, indices = _ChannelsLastMaxPool.apply(batch, kernel)
+        shape = (size, *x.shape[1:-2], *values.shape[-2:])
+        return (values.reshape(shape), indices.reshape(shape)), (0, 0)
 
     @staticmethod
     def jvp(ctx, tangent, _):

@@ -119,6 +119,42 @@ def test_training_path_leaves_function_transforms_to_torch():
     assert torch.equal(ours, theirs)
 
 
+def test_vmapped_path_pools_and_differentiates_as_torch_max_pool():
+    # Under vmap alone (a batched network's gradients: the chains' weights
+    # vmapped, one backward pass of their sum) the chains' images are pooled
+    # as one batch by the channels-last kernel; every number is torch's.
+    generator = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 5, 4, 8, 8, generator=generator)
+    x[0, 0, 0, :2, :2] = 1.0  # a tied window
+    x[1, 2, 1, 4:6, 2:4] = float("nan")
+    tangent = torch.randn(x.shape, generator=generator)
+
+    def squares(layer):
+        return lambda images: (layer(images) ** 2).sum()
+
+    def per_chain(layer):
+        leaf = x.clone().requires_grad_(True)
+        values = torch.func.vmap(lambda t: layer(t).sum((-1, -2, -3)))(leaf)
+        (grad,) = torch.autograd.grad(values.nansum(), leaf)
+        return values, grad
+
+    def numbers(layer):
+        return [
+            *per_chain(layer),
+            torch.func.vmap(layer)(x[:, 0]),  # unbatched images
+            torch.func.vmap(layer, in_dims=1)(x),
+            torch.func.vmap(torch.func.grad(squares(layer)))(x),
+            torch.func.grad(lambda t: torch.func.vmap(squares(layer))(t).sum())(x),
+            torch.func.vmap(lambda a, b: torch.func.jvp(layer, (a,), (b,))[1])(
+                x, tangent
+            ),
+        ]
+
+    for ours, theirs in zip(numbers(MaxPool2d(2)), numbers(nn.MaxPool2d(2))):
+        assert torch.equal(ours.isnan(), theirs.isnan())
+        assert torch.equal(ours.nan_to_num(), theirs.nan_to_num())
+
+
 def _reference_cnn(net):
     """``net`` with torch's pooling layers (the adaptive pool always there)."""
     layers = []
