@@ -16,6 +16,8 @@ bit for bit; this script checks that on one trained network and times:
   whichever max-pool layer the module holds,
 - the training loss's gradient on the 400 training images (50 forward and
   backward passes, as in training; the gradients compared),
+- the same gradient at 4 weight vectors at once (20 calls), as the
+  learning coefficient's chains take it (a vmapped forward pass),
 - ``LearningCoefficientAnalyzer`` (4 chains, 200 steps): gradients of 4
   weight vectors at once.
 
@@ -44,6 +46,8 @@ from flatgen import (
     MarginAnalyzer,
     PoisonedCNNClassifier,
 )
+from flatgen.landscape import TrainingObjective
+from flatgen.landscape._parameters import flatten_parameters
 from flatgen.networks import MaxPool2d
 
 
@@ -105,6 +109,16 @@ def tasks(images, labels):
             grads.append(torch.cat([p.grad.ravel() for p in module.parameters()]))
         return torch.stack(grads).numpy()
 
+    def chain_gradients(est):
+        # The learning coefficient's step: the training loss's gradient at 4
+        # weight vectors at once (vmapped forward pass, one backward pass).
+        objective = TrainingObjective.from_model(est, images, labels)
+        theta0 = flatten_parameters(objective.module).detach()
+        generator = torch.Generator().manual_seed(0)
+        thetas = theta0 + 1e-2 * torch.randn(4, len(theta0), generator=generator)
+        grads = [objective.losses_and_grads(thetas)[1] for _ in range(20)]
+        return torch.stack(grads).numpy()
+
     def llc(est):
         analyzer = LearningCoefficientAnalyzer(n_chains=4, n_steps=200, random_state=0)
         with warnings.catch_warnings():
@@ -116,6 +130,7 @@ def tasks(images, labels):
         "margins (100 images)": margins,
         "basin radii (control)": basin,
         "gradients (400 images, x50)": gradients,
+        "chains' gradients (4 x 400, x20)": chain_gradients,
         "learning coefficient": llc,
     }
 
