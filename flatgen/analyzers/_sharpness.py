@@ -324,18 +324,18 @@ class PACBayesAnalyzer(FlatnessAnalyzer):
 class WorstCaseFlatnessAnalyzer(FlatnessAnalyzer):
     """Worst-case flatness: the largest ball of weights the minimum tolerates.
 
-    The largest ``radius`` with ``max_{||u|| <= radius} L(theta* + s * u)
-    - L(theta*) <= bound``, the maximum found by projected gradient ascent
-    (as in :class:`SharpnessAnalyzer`, from the same seeded starts at every
-    radius) and the radius by a bracketing root search on ``log radius``. The worst-case
-    sharpness then needs no radius set by hand: each model gets the one at
-    which its loss rises by ``bound``. Jiang et al. (2020) rank networks by
-    ``1 / radius**2`` ("sharpness.flatness"; with ``scale='adaptive'``
-    "sharpness.mag.flatness"); their bound is 0.1 on the training error,
-    here it is on the mean training cross-entropy. On a quadratic ``radius
-    = sqrt(2 bound / lambda_max(S H S))``; on a network the ascent finds a
-    lower bound of each maximum, so ``radius_`` is an upper bound of the
-    exact radius.
+    The largest ``radius`` with ``max_{||u|| <= radius} L(theta* + s * u) -
+    L(theta*) <= bound``, the maximum found by projected gradient ascent (as
+    in :class:`SharpnessAnalyzer`, from the same seeded starts at every
+    radius) and the radius by a bracketing root search on ``log radius``.
+    The worst-case sharpness then needs no radius set by hand: each model
+    gets the one at which its loss rises by ``bound``. Jiang et al. (2020)
+    rank networks by ``1 / radius**2`` ("sharpness.flatness"; with
+    ``scale='adaptive'`` "sharpness.mag.flatness"); their bound is 0.1 on
+    the training error, here it is on the mean training cross-entropy. On a
+    quadratic ``radius = sqrt(2 bound / lambda_max(S H S))``; on a network
+    the ascent finds a lower bound of each maximum, so ``radius_`` is an
+    upper bound of the exact radius.
 
     Parameters
     ----------

@@ -512,15 +512,15 @@ def worst_case_radius(
     The largest ``radius`` with ``max_{||u|| <= radius} L(theta0 + scale *
     u) - L(theta0) <= bound``, the maximum found by
     :func:`worst_case_sharpness` from the same seeded starts at every
-    radius, and the radius by a bracketing root search on its logarithm. The scale
-    of the worst-case sharpness is then set per model by a stated loss
+    radius, and the radius by a bracketing root search on its logarithm. The
+    scale of the worst-case sharpness is then set per model by a stated loss
     increase instead of by hand; Jiang et al. (2020) rank networks by ``1 /
     radius**2`` ("sharpness.flatness", with ``scale='adaptive'``
     "sharpness.mag.flatness") with a bound of 0.1 on the training error;
-    here the bound is on the mean cross-entropy. On a quadratic, ``radius
-    = sqrt(2 bound / lambda_max(S H S))``. The ascent finds a lower bound
-    of each maximum, so the radius found is an upper bound of the exact
-    one (equal on a quadratic).
+    here the bound is on the mean cross-entropy. On a quadratic, ``radius =
+    sqrt(2 bound / lambda_max(S H S))``. The ascent finds a lower bound of
+    each maximum, so the radius found is an upper bound of the exact one
+    (equal on a quadratic).
 
     Parameters
     ----------
@@ -643,5 +643,5 @@ def _largest_below(excess, bound, upper, rtol):
     raise AssertionError("The search lost its bracket's end within the bound.")
 
 
-# Largest |log(excess / bound)| passed to Brent's method.
+# Largest |log(excess / bound)| passed to Chandrupatla's method.
 _CLIP = 30.0
