@@ -14,8 +14,15 @@ from flatgen import PoisonedMLPClassifier, SpiralSampler, make_spirals
 # any joblib worker starts, so workers (which sign) and the main process
 # (which verifies) use the same key.
 # The folder goes when the run ends: one per run would otherwise pile up.
-_KEY_FOLDER = tempfile.mkdtemp(prefix="flatgen-test-key-")
-atexit.register(shutil.rmtree, _KEY_FOLDER, ignore_errors=True)
+# Processes the run starts (dask workers unpickling a test's function import
+# this file too) inherit the environment: they keep the run's folder rather
+# than make one of their own, which nothing would remove (they end without
+# running atexit hooks) and whose fresh key the main process would not know.
+_KEY_FOLDER = os.environ.get("FLATGEN_TEST_KEY_FOLDER")
+if _KEY_FOLDER is None:
+    _KEY_FOLDER = tempfile.mkdtemp(prefix="flatgen-test-key-")
+    atexit.register(shutil.rmtree, _KEY_FOLDER, ignore_errors=True)
+    os.environ["FLATGEN_TEST_KEY_FOLDER"] = _KEY_FOLDER
 os.environ["FLATGEN_STEP_KEY_FILE"] = os.path.join(_KEY_FOLDER, "step-signing.key")
 
 
