@@ -328,7 +328,7 @@ class TrainingObjective:
         Returns
         -------
         losses : torch.Tensor of shape (B,)
-            Mean loss over every training sample.at each vector.
+            Mean loss over every training sample at each vector.
         grads : torch.Tensor of shape (B, n_params)
             Their gradients.
         """
