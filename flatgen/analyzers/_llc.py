@@ -82,6 +82,9 @@ class LearningCoefficientAnalyzer(FlatnessAnalyzer):
         The sampled losses.
     step_size_ : float
         Step size used.
+    step_halvings_ : int
+        How many times the step rule's step was halved after chains diverged
+        (see :func:`flatgen.landscape.local_learning_coefficient`).
     base_loss_ : float
         Training loss at the minimum.
     n_params_ : int
@@ -226,6 +229,7 @@ class LearningCoefficientAnalyzer(FlatnessAnalyzer):
         self.converged_ = not result.warnings
         self.loss_trace_ = result.loss_trace
         self.step_size_ = result.step_size
+        self.step_halvings_ = result.step_halvings
         self.base_loss_ = result.loss0
         self.n_params_ = len(theta0)
         self.score_ = -self.llc_
