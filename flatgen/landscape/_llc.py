@@ -471,13 +471,13 @@ def local_learning_coefficient(
             device,
             generator,
         )
-    halvings, n_evaluations = 0, 0
-    while True:
+
+    def run(step):
         trace, diverged_at = _langevin_run(
             value_and_grad,
             (n_chains, n_dims),
             n_steps,
-            step_size,
+            step,
             n_beta,
             localization,
             scale,
@@ -485,7 +485,12 @@ def local_learning_coefficient(
             dtype,
             device,
         )
-        n_evaluations += n_steps if diverged_at is None else diverged_at + 1
+        return trace, diverged_at, n_steps if diverged_at is None else diverged_at + 1
+
+    halvings, n_evaluations = 0, 0
+    while True:
+        trace, diverged_at, used = run(step_size)
+        n_evaluations += used
         if diverged_at is None or not ruled or halvings == _MAX_STEP_HALVINGS:
             break
         halvings += 1
@@ -497,19 +502,8 @@ def local_learning_coefficient(
         # the estimate comes from a run at an eighth of it.
         halvings += _SETTLE_HALVINGS
         step_size /= 2**_SETTLE_HALVINGS
-        trace, diverged_at = _langevin_run(
-            value_and_grad,
-            (n_chains, n_dims),
-            n_steps,
-            step_size,
-            n_beta,
-            localization,
-            scale,
-            generator,
-            dtype,
-            device,
-        )
-        n_evaluations += n_steps if diverged_at is None else diverged_at + 1
+        trace, diverged_at, used = run(step_size)
+        n_evaluations += used
     messages = []
     if diverged_at is not None:
         advice = (
