@@ -576,6 +576,7 @@ def test_study_ranks_every_measure_over_the_fitted_models(tiny_study_run):
         mixed = m["measures"]["local_learning_coefficient_mixed"]
         assert mixed == llc["value"] if llc["converged"] else math.isnan(mixed)
         assert ("local_learning_coefficient" in m["flags"]) != llc["converged"]
+        assert isinstance(llc["step_halvings"], int) and llc["step_halvings"] >= 0
     assert {"local_learning_coefficient", "local_learning_coefficient_mixed"} <= set(
         by_measure
     )
@@ -885,6 +886,35 @@ def test_an_unmixed_learning_coefficient_is_flagged_and_ranked_apart():
         "local_learning_coefficient": "chains went below the minimum's loss"
     }
     assert result.study["learning_coefficients"]["c"]["warnings"] == [warned]
+    assert result.study["learning_coefficients"]["c"]["step_halvings"] is None
+
+
+def test_the_report_counts_the_models_whose_step_was_halved():
+    from flatgen.experiments._report import _llc_text
+
+    study = {
+        "models": [
+            {"name": name, "family": family}
+            for name, family in (("a", "mlp"), ("b", "mlp"), ("c", "cnn"))
+        ],
+        "learning_coefficients": {
+            "a": {"converged": True, "step_halvings": 0},
+            "b": {"converged": True, "step_halvings": 5},
+            # A record cached before the back-off existed.
+            "c": {"converged": False},
+        },
+    }
+    labels = {"mlp": "MLPs", "cnn": "CNNs"}
+    text = " ".join(_llc_text(study, labels))
+    assert "on 2 of 2 MLPs; 0 of 1 CNNs" in text
+    assert "halved until the chains ran through" in text
+    assert "on 1 of 2 MLPs (5 halvings)" in text
+    assert "CNNs (" not in text
+    study["learning_coefficients"]["a"]["step_halvings"] = 4
+    assert "on 2 of 2 MLPs (4-5 halvings)" in " ".join(_llc_text(study, labels))
+    study["learning_coefficients"]["a"]["step_halvings"] = 0
+    study["learning_coefficients"]["b"]["step_halvings"] = 0
+    assert "halved" not in " ".join(_llc_text(study, labels))
 
 
 def test_the_study_refuses_an_unknown_family(tmp_path):

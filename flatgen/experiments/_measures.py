@@ -390,6 +390,8 @@ def _llc_report(result, model, record):
     """
     details = {k: record[k] for k in ("value", "std_error", "rhat", "converged")}
     details["warnings"] = list(record.get("warnings", []))
+    # Older cached records predate the step's back-off: None, not 0, there.
+    details["step_halvings"] = record.get("step_halvings")
     result.study.setdefault("learning_coefficients", {})[model.name] = details
     for row in result.study.get("models", []):
         if row["name"] == model.name:

@@ -307,17 +307,20 @@ def _llc_text(study, labels):
     found = study.get("learning_coefficients")
     if not found:
         return []
-    by_family = {}
+    by_family, halved = {}, {}
     for row in study["models"]:
         if row["name"] in found:
+            record = found[row["name"]]
             mixed = by_family.setdefault(row["family"], [0, 0])
-            mixed[0] += found[row["name"]]["converged"]
+            mixed[0] += record["converged"]
             mixed[1] += 1
+            if record.get("step_halvings"):
+                halved.setdefault(row["family"], []).append(record["step_halvings"])
     counts = "; ".join(
         f"{m} of {n} {labels.get(family, family or 'models')}"
         for family, (m, n) in by_family.items()
     )
-    return [
+    text = [
         "",
         "The local learning coefficient's chains mixed without a warning "
         "(split R-hat at most 1.1, losses finite and not below the "
@@ -326,6 +329,22 @@ def _llc_text(study, labels):
         "only; poisoned minima mix worse, so the two together show how much "
         "of its tau the sampler sets.",
     ]
+    if halved:
+        # Where the rule's step diverged the estimate comes from a smaller
+        # step than the other models': the reader should know how many.
+        per_family = "; ".join(
+            f"{len(h)} of {by_family[family][1]} "
+            f"{labels.get(family, family or 'models')} ("
+            + (f"{min(h)}" if min(h) == max(h) else f"{min(h)}-{max(h)}")
+            + " halvings)"
+            for family, h in halved.items()
+        )
+        text[-1] += (
+            " The step rule's step diverged and was halved until the chains "
+            f"ran through (the estimate from a run three halvings further) on "
+            f"{per_family}."
+        )
+    return text
 
 
 def _volume_text(study, settings):

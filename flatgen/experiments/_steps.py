@@ -426,9 +426,10 @@ def measure_learning_coefficient(estimator, X, y, *, llc, seed):
     -------
     record : dict
         ``value``, ``std_error``, ``chain_values``, ``rhat``, ``step_size``,
-        ``converged`` and ``warnings`` (the analyzer's ConvergenceWarning
-        messages: the chains did not mix, diverged or went below the
-        minimum's loss).
+        ``step_halvings`` (how often the step rule's step was halved because
+        chains diverged at it), ``converged`` and ``warnings`` (the
+        analyzer's ConvergenceWarning messages: the chains did not mix,
+        diverged or went below the minimum's loss).
     """
     analyzer = LearningCoefficientAnalyzer(**llc, random_state=seed)
     messages = _fit_recording_convergence(analyzer, estimator, X, y)
@@ -438,6 +439,7 @@ def measure_learning_coefficient(estimator, X, y, *, llc, seed):
         "chain_values": [float(v) for v in analyzer.chain_llc_],
         "rhat": float(analyzer.rhat_),
         "step_size": float(analyzer.step_size_),
+        "step_halvings": int(analyzer.step_halvings_),
         "converged": bool(analyzer.converged_),
         "warnings": messages,
     }
