@@ -914,7 +914,12 @@ def test_the_report_counts_the_models_whose_step_was_halved():
     assert "on 2 of 2 MLPs (4-5 halvings)" in " ".join(_llc_text(study, labels))
     study["learning_coefficients"]["a"]["step_halvings"] = 0
     study["learning_coefficients"]["b"]["step_halvings"] = 0
-    assert "halved" not in " ".join(_llc_text(study, labels))
+    text = " ".join(_llc_text(study, labels))
+    assert "halved" not in text and "no halving" not in text  # c's is unknown
+    study["learning_coefficients"]["c"]["step_halvings"] = 0
+    assert "ran through on every model (no halving)" in " ".join(
+        _llc_text(study, labels)
+    )
 
 
 def test_the_study_refuses_an_unknown_family(tmp_path):

@@ -308,14 +308,14 @@ def _llc_text(study, labels):
     if not found:
         return []
     by_family, halved = {}, {}
-    for row in study["models"]:
-        if row["name"] in found:
-            record = found[row["name"]]
-            mixed = by_family.setdefault(row["family"], [0, 0])
-            mixed[0] += record["converged"]
-            mixed[1] += 1
-            if record.get("step_halvings"):
-                halved.setdefault(row["family"], []).append(record["step_halvings"])
+    models = [row for row in study["models"] if row["name"] in found]
+    for row in models:
+        record = found[row["name"]]
+        mixed = by_family.setdefault(row["family"], [0, 0])
+        mixed[0] += record["converged"]
+        mixed[1] += 1
+        if record.get("step_halvings"):
+            halved.setdefault(row["family"], []).append(record["step_halvings"])
     counts = "; ".join(
         f"{m} of {n} {labels.get(family, family or 'models')}"
         for family, (m, n) in by_family.items()
@@ -344,6 +344,8 @@ def _llc_text(study, labels):
             f"ran through (the estimate from a run three halvings further) on "
             f"{per_family}."
         )
+    elif all(found[row["name"]].get("step_halvings") == 0 for row in models):
+        text[-1] += " The step rule's step ran through on every model (no halving)."
     return text
 
 
