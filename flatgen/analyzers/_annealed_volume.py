@@ -101,7 +101,8 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
     n_temperatures_ : ndarray of shape (n_cutoffs, n_runs)
         Points on each run's path.
     rhat_ : ndarray of shape (n_cutoffs,)
-        Split R-hat of the scaled loss over all chains.
+        Split R-hat of the loss over each run's chains at its last
+        temperature, the largest over runs.
     acceptance_ : ndarray of shape (n_cutoffs,)
         Mean HMC acceptance rate.
     log10_model_volume_ : ndarray of shape (n_cutoffs,)

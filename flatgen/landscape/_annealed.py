@@ -167,7 +167,9 @@ class AnnealedVolume:
         standard deviation in the interval (NaN, with a warning, where it
         could not be measured).
     rhat : float
-        Split R-hat of the loss over all chains at the last temperature.
+        Split R-hat of the loss over each run's chains at its own last
+        temperature, the largest over runs (the runs' disagreement with
+        each other shows in their spread, which sets the interval).
     acceptance : float
         Mean HMC acceptance rate.
     log10_model_volume : float
@@ -1543,8 +1545,9 @@ def annealed_log10_volume(
         )
     if not rhat <= _RHAT_MAX:
         notes.append(
-            f"The runs' chains disagree at the last temperature (split R-hat "
-            f"{rhat:.3f} > {_RHAT_MAX}); raise n_steps or lower stone_spread."
+            f"A run's chains disagree at its last temperature (split R-hat "
+            f"{rhat:.3f} > {_RHAT_MAX}, the largest over runs); raise n_steps "
+            "or lower stone_spread."
         )
     if len(measured) < n_runs:
         notes.append(
