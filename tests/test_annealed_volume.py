@@ -285,6 +285,9 @@ def test_runs_that_happen_to_agree_do_not_narrow_the_interval_below_their_own_er
     result = _measure(basin, random_state=0)
     n_runs = len(result.run_log10_volumes)
     assert result.run_standard_errors.shape == (n_runs,)
+    # Each run's split R-hat, from its own chains; rhat is the largest.
+    assert result.run_rhats.shape == (n_runs,)
+    assert result.rhat == max(result.run_rhats) and len(set(result.run_rhats)) > 1
     assert np.all(result.run_standard_errors > 0)
     variance = max(
         np.var(result.run_log10_volumes, ddof=1),
@@ -568,6 +571,9 @@ def test_analyzer_measures_a_network_and_agrees_with_the_ray_estimator():
         annealed = AnnealedVolumeEstimator(**settings, **SMALL).fit(clf, X, y)
         rays = VolumeEstimator(n_directions=400, rank="full", **settings).fit(clf, X, y)
     assert annealed.log10_volume_.shape == (1,) and annealed.n_dims_ == rays.n_dims_
+    n_runs = SMALL.get("n_runs", annealed.n_runs)
+    assert annealed.run_rhats_.shape == (1, n_runs)
+    assert annealed.rhat_[0] == annealed.run_rhats_[0].max()
     # A few dozen weights near a minimum: both measure the same star-shaped
     # basin, the rays' estimate is good there, and the two agree.
     low, high = annealed.log10_volume_ci_[0]

@@ -1165,6 +1165,9 @@ def test_annealed_volumes_of_the_extremes_reach_summary_report_and_console(tmp_p
     assert sorted(result.annealed_volumes) == ["net beta=0", "net beta=0.3"]
     record = result.annealed_volumes["net beta=0"]
     assert record["cutoffs"] == [0.5] and len(record["run_log10_volumes"][0]) == 2
+    # Each run's R-hat is kept; the largest is the one the warning reads.
+    assert len(record["run_rhats"][0]) == 2
+    assert record["rhat"][0] == max(record["run_rhats"][0])
     assert record["basin"] == "star"  # the rays' set, said in the report
     # Where the path started, its whitening and the cap ball's volume.
     assert record["start"] == ["cap ball"] and record["metric"] == ["adaptive"]
@@ -1174,6 +1177,8 @@ def test_annealed_volumes_of_the_extremes_reach_summary_report_and_console(tmp_p
     assert low <= record["log10_volume"][0] <= high
     report = (tmp_path / "report.md").read_text()
     assert "AnnealedVolumeEstimator" in report and "max hysteresis" in report
+    runs = ", ".join(f"{v:.2f}" for v in record["run_rhats"][0])
+    assert f"{record['rhat'][0]:.3f} ({runs})" in report
     assert "star-shaped basin, as the rays" in report
     assert "cap ball, adaptive whitening" in report
     assert f"cap ball: {record['log10_cap_volume']:.1f}" in report

@@ -103,6 +103,8 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
     rhat_ : ndarray of shape (n_cutoffs,)
         Split R-hat of the loss over each run's chains at its last
         temperature, the largest over runs.
+    run_rhats_ : ndarray of shape (n_cutoffs, n_runs)
+        Each run's split R-hat.
     acceptance_ : ndarray of shape (n_cutoffs,)
         Mean HMC acceptance rate.
     log10_model_volume_ : ndarray of shape (n_cutoffs,)
@@ -319,6 +321,7 @@ class AnnealedVolumeEstimator(FlatnessAnalyzer):
         self.run_standard_errors_ = stack("run_standard_errors")
         self.n_temperatures_ = stack("n_temperatures")
         self.rhat_ = stack("rhat")
+        self.run_rhats_ = stack("run_rhats")
         self.acceptance_ = stack("acceptance")
         self.log10_model_volume_ = stack("log10_model_volume")
         self.star_shaped_share_ = stack("star_shaped_share")

@@ -228,6 +228,7 @@ _FLOAT_LISTS = (
     "run_log10_volumes",
     "hysteresis",
     "rhat",
+    "run_rhats",
     "star_shaped_share",
     "cap_share",
     "log10_model_volume",

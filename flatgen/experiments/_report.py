@@ -135,7 +135,7 @@ def _annealed_text(result):
                     + ("" if record["reliable"][i] else " **diagnostics warned**"),
                     runs,
                     f"{hysteresis:.2f}",
-                    _fmt(record["rhat"][i], ".3f"),
+                    _rhat_cell(record, i),
                     f"{record['star_shaped_share'][i]:.0%}",
                     _share(record, "cap_share", i),
                     _path_start(record, i),
@@ -159,7 +159,7 @@ def _annealed_text(result):
         "annealed log10 V [95 % CI]",
         "runs",
         "max hysteresis",
-        "R-hat",
+        "R-hat (each run's)",
         "star-shaped",
         "at cap",
         "start",
@@ -300,6 +300,18 @@ def _study_text(result):
         if sweep:
             text += ["", _table_title(f"Scale sweep, {family['label']}")] + sweep
     return "\n".join(text)
+
+
+def _rhat_cell(record, i):
+    """Format the largest split R-hat, then each run's.
+
+    Records saved before the runs' R-hats were kept show the largest only.
+    """
+    cell = _fmt(record["rhat"][i], ".3f")
+    runs = record.get("run_rhats")
+    if runs is not None:
+        cell += " (" + ", ".join(_fmt(v, ".2f") for v in runs[i]) + ")"
+    return cell
 
 
 def _llc_text(study, labels):

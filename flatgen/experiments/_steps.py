@@ -180,7 +180,7 @@ def measure_annealed_volume(estimator, X, y, *, cutoffs, annealed, n_jobs=None):
     record : dict or None
         Per measured cutoff (lists): ``cutoffs``, ``log10_volume``,
         ``log10_volume_ci``, ``run_log10_volumes``, ``hysteresis``,
-        ``run_standard_errors``, ``rhat``, ``reliable``,
+        ``run_standard_errors``, ``rhat``, ``run_rhats``, ``reliable``,
         ``star_shaped_share``, ``cap_share``, ``log10_model_volume``,
         ``start``, ``metric``; and
         ``log10_cap_volume`` (the cap ball's), ``n_dims`` (weights
@@ -211,6 +211,7 @@ def measure_annealed_volume(estimator, X, y, *, cutoffs, annealed, n_jobs=None):
         "hysteresis": est.hysteresis_.tolist(),
         "run_standard_errors": est.run_standard_errors_.tolist(),
         "rhat": est.rhat_.tolist(),
+        "run_rhats": est.run_rhats_.tolist(),
         "reliable": est.reliable_.tolist(),
         "star_shaped_share": est.star_shaped_share_.tolist(),
         "cap_share": est.cap_share_.tolist(),

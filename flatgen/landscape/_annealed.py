@@ -170,6 +170,9 @@ class AnnealedVolume:
         Split R-hat of the loss over each run's chains at its own last
         temperature, the largest over runs (the runs' disagreement with
         each other shows in their spread, which sets the interval).
+    run_rhats : ndarray of shape (n_runs,)
+        Each run's split R-hat (``rhat`` is their largest): whether one run
+        or every run failed to mix.
     acceptance : float
         Mean HMC acceptance rate.
     log10_model_volume : float
@@ -226,6 +229,7 @@ class AnnealedVolume:
     hysteresis: np.ndarray
     run_standard_errors: np.ndarray
     rhat: float
+    run_rhats: np.ndarray
     acceptance: float
     log10_model_volume: float
     saddle_temperature: float
@@ -1525,7 +1529,8 @@ def annealed_log10_volume(
     # so their loss levels differ where the volume is no power of the
     # cutoff): the largest split R-hat over runs. Disagreement between
     # runs shows in their spread, which sets the interval.
-    rhat = max(float(split_rhat(r["losses"].T)) for r in runs)
+    run_rhats = np.array([float(split_rhat(r["losses"].T)) for r in runs])
+    rhat = max(float(v) for v in run_rhats)
     acceptance = float(np.mean([r["acceptance"] for r in runs]))
     inside = sum(r["inside"] for r in runs)
     star_share = sum(r["reached"] for r in runs) / inside if inside else float("nan")
@@ -1589,6 +1594,7 @@ def annealed_log10_volume(
         hysteresis=hysteresis,
         run_standard_errors=run_se,
         rhat=rhat,
+        run_rhats=run_rhats,
         acceptance=acceptance,
         log10_model_volume=float(log10_model),
         saddle_temperature=float(np.mean([r["t1"] for r in runs])),
