@@ -6,6 +6,7 @@ import numpy as np
 
 from ..io import atomic_writer
 from ..landscape._annealed import CAP_SHARE_WARN
+from ..landscape._llc import _SETTLE_HALVINGS
 from ..landscape._volume import rests_on_few_rays
 
 
@@ -353,7 +354,8 @@ def _llc_text(study, labels):
         )
         text[-1] += (
             " The step rule's step diverged and was halved until the chains "
-            f"ran through (the estimate from a run three halvings further) on "
+            "ran through (the estimate from a run "
+            f"{_SETTLE_HALVINGS} halvings further) on "
             f"{per_family}."
         )
     elif all(found[row["name"]].get("step_halvings") == 0 for row in models):
