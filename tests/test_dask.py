@@ -119,6 +119,32 @@ def one_worker_killed_mid_run(client, folder):
     assert int(killed_pid) not in new_pids.values()
 
 
+# Rarely, a joblib batch of a killed worker is cancelled as "already
+# forgotten" although every argument was scattered to both workers (seen
+# once, in one pass of a CI run, after many clean passes; the race lies in
+# joblib's dask backend and distributed, not in flatgen, and
+# docs/scaling.md says so). The kill is then tried afresh, a bounded number
+# of times: every attempt kills a worker, and the run that completes must
+# give exactly the undisturbed results.
+_KILL_ATTEMPTS = 3
+
+
+def run_with_a_worker_killed(client, folder, run):
+    """Return ``run()`` completed while a worker was killed mid-run."""
+    for attempt in range(_KILL_ATTEMPTS):
+        attempt_folder = folder / f"attempt{attempt}"
+        attempt_folder.mkdir()
+        try:
+            with one_worker_killed_mid_run(client, attempt_folder):
+                return run()
+        except distributed.client.FutureCancelledError as error:
+            if "already forgotten" not in str(error):
+                raise
+            if attempt == _KILL_ATTEMPTS - 1:
+                raise
+            client.wait_for_workers(2, timeout=120)
+
+
 def test_grid_search_on_dask_matches_n_jobs_1(client, spiral_data, serial_search):
     client.wait_for_workers(2, timeout=120)
     with distributed.get_task_stream(client) as stream, parallel_config(backend="dask"):
@@ -142,10 +168,14 @@ def test_grid_search_survives_a_killed_worker(
     folds = list(StratifiedKFold(2).split(X, y))
     arrays = [X, y] + [index for fold in folds for index in fold]
     assert all(index.nbytes > 1000 for index in arrays[2:])
-    with one_worker_killed_mid_run(client, tmp_path):
+
+    def search():
         with parallel_config(backend="dask", scatter=arrays):
-            search = _search(n_jobs=-1, cv=folds).fit(X, y)
-    assert_same_scores(serial_search, search)
+            return _search(n_jobs=-1, cv=folds).fit(X, y)
+
+    assert_same_scores(
+        serial_search, run_with_a_worker_killed(client, tmp_path, search)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +198,12 @@ def analysis_case():
 
 def test_analysis_survives_a_killed_worker(client, analysis_case, tmp_path):
     clf, X, y, params, serial = analysis_case
-    with one_worker_killed_mid_run(client, tmp_path):
+
+    def analyze():
         with parallel_config(backend="dask"):
-            basin = BasinAnalyzer(**params, n_jobs=-1).fit(clf, X, y)
+            return BasinAnalyzer(**params, n_jobs=-1).fit(clf, X, y)
+
+    basin = run_with_a_worker_killed(client, tmp_path, analyze)
     assert_array_equal(basin.radii_, serial.radii_)
     assert basin.n_evaluations_ == serial.n_evaluations_
 
